@@ -1,0 +1,9 @@
+use super::events::*;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CabinetCommand {
+    Enroll(Enrolled),
+    Activate(Activated),
+    Disable(Disabled),
+    RaiseAlarm(AlarmRaised),
+}

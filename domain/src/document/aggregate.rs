@@ -1,0 +1,154 @@
+use chrono::NaiveDate;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use super::commands::{ApprovalCheck, DocumentCommand};
+use super::events::*;
+use super::state::{DocumentState, TRANSITIONS};
+use crate::identifiers::{DocumentNumber, DocumentType, PersonId};
+use crate::transitions::{next_state, require};
+use crate::values::{DocumentRecord, Location};
+use crate::DomainError;
+
+/// A travel document as the platform knows it, folded from its events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    pub state: DocumentState,
+    pub document_type: Option<DocumentType>,
+    pub number: Option<DocumentNumber>,
+    pub holder: Option<PersonId>,
+    /// The latest record a cabinet read from the document itself.
+    pub record: Option<DocumentRecord>,
+    /// The drawer it is in, while `InCabinet`.
+    pub location: Option<Location>,
+    /// The planned return date of the current lend.
+    pub planned_return: Option<NaiveDate>,
+}
+
+impl Document {
+    pub const AGGREGATE: &'static str = "Document";
+
+    /// Judges a command against the current state: the one event it yields, or why not.
+    pub fn decide(&self, command: DocumentCommand) -> Result<DocumentEvent, DomainError> {
+        let event = match command {
+            DocumentCommand::FileApplication(e) => DocumentEvent::ApplicationFiled(e),
+            DocumentCommand::ConfirmIssuance(e) => DocumentEvent::IssuanceConfirmed(e),
+            DocumentCommand::Deposit(e) => DocumentEvent::Deposited(e),
+            DocumentCommand::Withdraw {
+                mut withdrawal,
+                approval,
+            } => {
+                if withdrawal.kind == WithdrawalKind::Lend && withdrawal.planned_return.is_none() {
+                    return Err(DomainError::MissingField("retdate"));
+                }
+                // The drawer is already open: a lend without a valid approval is recorded and
+                // flagged, not refused (SPEC §3.3).
+                withdrawal.anomaly = (withdrawal.kind == WithdrawalKind::Lend
+                    && approval == ApprovalCheck::Missing)
+                    .then_some(Anomaly::WithdrawalWithoutApproval);
+                DocumentEvent::Withdrawn(withdrawal)
+            }
+            DocumentCommand::WithdrawAbnormally(e) => DocumentEvent::AbnormalWithdrawal(e),
+            DocumentCommand::RecordCrossing(mut crossing) => {
+                crossing.anomaly = match (self.state, crossing.direction) {
+                    (DocumentState::Unknown, _) => Some(Anomaly::CrossingOfUnknownDocument),
+                    (DocumentState::InCabinet, CrossingDirection::Exit) => {
+                        Some(Anomaly::ExitWhileInCabinet)
+                    }
+                    _ => None,
+                };
+                DocumentEvent::BorderCrossed(crossing)
+            }
+            DocumentCommand::MarkReturnDateReached { today } => {
+                require(
+                    TRANSITIONS,
+                    Self::AGGREGATE,
+                    self.state,
+                    super::DocumentEventKind::ReturnDateReached,
+                )?;
+                let planned_return = self
+                    .planned_return
+                    .ok_or(DomainError::MissingField("planned_return"))?;
+                if today <= planned_return {
+                    return Err(DomainError::NotYetDue {
+                        planned_return,
+                        today,
+                    });
+                }
+                DocumentEvent::ReturnDateReached(ReturnDateReached {
+                    planned_return,
+                    observed_on: today,
+                })
+            }
+            DocumentCommand::Cancel(e) => DocumentEvent::Cancelled(e),
+            DocumentCommand::CorrectByReconciliation(e) => {
+                DocumentEvent::ReconciliationCorrected(e)
+            }
+        };
+        require(TRANSITIONS, Self::AGGREGATE, self.state, event.kind())?;
+        Ok(event)
+    }
+}
+
+impl Aggregate for Document {
+    const TYPE: &'static str = Document::AGGREGATE;
+    type Command = DocumentCommand;
+    type Event = DocumentEvent;
+    type Error = DomainError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let event = self.decide(command)?;
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        // Stored events were allowed when written; the table still decides the state so that
+        // replay and command handling can never disagree.
+        if let Some(next) = next_state(TRANSITIONS, self.state, event.kind()) {
+            self.state = next;
+        }
+        match event {
+            DocumentEvent::ApplicationFiled(e) => {
+                self.holder = Some(e.holder);
+                self.document_type = Some(e.document_type);
+            }
+            DocumentEvent::IssuanceConfirmed(e) => {
+                self.holder = Some(e.holder);
+                self.document_type = Some(e.document_type);
+                self.number = Some(e.number);
+            }
+            DocumentEvent::Deposited(e) => {
+                self.holder = Some(e.record.holder_id());
+                self.document_type = Some(e.record.document_type);
+                self.number = Some(e.record.number.clone());
+                self.record = Some(e.record);
+                self.location = Some(e.location);
+                self.planned_return = None;
+            }
+            DocumentEvent::Withdrawn(e) => {
+                self.location = None;
+                self.planned_return = e.planned_return;
+            }
+            DocumentEvent::AbnormalWithdrawal(_) => {
+                self.location = None;
+                self.planned_return = None;
+            }
+            DocumentEvent::BorderCrossed(_) | DocumentEvent::ReturnDateReached(_) => {}
+            DocumentEvent::Cancelled(_) => {
+                self.location = None;
+            }
+            DocumentEvent::ReconciliationCorrected(e) => {
+                self.location = Some(e.location);
+                self.planned_return = None;
+            }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Custody's business model. Pure: no I/O and no framework types beyond the cqrs-es
+//! `Aggregate` trait.
+//!
+//! Each aggregate lives in its own module with its commands, events and state machine; the state
+//! machines are transition tables ([`transitions`]) that the code, the tests and
+//! `docs/state-machines.md` all read.
+
+pub mod cabinet;
+pub mod document;
+pub mod error;
+pub mod identifiers;
+pub mod metadata;
+pub mod person;
+pub mod transitions;
+pub mod values;
+
+pub use error::DomainError;
+pub use metadata::EventMetadata;

@@ -1,0 +1,19 @@
+//! The event store: PostgreSQL (through postgres-es) or the embedded SQLite file (through
+//! sqlite-es), chosen once at start-up, with its schema from `migrations/`.
+//!
+//! cqrs-es's own persisted store is not used: its snapshot and aggregate modes apply events twice
+//! (0.5.0), and it stamps one metadata map on every event of a commit. [`ChainedEventStore`]
+//! replays events from the repository, links each new event to the previous one by SM3 hash, and
+//! turns every unique-key violation (sequence or idempotency key) into a conflict the caller
+//! retries.
+
+mod chain;
+mod error;
+mod log;
+mod repository;
+mod store;
+
+pub use chain::{canonical_json, event_hash, GENESIS_HASH, PREVIOUS_HASH};
+pub use error::EventLogError;
+pub use log::{Backend, EventLog, StoredEvent, StoredEventRef};
+pub use store::{ChainContext, ChainedEventStore};

@@ -1,0 +1,253 @@
+//! Opening the chosen backend, and the queries the store needs beyond cqrs-es's repository:
+//! idempotency look-ups and raw history reads.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use cqrs_es::Aggregate;
+use postgres_es::PostgresEventRepository;
+use serde_json::Value;
+use sqlite_es::SqliteEventRepository;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Row, SqlitePool};
+
+use crate::repository::Repository;
+use crate::store::ChainedEventStore;
+use crate::EventLogError;
+
+/// The database behind the event store.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// The event log: a handle on the chosen backend. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EventLog {
+    backend: Backend,
+}
+
+/// Where an event is: enough to find it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEventRef {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+}
+
+/// An event as stored, with its metadata and commit-order position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+    pub global_position: i64,
+}
+
+const EVENT_COLUMNS: &str = "aggregate_type, aggregate_id, sequence, event_type, event_version, \
+                             payload, metadata, global_position";
+
+impl EventLog {
+    /// Connects to PostgreSQL and applies `migrations/postgres`.
+    pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<Self, EventLogError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        Ok(EventLog {
+            backend: Backend::Postgres(pool),
+        })
+    }
+
+    /// Opens (creating if needed) the embedded store `custody.db` in `data_dir` and applies
+    /// `migrations/sqlite`.
+    pub async fn open_embedded(data_dir: &Path) -> Result<Self, EventLogError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| EventLogError::DataDirectory {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(data_dir.join("custody.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // The legal record: a commit that was acknowledged survives a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        Ok(EventLog {
+            backend: Backend::Sqlite(pool),
+        })
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// A short name for health and logs.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres(_) => "postgres",
+            Backend::Sqlite(_) => "embedded",
+        }
+    }
+
+    /// The cqrs-es event store of one aggregate type over this log.
+    pub fn store<A: Aggregate>(&self) -> ChainedEventStore<A> {
+        let repository = match &self.backend {
+            Backend::Postgres(pool) => {
+                Repository::Postgres(PostgresEventRepository::new(pool.clone()))
+            }
+            Backend::Sqlite(pool) => Repository::Sqlite(SqliteEventRepository::new(pool.clone())),
+        };
+        ChainedEventStore::new(repository)
+    }
+
+    /// The event that an idempotency key already produced, if any.
+    pub async fn find_by_idempotency_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<StoredEventRef>, EventLogError> {
+        let row_to_ref = |row: &dyn RowAccess| -> Result<StoredEventRef, EventLogError> {
+            Ok(StoredEventRef {
+                aggregate_type: row.text("aggregate_type")?,
+                aggregate_id: row.text("aggregate_id")?,
+                sequence: row.int("sequence")?,
+            })
+        };
+        match &self.backend {
+            Backend::Postgres(pool) => sqlx::query(
+                "SELECT aggregate_type, aggregate_id, sequence FROM events \
+                 WHERE metadata ->> 'idempotency_key' = $1",
+            )
+            .bind(key)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| row_to_ref(&row))
+            .transpose(),
+            Backend::Sqlite(pool) => sqlx::query(
+                "SELECT aggregate_type, aggregate_id, sequence FROM events \
+                 WHERE json_extract(metadata, '$.idempotency_key') = ?",
+            )
+            .bind(key)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| row_to_ref(&row))
+            .transpose(),
+        }
+    }
+
+    /// Every stored event of one aggregate, in sequence order.
+    pub async fn events_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<StoredEvent>, EventLogError> {
+        match &self.backend {
+            Backend::Postgres(pool) => {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events \
+                     WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(aggregate_type)
+                    .bind(aggregate_id)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(|row| stored_event(row)).collect()
+            }
+            Backend::Sqlite(pool) => {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events \
+                     WHERE aggregate_type = ? AND aggregate_id = ? ORDER BY sequence"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(aggregate_type)
+                    .bind(aggregate_id)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(|row| stored_event(row)).collect()
+            }
+        }
+    }
+
+    /// How many events the log holds in all.
+    pub async fn count(&self) -> Result<i64, EventLogError> {
+        let sql = "SELECT COUNT(*) AS n FROM events";
+        match &self.backend {
+            Backend::Postgres(pool) => sqlx::query(sql).fetch_one(pool).await?.int("n"),
+            Backend::Sqlite(pool) => sqlx::query(sql).fetch_one(pool).await?.int("n"),
+        }
+    }
+
+    /// Liveness of the database: one round trip.
+    pub async fn ping(&self) -> Result<(), EventLogError> {
+        match &self.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+            Backend::Sqlite(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Column access shared by both backends' rows (JSON columns are text in SQLite, json in
+/// PostgreSQL; both decode to `serde_json::Value`).
+trait RowAccess {
+    fn text(&self, column: &str) -> Result<String, EventLogError>;
+    fn int(&self, column: &str) -> Result<i64, EventLogError>;
+    fn json(&self, column: &str) -> Result<Value, EventLogError>;
+}
+
+impl RowAccess for sqlx::postgres::PgRow {
+    fn text(&self, column: &str) -> Result<String, EventLogError> {
+        Ok(self.try_get(column)?)
+    }
+    fn int(&self, column: &str) -> Result<i64, EventLogError> {
+        Ok(self.try_get(column)?)
+    }
+    fn json(&self, column: &str) -> Result<Value, EventLogError> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+impl RowAccess for sqlx::sqlite::SqliteRow {
+    fn text(&self, column: &str) -> Result<String, EventLogError> {
+        Ok(self.try_get(column)?)
+    }
+    fn int(&self, column: &str) -> Result<i64, EventLogError> {
+        Ok(self.try_get(column)?)
+    }
+    fn json(&self, column: &str) -> Result<Value, EventLogError> {
+        let text: String = self.try_get(column)?;
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+fn stored_event(row: &dyn RowAccess) -> Result<StoredEvent, EventLogError> {
+    Ok(StoredEvent {
+        aggregate_type: row.text("aggregate_type")?,
+        aggregate_id: row.text("aggregate_id")?,
+        sequence: row.int("sequence")?,
+        event_type: row.text("event_type")?,
+        event_version: row.text("event_version")?,
+        payload: row.json("payload")?,
+        metadata: row.json("metadata")?,
+        global_position: row.int("global_position")?,
+    })
+}

@@ -1,0 +1,484 @@
+//! The test harness: real servers, started once per test run (one test binary), and the app
+//! spawned on a random port.
+//!
+//! - [`postgres()`]: a throwaway PostgreSQL cluster (initdb as the `postgres` user when the
+//!   tests run as root, since initdb refuses root), on a random loopback port; every test takes
+//!   its own database from it with [`PostgresServer::fresh_database`].
+//! - [`nats()`]: a nats-server with JetStream on a random loopback port and a temporary store;
+//!   [`NatsServer::start`] gives a test its own server to kill and restart.
+//! - Each server is watched by a small shell loop that stops it by PID, and removes its
+//!   directory, once the test process is gone: statics are never dropped in Rust.
+//!
+//! Servers write to log files in their directory, never to inherited stdout/stderr, so a
+//! leftover process can never hold the test runner's output pipe open.
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use custody_api::{App, ServeConfig, StoreChoice};
+use custody_commands::{Clock, ManualClock, SystemClock};
+use custody_eventlog::EventLog;
+use tempfile::TempDir;
+
+pub mod samples;
+
+/// Which event store a test runs on. Tests that must hold on both run once per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Embedded,
+    Postgres,
+}
+
+impl StoreKind {
+    pub const ALL: [StoreKind; 2] = [StoreKind::Embedded, StoreKind::Postgres];
+}
+
+/// A fresh, empty event store of the given kind, with what keeps it alive.
+pub struct TestStore {
+    pub kind: StoreKind,
+    pub log: EventLog,
+    pub choice: StoreChoice,
+    pub data_dir: TempDir,
+}
+
+impl TestStore {
+    pub async fn new(kind: StoreKind) -> TestStore {
+        let data_dir = tempfile::Builder::new()
+            .prefix("custody-data-")
+            .tempdir()
+            .expect("temporary data directory");
+        let (log, choice) = match kind {
+            StoreKind::Embedded => (
+                EventLog::open_embedded(data_dir.path())
+                    .await
+                    .expect("open the embedded store"),
+                StoreChoice::Embedded,
+            ),
+            StoreKind::Postgres => {
+                let url = postgres().fresh_database().await;
+                (
+                    EventLog::connect_postgres(&url, 40)
+                        .await
+                        .expect("connect to the test PostgreSQL"),
+                    StoreChoice::Postgres { url },
+                )
+            }
+        };
+        TestStore {
+            kind,
+            log,
+            choice,
+            data_dir,
+        }
+    }
+}
+
+/// The app, serving on a random loopback port.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub clock: ManualClock,
+    pub store: TestStore,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Spawns the app on a fresh store of `kind`, its clock set to now.
+    pub async fn spawn(kind: StoreKind) -> TestApp {
+        let clock = ManualClock::at(SystemClock.now());
+        Self::spawn_with_clock(kind, clock).await
+    }
+
+    pub async fn spawn_with_clock(kind: StoreKind, clock: ManualClock) -> TestApp {
+        let store = TestStore::new(kind).await;
+        let config = ServeConfig {
+            listen: "127.0.0.1:0".parse().expect("loopback address"),
+            data_dir: store.data_dir.path().to_path_buf(),
+            store: store.choice.clone(),
+            max_connections: 20,
+        };
+        let app = App::build_with_clock(&config, Arc::new(clock.clone()))
+            .await
+            .expect("build the app");
+        let address = app.local_addr().expect("bound address");
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = app
+                .serve(async {
+                    let _ = stop.await;
+                })
+                .await;
+        });
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            clock,
+            store,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// Stops serving and waits until the server has finished.
+    pub async fn stop(mut self) -> TestStore {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let TestApp { store, .. } = self;
+        store
+    }
+}
+
+/// A throwaway PostgreSQL cluster.
+pub struct PostgresServer {
+    /// `postgres://postgres@127.0.0.1:PORT` (trust authentication on loopback).
+    pub server_url: String,
+    pub pid: u32,
+    pub dir: PathBuf,
+}
+
+/// The PostgreSQL of this test run, started on first use.
+pub fn postgres() -> &'static PostgresServer {
+    static SERVER: OnceLock<PostgresServer> = OnceLock::new();
+    SERVER.get_or_init(|| PostgresServer::start().unwrap_or_else(|e| panic!("{e}")))
+}
+
+impl PostgresServer {
+    fn start() -> Result<PostgresServer, String> {
+        let bin = postgres_bin_dir()?;
+        let dir = temp_dir("custody-pg-")?;
+        let data = dir.join("data");
+        let as_postgres = running_as_root();
+        if as_postgres {
+            // initdb refuses to run as root: the cluster belongs to the `postgres` user.
+            let status = Command::new("chown")
+                .args(["postgres:postgres", &dir.display().to_string()])
+                .status()
+                .map_err(|e| format!("chown: {e}"))?;
+            if !status.success() {
+                return Err("chown of the PostgreSQL directory failed".into());
+            }
+        }
+        let initdb = bin.join("initdb");
+        let mut init = if as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&initdb);
+            c
+        } else {
+            Command::new(&initdb)
+        };
+        let output = init
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", initdb.display()))?;
+        if !output.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let port = free_port()?;
+        let log = fs::File::create(dir.join("postgres.log")).map_err(|e| e.to_string())?;
+        let mut server = Command::new(bin.join("postgres"));
+        server
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-h", "127.0.0.1"])
+            .arg("-k")
+            .arg(&dir)
+            // A throwaway cluster: durability is not what these tests measure.
+            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+            .args(["-c", "full_page_writes=off", "-c", "max_connections=400"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log);
+        if as_postgres {
+            let (uid, gid) = user_ids("postgres")?;
+            server.uid(uid).gid(gid);
+        }
+        let child = server
+            .spawn()
+            .map_err(|e| format!("cannot start postgres: {e}"))?;
+        let pid = child.id();
+        watch(pid, &dir, "INT")?;
+        wait_until(Duration::from_secs(60), || {
+            fs::read_to_string(data.join("postmaster.pid"))
+                .map(|pidfile| pidfile.lines().nth(7).map(str::trim) == Some("ready"))
+                .unwrap_or(false)
+        })
+        .map_err(|_| {
+            format!(
+                "PostgreSQL did not become ready; its log: {}",
+                fs::read_to_string(dir.join("postgres.log")).unwrap_or_default()
+            )
+        })?;
+        Ok(PostgresServer {
+            server_url: format!("postgres://postgres@127.0.0.1:{port}"),
+            pid,
+            dir,
+        })
+    }
+
+    /// A new, empty database of its own for one test; returns its URL.
+    pub async fn fresh_database(&self) -> String {
+        let name = format!("custody_{}", uuid::Uuid::new_v4().simple());
+        let admin_url = format!("{}/postgres", self.server_url);
+        let mut last_error = String::new();
+        for _ in 0..50 {
+            match sqlx::PgPool::connect(&admin_url).await {
+                Ok(pool) => {
+                    match sqlx::query(&format!("CREATE DATABASE {name}"))
+                        .execute(&pool)
+                        .await
+                    {
+                        Ok(_) => {
+                            pool.close().await;
+                            return format!("{}/{name}", self.server_url);
+                        }
+                        Err(e) => last_error = e.to_string(),
+                    }
+                    pool.close().await;
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("cannot create a test database: {last_error}");
+    }
+}
+
+/// A nats-server with JetStream.
+pub struct NatsServer {
+    pub url: String,
+    pub port: u16,
+    pub store_dir: PathBuf,
+    child: Child,
+    dir: PathBuf,
+}
+
+/// The nats-server of this test run, started on first use.
+pub fn nats() -> &'static NatsServerInfo {
+    static SERVER: OnceLock<NatsServerInfo> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+        let info = NatsServerInfo {
+            url: server.url.clone(),
+            pid: server.child.id(),
+        };
+        // The shared server lives as long as the test process; its watchdog stops it.
+        std::mem::forget(server);
+        info
+    })
+}
+
+/// Where the shared nats-server is.
+pub struct NatsServerInfo {
+    pub url: String,
+    pub pid: u32,
+}
+
+impl NatsServer {
+    /// Starts a nats-server of the caller's own (to kill and restart in fault tests).
+    pub fn start() -> Result<NatsServer, String> {
+        let dir = temp_dir("custody-nats-")?;
+        let store_dir = dir.join("jetstream");
+        let port = free_port()?;
+        let child = Self::spawn(port, &store_dir, &dir)?;
+        watch(child.id(), &dir, "TERM")?;
+        let server = NatsServer {
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            store_dir,
+            child,
+            dir,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn spawn(port: u16, store_dir: &Path, dir: &Path) -> Result<Child, String> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("nats.log"))
+            .map_err(|e| e.to_string())?;
+        Command::new(nats_server_binary())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+            .arg("-sd")
+            .arg(store_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start nats-server: {e}"))
+    }
+
+    fn wait_ready(&self) -> Result<(), String> {
+        let address: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        wait_until(Duration::from_secs(30), || {
+            TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+        })
+        .map_err(|_| {
+            format!(
+                "nats-server did not start; its log: {}",
+                fs::read_to_string(self.dir.join("nats.log")).unwrap_or_default()
+            )
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, as a crash would: no flush of JetStream's store.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port and store directory.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.child = Self::spawn(self.port, &self.store_dir, &self.dir)?;
+        watch(self.child.id(), &self.dir, "TERM")?;
+        self.wait_ready()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn user_ids(user: &str) -> Result<(u32, u32), String> {
+    let id = |flag: &str| -> Result<u32, String> {
+        let output = Command::new("id")
+            .args([flag, user])
+            .output()
+            .map_err(|e| e.to_string())?;
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .map_err(|_| format!("no user {user}"))
+    };
+    Ok((id("-u")?, id("-g")?))
+}
+
+/// The directory of initdb and postgres: on PATH, or Debian's /usr/lib/postgresql/N/bin.
+fn postgres_bin_dir() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("initdb").is_file() && dir.join("postgres").is_file() {
+                return Ok(dir);
+            }
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .map_err(|_| "PostgreSQL is not installed (run scripts/test, which installs it)")?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let version = entry.file_name().to_string_lossy().parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .filter(|(_, bin)| bin.join("initdb").is_file())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .ok_or_else(|| "no PostgreSQL server binaries under /usr/lib/postgresql".to_string())
+}
+
+fn nats_server_binary() -> PathBuf {
+    ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("nats-server"))
+}
+
+fn temp_dir(prefix: &str) -> Result<PathBuf, String> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| format!("temporary directory: {e}"))?
+        .keep();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Stops `pid` with `signal` (then SIGKILL) and removes `dir` once this test process is gone.
+fn watch(pid: u32, dir: &Path, signal: &str) -> Result<(), String> {
+    let parent = std::process::id();
+    let script = format!(
+        "while kill -0 {parent} 2>/dev/null; do sleep 1; done; \
+         kill -{signal} {pid} 2>/dev/null; \
+         for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 {pid} 2>/dev/null || break; sleep 1; done; \
+         kill -KILL {pid} 2>/dev/null; rm -rf '{}'",
+        dir.display()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("cannot start the watchdog: {e}"))
+}
+
+fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> Result<(), ()> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if ready() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(())
+}
+
+/// Where the shared fixtures are: `shared/` beside the repository.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+}

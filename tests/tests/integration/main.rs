@@ -1,0 +1,6 @@
+//! Integration tests: one binary, so the throwaway PostgreSQL and nats-server start once.
+
+mod concurrency;
+mod harness;
+mod replay;
+mod state_machines;
