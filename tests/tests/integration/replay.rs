@@ -96,9 +96,11 @@ fn replay_equals_aggregate(kind: StoreKind, cases: u32) {
                         (Err(expected), Err(CommandError::Domain(actual))) => {
                             prop_assert_eq!(expected, actual)
                         }
-                        (decided, result) => return Err(TestCaseError::fail(format!(
+                        (decided, result) => {
+                            return Err(TestCaseError::fail(format!(
                             "{step:?}: aggregate decided {decided:?}, service answered {result:?}"
-                        ))),
+                        )))
+                        }
                     }
                 }
                 let stored = store
