@@ -1,6 +1,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::wire::admission::AdmissionConfig;
+use crate::wire::ProtocolConfig;
+
 /// Which event store to run on; chosen once at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreChoice {
@@ -18,9 +21,30 @@ pub struct ServeConfig {
     pub store: StoreChoice,
     /// Connections to PostgreSQL; ignored for the embedded store.
     pub max_connections: u32,
+    /// The platform's SM2 encryption key (PKCS#8 PEM); generated in `data_dir` when absent.
+    pub platform_key: Option<PathBuf>,
+    /// The first operator token's secret (`CUSTODY_OPS_TOKEN`); generated and printed once at
+    /// first start when absent.
+    pub ops_token: Option<String>,
+    pub admission: AdmissionConfig,
+    pub protocol: ProtocolConfig,
 }
 
 impl ServeConfig {
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
     pub const DEFAULT_DATA_DIR: &'static str = "./data";
+
+    /// The embedded default on `listen`, with data in `data_dir`.
+    pub fn embedded(listen: SocketAddr, data_dir: PathBuf) -> ServeConfig {
+        ServeConfig {
+            listen,
+            data_dir,
+            store: StoreChoice::Embedded,
+            max_connections: 32,
+            platform_key: None,
+            ops_token: None,
+            admission: AdmissionConfig::default(),
+            protocol: ProtocolConfig::default(),
+        }
+    }
 }

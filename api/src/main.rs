@@ -21,20 +21,38 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service. With no options: the embedded event store under ./data, on 127.0.0.1:8080.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = ServeConfig::DEFAULT_LISTEN)]
-        listen: SocketAddr,
-        /// Directory of the embedded store and the platform's keys.
-        #[arg(long, default_value = ServeConfig::DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
-        /// Use PostgreSQL (postgres://…) as the event store instead of the embedded one.
-        #[arg(long, env = "CUSTODY_DATABASE_URL")]
-        database_url: Option<String>,
-        /// Connections to PostgreSQL.
-        #[arg(long, default_value_t = 32)]
-        max_connections: u32,
-    },
+    Serve(ServeArgs),
+    /// Simulated cabinets: send signed reports to a running service, or drive it with load.
+    Simulate(custody_api::simulate::SimulateArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = ServeConfig::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Directory of the embedded store and the platform's keys.
+    #[arg(long, default_value = ServeConfig::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// Use PostgreSQL (postgres://…) as the event store instead of the embedded one.
+    #[arg(long, env = "CUSTODY_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Connections to PostgreSQL.
+    #[arg(long, default_value_t = 32)]
+    max_connections: u32,
+    /// The platform's SM2 encryption key (PKCS#8 PEM; its certificate beside it as *.cert.pem).
+    /// Generated in the data directory when not given.
+    #[arg(long)]
+    platform_key: Option<PathBuf>,
+    /// Refuse requests that carry no gateway signature (s.rsig).
+    #[arg(long)]
+    require_gateway_signature: bool,
+    /// Admitted requests per second per sender (token bucket; the burst is twice this).
+    #[arg(long, default_value_t = 50.0)]
+    sender_rate: f64,
+    /// Admitted requests per second in all (token bucket; the burst equals this).
+    #[arg(long, default_value_t = 5000.0)]
+    global_rate: f64,
 }
 
 fn main() -> ExitCode {
@@ -54,23 +72,22 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve {
-                listen,
-                data_dir,
-                database_url,
-                max_connections,
-            } => {
-                let config = ServeConfig {
-                    listen,
-                    data_dir,
-                    store: match database_url {
-                        Some(url) => StoreChoice::Postgres { url },
-                        None => StoreChoice::Embedded,
-                    },
-                    max_connections,
-                };
+            Command::Serve(args) => {
+                let mut config = ServeConfig::embedded(args.listen, args.data_dir);
+                if let Some(url) = args.database_url {
+                    config.store = StoreChoice::Postgres { url };
+                }
+                config.max_connections = args.max_connections;
+                config.platform_key = args.platform_key;
+                config.ops_token = std::env::var("CUSTODY_OPS_TOKEN").ok();
+                config.protocol.require_gateway_signature = args.require_gateway_signature;
+                config.admission.per_sender_rate = args.sender_rate;
+                config.admission.per_sender_burst = args.sender_rate * 2.0;
+                config.admission.global_rate = args.global_rate;
+                config.admission.global_burst = args.global_rate;
                 serve(config).await
             }
+            Command::Simulate(args) => custody_api::simulate::run(args).await,
         }
     });
     match result {
@@ -84,6 +101,10 @@ fn main() -> ExitCode {
 
 async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
     let app = App::build(&config).await?;
+    if let Some(secret) = &app.first_operator_token {
+        // Shown once: only its SM3 is stored.
+        println!("custody: first operator token (shown once, keep it): {secret}");
+    }
     tracing::info!(
         address = %app.local_addr()?,
         store = app.state.commands.log().backend_name(),

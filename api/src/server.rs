@@ -1,19 +1,30 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use axum::Router;
 use custody_commands::{Clock, Commands, SystemClock};
 use custody_eventlog::{EventLog, EventLogError};
 use tokio::net::TcpListener;
 
+use crate::auth::{secret_digest, Role};
 use crate::config::{ServeConfig, StoreChoice};
 use crate::health::health;
+use crate::platform_key::{PlatformKey, PlatformKeyError};
+use crate::registry::{Registry, RegistryError};
+use crate::wire::admission::Admission;
+use crate::wire::{self, ProtocolConfig};
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub commands: Arc<Commands>,
+    pub registry: Arc<Registry>,
+    pub platform_key: Arc<PlatformKey>,
+    pub admission: Arc<Admission>,
+    pub protocol: ProtocolConfig,
 }
 
 /// A built service, bound to its address but not yet serving.
@@ -21,6 +32,8 @@ pub struct App {
     listener: TcpListener,
     router: Router,
     pub state: AppState,
+    /// The secret of the operator token generated at this first start, to show once.
+    pub first_operator_token: Option<String>,
 }
 
 impl App {
@@ -40,11 +53,25 @@ impl App {
                 EventLog::connect_postgres(url, config.max_connections).await?
             }
         };
+        let platform_key =
+            PlatformKey::load_or_generate(&config.data_dir, config.platform_key.as_deref())?;
+        let commands = Arc::new(Commands::new(log, clock));
+        let registry = Registry::load(&commands).await?;
         let state = AppState {
-            commands: Arc::new(Commands::new(log, clock)),
+            commands,
+            registry: Arc::new(registry),
+            platform_key: Arc::new(platform_key),
+            admission: Arc::new(Admission::new(config.admission)),
+            protocol: config.protocol,
         };
+        let first_operator_token = bootstrap_operator(&state, config.ops_token.as_deref()).await?;
         let router = Router::new()
             .route("/health", get(health))
+            .route("/yth_g1xt/api/v1/{mstype}", post(wire::receive))
+            .merge(crate::ops::routes())
+            // The ingress reads its body itself (413 with a protocol answer); the other routes
+            // take JSON bodies no larger.
+            .layer(DefaultBodyLimit::max(wire::MAX_BODY_BYTES))
             .with_state(state.clone());
         let listener =
             TcpListener::bind(config.listen)
@@ -53,10 +80,12 @@ impl App {
                     address: config.listen,
                     source,
                 })?;
+        spawn_request_id_sweeper(&state);
         Ok(App {
             listener,
             router,
             state,
+            first_operator_token,
         })
     }
 
@@ -75,10 +104,65 @@ impl App {
     }
 }
 
+/// The first operator token: the one named by `CUSTODY_OPS_TOKEN`, or, when there is no operator
+/// token at all yet, a new one whose secret is returned to be shown once.
+async fn bootstrap_operator(
+    state: &AppState,
+    configured: Option<&str>,
+) -> Result<Option<String>, StartError> {
+    let platform = state.commands.log().platform();
+    if let Some(secret) = configured.filter(|s| !s.is_empty()) {
+        if platform
+            .token_by_secret_sm3(&secret_digest(secret))
+            .await?
+            .is_none()
+        {
+            crate::ops::store_token(state, "bootstrap-env", secret, Role::Operator, None, vec![])
+                .await
+                .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+        }
+        return Ok(None);
+    }
+    if platform.has_operator_token().await? {
+        return Ok(None);
+    }
+    let (_, secret) = crate::ops::issue(state, Role::Operator, None, vec![])
+        .await
+        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+    Ok(Some(secret))
+}
+
+/// Forgets request ids long past the freshness window, every minute.
+fn spawn_request_id_sweeper(state: &AppState) {
+    let commands = state.commands.clone();
+    let keep = (state.protocol.freshness * 2).max(Duration::from_secs(3600));
+    tokio::spawn(async move {
+        let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every_minute.tick().await;
+            let before = commands.clock().now().timestamp_millis() - keep.as_millis() as i64;
+            if let Err(error) = commands
+                .log()
+                .platform()
+                .forget_requests_before(before)
+                .await
+            {
+                tracing::warn!(%error, "could not sweep old request ids");
+            }
+        }
+    });
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     EventLog(#[from] EventLogError),
+    #[error(transparent)]
+    PlatformKey(#[from] PlatformKeyError),
+    #[error("loading the sender registry: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("creating the first operator token: {0}")]
+    Bootstrap(String),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,

@@ -1,8 +1,8 @@
 use custody_domain::DomainError;
 use custody_eventlog::EventLogError;
 
-/// Why a command produced no event. `code()` is the stable wire error code
-/// (docs/protocol.md); the HTTP layer maps codes to statuses in one place.
+/// Why a command produced no event. The API maps each to the wire error table
+/// (`custody_api::ErrorCode`), once.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error(transparent)]
@@ -24,22 +24,5 @@ pub enum CommandError {
 impl From<EventLogError> for CommandError {
     fn from(error: EventLogError) -> Self {
         CommandError::Store(error.to_string())
-    }
-}
-
-impl CommandError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            CommandError::Domain(error) => match error {
-                DomainError::IllegalTransition { .. } => "E_ILLEGAL_TRANSITION",
-                DomainError::Identifier(_) | DomainError::InvalidField { .. } => "E_INVALID_FIELD",
-                DomainError::MissingField(_) => "E_MISSING_FIELD",
-                DomainError::NotYetDue { .. } => "E_NOT_YET_DUE",
-                DomainError::NoSuchDrawer { .. } => "E_NO_SUCH_DRAWER",
-            },
-            CommandError::Conflict { .. } => "E_CONFLICT",
-            CommandError::SerialReused { .. } => "E_SERIAL_REUSED",
-            CommandError::Store(_) => "E_INTERNAL",
-        }
     }
 }

@@ -10,10 +10,12 @@
 mod chain;
 mod error;
 mod log;
+mod platform;
 mod repository;
 mod store;
 
 pub use chain::{canonical_json, event_hash, GENESIS_HASH, PREVIOUS_HASH};
 pub use error::EventLogError;
 pub use log::{Backend, EventLog, StoredEvent, StoredEventRef};
+pub use platform::{Org, PlatformStore, Rejection, SenderRecord, TokenRecord};
 pub use store::{ChainContext, ChainedEventStore};

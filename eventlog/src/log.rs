@@ -13,6 +13,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
 
+use crate::platform::PlatformStore;
 use crate::repository::Repository;
 use crate::store::ChainedEventStore;
 use crate::EventLogError;
@@ -28,6 +29,7 @@ pub enum Backend {
 #[derive(Clone, Debug)]
 pub struct EventLog {
     backend: Backend,
+    platform: PlatformStore,
 }
 
 /// Where an event is: enough to find it again.
@@ -65,6 +67,7 @@ impl EventLog {
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
         Ok(EventLog {
             backend: Backend::Postgres(pool),
+            platform: PlatformStore::connect(url, max_connections).await?,
         })
     }
 
@@ -87,13 +90,20 @@ impl EventLog {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        let url = format!("sqlite://{}", data_dir.join("custody.db").display());
         Ok(EventLog {
             backend: Backend::Sqlite(pool),
+            platform: PlatformStore::connect(&url, 8).await?,
         })
     }
 
     pub fn backend(&self) -> &Backend {
         &self.backend
+    }
+
+    /// The platform's own tables beside the event log.
+    pub fn platform(&self) -> &PlatformStore {
+        &self.platform
     }
 
     /// A short name for health and logs.
@@ -181,6 +191,31 @@ impl EventLog {
                 rows.iter().map(|row| stored_event(row)).collect()
             }
         }
+    }
+
+    /// The ids of every aggregate of one type that has events.
+    pub async fn aggregate_ids(&self, aggregate_type: &str) -> Result<Vec<String>, EventLogError> {
+        let rows: Vec<String> = match &self.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = $1 \
+                     ORDER BY aggregate_id",
+                )
+                .bind(aggregate_type)
+                .fetch_all(pool)
+                .await?
+            }
+            Backend::Sqlite(pool) => {
+                sqlx::query_scalar(
+                    "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = ? \
+                     ORDER BY aggregate_id",
+                )
+                .bind(aggregate_type)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        Ok(rows)
     }
 
     /// How many events the log holds in all.

@@ -52,7 +52,7 @@ CREATE TABLE rejected_reports
     http_status   bigint  NOT NULL,
     error_code    text    NOT NULL,
     error_message text    NOT NULL,
-    authenticated boolean NOT NULL,
+    authenticated bigint  NOT NULL CHECK (authenticated IN (0, 1)),
     body          text    NOT NULL,
     body_sm3      text    NOT NULL
 );

@@ -21,9 +21,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use custody_api::{App, ServeConfig, StoreChoice};
+use custody_api::simulate::{self, CabinetSpec, SimulatedCabinet};
+use custody_api::wire::admission::AdmissionConfig;
+use custody_api::wire::ProtocolConfig;
+use custody_api::{App, AppState, ServeConfig, StoreChoice};
 use custody_commands::{Clock, ManualClock, SystemClock};
 use custody_eventlog::EventLog;
+use custody_protocol::SignedRequest;
 use tempfile::TempDir;
 
 pub mod samples;
@@ -79,12 +83,46 @@ impl TestStore {
     }
 }
 
+/// How a test wants its app.
+#[derive(Clone)]
+pub struct AppOptions {
+    pub clock: ManualClock,
+    /// The platform key file (the shared fixture's, to open GmSSL-made envelopes); generated
+    /// when None.
+    pub platform_key: Option<PathBuf>,
+    pub admission: AdmissionConfig,
+    pub protocol: ProtocolConfig,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            clock: ManualClock::at(SystemClock.now()),
+            platform_key: None,
+            // Generous, so that only the admission tests meet the limits.
+            admission: AdmissionConfig {
+                per_sender_rate: 100_000.0,
+                per_sender_burst: 100_000.0,
+                global_rate: 100_000.0,
+                global_burst: 100_000.0,
+                ..AdmissionConfig::default()
+            },
+            protocol: ProtocolConfig::default(),
+        }
+    }
+}
+
+/// The operator token every test app starts with.
+pub const OPS_TOKEN: &str = "test-operator-token";
+
 /// The app, serving on a random loopback port.
 pub struct TestApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
     pub clock: ManualClock,
     pub store: TestStore,
+    pub options: AppOptions,
+    pub state: AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -92,22 +130,41 @@ pub struct TestApp {
 impl TestApp {
     /// Spawns the app on a fresh store of `kind`, its clock set to now.
     pub async fn spawn(kind: StoreKind) -> TestApp {
-        let clock = ManualClock::at(SystemClock.now());
-        Self::spawn_with_clock(kind, clock).await
+        Self::spawn_with(kind, AppOptions::default()).await
     }
 
     pub async fn spawn_with_clock(kind: StoreKind, clock: ManualClock) -> TestApp {
-        let store = TestStore::new(kind).await;
-        let config = ServeConfig {
-            listen: "127.0.0.1:0".parse().expect("loopback address"),
-            data_dir: store.data_dir.path().to_path_buf(),
-            store: store.choice.clone(),
-            max_connections: 20,
-        };
-        let app = App::build_with_clock(&config, Arc::new(clock.clone()))
+        Self::spawn_with(
+            kind,
+            AppOptions {
+                clock,
+                ..AppOptions::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn spawn_with(kind: StoreKind, options: AppOptions) -> TestApp {
+        Self::serve(TestStore::new(kind).await, options).await
+    }
+
+    /// Serves the app over an existing store (a restart keeps its data).
+    pub async fn serve(store: TestStore, options: AppOptions) -> TestApp {
+        let mut config = ServeConfig::embedded(
+            "127.0.0.1:0".parse().expect("loopback address"),
+            store.data_dir.path().to_path_buf(),
+        );
+        config.store = store.choice.clone();
+        config.max_connections = 20;
+        config.platform_key = options.platform_key.clone();
+        config.ops_token = Some(OPS_TOKEN.to_string());
+        config.admission = options.admission;
+        config.protocol = options.protocol;
+        let app = App::build_with_clock(&config, Arc::new(options.clock.clone()))
             .await
             .expect("build the app");
         let address = app.local_addr().expect("bound address");
+        let state = app.state.clone();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let _ = app
@@ -119,8 +176,10 @@ impl TestApp {
         TestApp {
             address,
             client: reqwest::Client::new(),
-            clock,
+            clock: options.clock.clone(),
             store,
+            options,
+            state,
             shutdown: Some(shutdown),
             server: Some(server),
         }
@@ -128,6 +187,102 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.address, path)
+    }
+
+    /// An ops call with the operator token: status and JSON body.
+    pub async fn ops(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(OPS_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("ops request");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// Posts a raw body to the ingress: status and JSON body.
+    pub async fn post_raw(&self, mstype: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url(&format!("/yth_g1xt/api/v1/{mstype}")))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("ingress request");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// Now on the app's clock, in epoch milliseconds (the `c.time` of a fresh request).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+
+    pub fn platform_certificate_pem(&self) -> String {
+        self.state.platform_key.certificate_pem.clone()
+    }
+
+    /// Creates a unit in the org tree; returns its credit code.
+    pub async fn unit(&self) -> String {
+        let code = simulate::generate::random_credit_code(&mut rand::rng());
+        let (status, body) = self
+            .ops(
+                reqwest::Method::POST,
+                "/api/v1/ops/orgs",
+                Some(serde_json::json!({"code": code, "name": "测试单位", "parent": null})),
+            )
+            .await;
+        assert_eq!(status, 201, "create unit: {body}");
+        code
+    }
+
+    /// A new simulated cabinet of a new unit, enrolled by the operator.
+    pub async fn enrolled_cabinet(&self) -> SimulatedCabinet {
+        let unit = self.unit().await;
+        let spec = CabinetSpec::random(&mut rand::rng(), &unit, "测试单位");
+        let cabinet = SimulatedCabinet::new(spec, &self.platform_certificate_pem())
+            .expect("simulated cabinet");
+        self.enroll(&cabinet).await;
+        cabinet
+    }
+
+    pub async fn enroll(&self, cabinet: &SimulatedCabinet) {
+        let body = serde_json::to_value(cabinet.enrollment()).expect("enrollment JSON");
+        let (status, answer) = self
+            .ops(reqwest::Method::POST, "/api/v1/ops/devices", Some(body))
+            .await;
+        assert_eq!(status, 201, "enroll: {answer}");
+    }
+
+    /// A new simulated cabinet, enrolled and activated by its own signed message.
+    pub async fn active_cabinet(&self) -> SimulatedCabinet {
+        let cabinet = self.enrolled_cabinet().await;
+        self.activate(&cabinet).await;
+        cabinet
+    }
+
+    pub async fn activate(&self, cabinet: &SimulatedCabinet) {
+        let activation = cabinet.activation(self.now_ms()).expect("activation");
+        let (status, answer) = self.send(&activation).await;
+        assert_eq!(status, 200, "activate: {answer}");
+    }
+
+    /// Posts a signed request to the ingress: status and JSON body.
+    pub async fn send(&self, request: &SignedRequest) -> (u16, serde_json::Value) {
+        simulate::post(&self.client, &format!("http://{}", self.address), request)
+            .await
+            .expect("post a signed request")
     }
 
     /// Stops serving and waits until the server has finished.

@@ -228,7 +228,10 @@ async fn a_serial_reused_for_another_document_is_refused() {
             )
             .await
             .expect_err("the serial belongs to another document");
-        assert_eq!(error.code(), "E_SERIAL_REUSED");
+        assert_eq!(
+            custody_api::WireError::from(error).code.as_str(),
+            "E_SERIAL_REUSED"
+        );
         assert!(store
             .log
             .events_of("Document", document_id(&second).as_str())

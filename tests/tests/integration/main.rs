@@ -2,5 +2,6 @@
 
 mod concurrency;
 mod harness;
+mod ingress;
 mod replay;
 mod state_machines;

@@ -292,9 +292,12 @@ async fn the_error_code_of_an_illegal_transition_is_stable() {
         .document(document_id(&number).as_str(), take_out(), unkeyed())
         .await
         .expect_err("a document that is not in a cabinet cannot be taken out");
-    assert_eq!(error.code(), "E_ILLEGAL_TRANSITION");
     assert_eq!(
         error.to_string(),
         "Withdrawn is not allowed for a Document in state Unknown"
+    );
+    assert_eq!(
+        custody_api::WireError::from(error).code.as_str(),
+        "E_ILLEGAL_TRANSITION"
     );
 }

@@ -1,0 +1,139 @@
+//! The wire error table: every refusal the service gives, its stable code and its HTTP status,
+//! in one place. docs/protocol.md prints the same table, and a test compares the two.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use custody_commands::CommandError;
+use custody_domain::DomainError;
+
+macro_rules! error_codes {
+    ($($variant:ident => ($code:literal, $status:literal, $meaning:literal)),* $(,)?) => {
+        /// A stable error code of the wire protocol and the HTTP APIs.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode { $($variant),* }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code),* }
+            }
+
+            pub fn status(self) -> StatusCode {
+                let status = match self { $(ErrorCode::$variant => $status),* };
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+
+            /// What the code means, as docs/protocol.md says it.
+            pub fn meaning(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $meaning),* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    Malformed => ("E_MALFORMED", 400, "the body, the envelope or bdata is not valid JSON, base64, or the message's fields are missing or of the wrong type"),
+    MstypeMismatch => ("E_MSTYPE_MISMATCH", 400, "mstype in the body differs from the path"),
+    UnsupportedMstype => ("E_UNSUPPORTED_MSTYPE", 400, "a message type this service does not take"),
+    BadEnvelope => ("E_BAD_ENVELOPE", 400, "zjdata is not a GM/T 0010 envelope the platform can open (DER, algorithm, padding)"),
+    EnvelopeRecipient => ("E_ENVELOPE_RECIPIENT", 400, "zjdata is addressed to another recipient, or its key does not decrypt with the platform key"),
+    BadRecord => ("E_BAD_RECORD", 400, "the 137-byte document record inside zjdata is malformed"),
+    BadSignature => ("E_BAD_SIGNATURE", 401, "sig is not a valid SM2 signature of the sender over the signed bytes"),
+    BadGatewaySignature => ("E_BAD_GATEWAY_SIGNATURE", 401, "rsig does not verify against a registered gateway, or is required and absent"),
+    SenderUnknown => ("E_SENDER_UNKNOWN", 401, "c.ei names no registered sender of the kind this message needs"),
+    DeviceUnknown => ("E_DEVICE_UNKNOWN", 401, "c.ei names no enrolled cabinet"),
+    DeviceDisabled => ("E_DEVICE_DISABLED", 401, "the cabinet was disabled by an operator"),
+    Unauthorized => ("E_UNAUTHORIZED", 401, "no bearer token, or an unknown or revoked one"),
+    Forbidden => ("E_FORBIDDEN", 403, "the token's role may not make this call"),
+    NotFound => ("E_NOT_FOUND", 404, "no such resource (or none visible to this token)"),
+    Stale => ("E_STALE", 409, "c.time is more than 300 s away from the server clock"),
+    Replay => ("E_REPLAY", 409, "c.reqid was seen before"),
+    IllegalTransition => ("E_ILLEGAL_TRANSITION", 409, "the aggregate's state machine does not allow this event now; the message names the current state"),
+    DeviceInactive => ("E_DEVICE_INACTIVE", 409, "the cabinet is enrolled but has not activated itself (sjsb-sbcsh) yet"),
+    Conflict => ("E_CONFLICT", 409, "other writers kept changing the aggregate; retry with the same business serial"),
+    SerialReused => ("E_SERIAL_REUSED", 409, "the business serial was already used for another document, person or cabinet"),
+    Exists => ("E_EXISTS", 409, "the org, device, sender or token exists already"),
+    TooLarge => ("E_TOO_LARGE", 413, "the body is over 1 MiB"),
+    InvalidField => ("E_INVALID_FIELD", 422, "a field is present but invalid (check character, code list, date, serial)"),
+    MissingField => ("E_MISSING_FIELD", 422, "a field the operation needs is empty (e.g. retdate of a lend)"),
+    SenderMismatch => ("E_SENDER_MISMATCH", 422, "the message names another device or unit than its signer"),
+    NoSuchDrawer => ("E_NO_SUCH_DRAWER", 422, "the cabinet body, row or column is outside the enrolled geometry"),
+    NotYetDue => ("E_NOT_YET_DUE", 422, "the planned return date has not passed"),
+    RateLimited => ("E_RATE_LIMITED", 429, "no admission token within 200 ms (per sender or global)"),
+    Internal => ("E_INTERNAL", 500, "the service failed; the report may be retried with the same business serial"),
+}
+
+/// A refusal: its code and a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl WireError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        WireError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl From<CommandError> for WireError {
+    fn from(error: CommandError) -> Self {
+        let code = match &error {
+            CommandError::Domain(domain) => match domain {
+                DomainError::IllegalTransition { .. } => ErrorCode::IllegalTransition,
+                DomainError::Identifier(_) | DomainError::InvalidField { .. } => {
+                    ErrorCode::InvalidField
+                }
+                DomainError::MissingField(_) => ErrorCode::MissingField,
+                DomainError::NotYetDue { .. } => ErrorCode::NotYetDue,
+                DomainError::NoSuchDrawer { .. } => ErrorCode::NoSuchDrawer,
+            },
+            CommandError::Conflict { .. } => ErrorCode::Conflict,
+            CommandError::SerialReused { .. } => ErrorCode::SerialReused,
+            CommandError::Store(_) => ErrorCode::Internal,
+        };
+        if code == ErrorCode::Internal {
+            tracing::error!(%error, "command failed");
+        }
+        WireError::new(code, error.to_string())
+    }
+}
+
+impl From<DomainError> for WireError {
+    fn from(error: DomainError) -> Self {
+        CommandError::Domain(error).into()
+    }
+}
+
+impl From<custody_eventlog::EventLogError> for WireError {
+    fn from(error: custody_eventlog::EventLogError) -> Self {
+        tracing::error!(%error, "database failed");
+        WireError::new(ErrorCode::Internal, "the database failed")
+    }
+}
+
+/// The HTTP APIs (ops, read) answer `{"error_code", "error_msg"}` with the code's status.
+impl IntoResponse for WireError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error_code": self.code.as_str(),
+            "error_msg": self.message,
+        });
+        (self.status(), Json(body)).into_response()
+    }
+}

@@ -1,0 +1,447 @@
+//! The ops API (SPEC §9), for operators: the org tree, cabinets and other signed senders, API
+//! tokens, the platform key, and the rejected-reports log.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use custody_domain::cabinet::{CabinetBody, CabinetCommand, Disabled, Enrolled};
+use custody_domain::identifiers::CreditCode;
+use custody_domain::values::DeviceSerial;
+use custody_domain::{DomainError, EventMetadata};
+use custody_eventlog::{Org, SenderRecord, TokenRecord};
+use rand::RngExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{secret_digest, Caller, Role};
+use crate::error::{ErrorCode, WireError};
+use crate::registry::{verifier, Sender, SenderKind};
+use crate::server::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/ops/orgs", post(create_org))
+        .route("/api/v1/ops/devices", post(enroll_device))
+        .route("/api/v1/ops/devices/{sbxlh}/disable", post(disable_device))
+        .route("/api/v1/ops/senders", post(register_sender))
+        .route("/api/v1/ops/tokens", post(issue_token))
+        .route("/api/v1/ops/tokens/{id}", delete(revoke_token))
+        .route("/api/v1/ops/rejections", get(rejections))
+        .route("/api/v1/ops/platform-key", get(platform_key))
+}
+
+type Answer = Result<(StatusCode, Json<Value>), WireError>;
+
+fn invalid(field: &str, reason: impl std::fmt::Display) -> WireError {
+    WireError::new(ErrorCode::InvalidField, format!("{field}: {reason}"))
+}
+
+fn now_ms(state: &AppState) -> i64 {
+    state.commands.clock().now().timestamp_millis()
+}
+
+fn operator_metadata(caller: &Caller) -> EventMetadata {
+    EventMetadata {
+        sender: caller.sender(),
+        ..EventMetadata::default()
+    }
+}
+
+#[derive(Deserialize)]
+struct NewOrg {
+    code: String,
+    name: String,
+    parent: Option<String>,
+}
+
+async fn create_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(org): Json<NewOrg>,
+) -> Answer {
+    caller.require(Role::Operator)?;
+    let code: CreditCode = org.code.parse().map_err(|e| invalid("code", e))?;
+    if org.name.trim().is_empty() {
+        return Err(WireError::new(ErrorCode::MissingField, "name is empty"));
+    }
+    let platform = state.commands.log().platform();
+    if let Some(parent) = &org.parent {
+        if platform.org(parent).await?.is_none() {
+            return Err(invalid("parent", format!("no org {parent}")));
+        }
+    }
+    let record = Org {
+        code: code.to_string(),
+        name: org.name,
+        parent: org.parent,
+    };
+    if !platform.insert_org(&record, now_ms(&state)).await? {
+        return Err(WireError::new(
+            ErrorCode::Exists,
+            format!("org {code} exists"),
+        ));
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"code": record.code, "name": record.name, "parent": record.parent})),
+    ))
+}
+
+#[derive(Deserialize)]
+struct NewDevice {
+    sbxlh: String,
+    tyshxydm: String,
+    model: String,
+    cabinets: Vec<NewCabinetBody>,
+    public_key_pem: String,
+}
+
+#[derive(Deserialize)]
+struct NewCabinetBody {
+    zjgxlh: String,
+    rows: u16,
+    cols: u16,
+}
+
+async fn enroll_device(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(device): Json<NewDevice>,
+) -> Answer {
+    caller.require(Role::Operator)?;
+    let serial: DeviceSerial = device
+        .sbxlh
+        .parse()
+        .map_err(|e: DomainError| invalid("sbxlh", e))?;
+    let unit: CreditCode = device
+        .tyshxydm
+        .parse()
+        .map_err(|e| invalid("tyshxydm", e))?;
+    if state
+        .commands
+        .log()
+        .platform()
+        .org(unit.as_str())
+        .await?
+        .is_none()
+    {
+        return Err(invalid(
+            "tyshxydm",
+            format!("no org {unit}; create it first"),
+        ));
+    }
+    verifier(&device.public_key_pem).map_err(|e| invalid("public_key_pem", e))?;
+    if state.registry.get(serial.as_str()).is_some() {
+        return Err(WireError::new(
+            ErrorCode::Exists,
+            format!("{serial} is registered"),
+        ));
+    }
+    let command = CabinetCommand::Enroll(Enrolled {
+        unit,
+        model: device.model,
+        bodies: device
+            .cabinets
+            .into_iter()
+            .map(|b| CabinetBody {
+                serial: b.zjgxlh,
+                rows: b.rows,
+                columns: b.cols,
+            })
+            .collect(),
+        public_key_pem: device.public_key_pem,
+    });
+    match state
+        .commands
+        .cabinet(serial.as_str(), command, operator_metadata(&caller))
+        .await
+    {
+        Err(custody_commands::CommandError::Domain(DomainError::IllegalTransition { .. })) => {
+            return Err(WireError::new(
+                ErrorCode::Exists,
+                format!("{serial} is enrolled"),
+            ));
+        }
+        other => other?,
+    };
+    state
+        .registry
+        .refresh_cabinet(&state.commands, serial.as_str())
+        .await
+        .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"sbxlh": serial.as_str(), "state": "Enrolled"})),
+    ))
+}
+
+async fn disable_device(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(sbxlh): Path<String>,
+) -> Answer {
+    caller.require(Role::Operator)?;
+    match state.registry.get(&sbxlh) {
+        Some(sender) if sender.kind == SenderKind::Cabinet => {}
+        _ => {
+            return Err(WireError::new(
+                ErrorCode::NotFound,
+                format!("no cabinet {sbxlh}"),
+            ))
+        }
+    }
+    state
+        .commands
+        .cabinet(
+            &sbxlh,
+            CabinetCommand::Disable(Disabled { reason: None }),
+            operator_metadata(&caller),
+        )
+        .await?;
+    state
+        .registry
+        .refresh_cabinet(&state.commands, &sbxlh)
+        .await
+        .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({"sbxlh": sbxlh, "state": "Disabled"})),
+    ))
+}
+
+#[derive(Deserialize)]
+struct NewSender {
+    ei: String,
+    kind: String,
+    public_key_pem: String,
+    tyshxydm: Option<String>,
+}
+
+async fn register_sender(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(sender): Json<NewSender>,
+) -> Answer {
+    caller.require(Role::Operator)?;
+    let kind = SenderKind::parse(&sender.kind)
+        .ok_or_else(|| invalid("kind", "one of gateway, exit_entry, unit"))?;
+    if sender.ei.is_empty() || sender.ei.len() > 64 {
+        return Err(invalid("ei", "1 to 64 characters"));
+    }
+    let verifier = verifier(&sender.public_key_pem).map_err(|e| invalid("public_key_pem", e))?;
+    let unit = match &sender.tyshxydm {
+        Some(code) if !code.is_empty() => Some(
+            code.parse::<CreditCode>()
+                .map_err(|e| invalid("tyshxydm", e))?
+                .to_string(),
+        ),
+        _ => None,
+    };
+    if kind == SenderKind::Unit && unit.is_none() {
+        return Err(WireError::new(
+            ErrorCode::MissingField,
+            "a unit sender needs tyshxydm",
+        ));
+    }
+    if state.registry.get(&sender.ei).is_some() {
+        return Err(WireError::new(
+            ErrorCode::Exists,
+            format!("{} is registered", sender.ei),
+        ));
+    }
+    let record = SenderRecord {
+        ei: sender.ei.clone(),
+        kind: sender.kind.clone(),
+        public_key_pem: sender.public_key_pem,
+        unit: unit.clone(),
+    };
+    if !state
+        .commands
+        .log()
+        .platform()
+        .insert_sender(&record, now_ms(&state))
+        .await?
+    {
+        return Err(WireError::new(
+            ErrorCode::Exists,
+            format!("{} is registered", sender.ei),
+        ));
+    }
+    state.registry.insert(Sender {
+        ei: sender.ei.clone(),
+        kind,
+        verifier: std::sync::Arc::new(verifier),
+        unit,
+        cabinet: None,
+    });
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"ei": sender.ei, "kind": sender.kind})),
+    ))
+}
+
+#[derive(Deserialize)]
+struct NewToken {
+    role: String,
+    org: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+async fn issue_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(token): Json<NewToken>,
+) -> Answer {
+    caller.require(Role::Operator)?;
+    let role =
+        Role::parse(&token.role).ok_or_else(|| invalid("role", "reader, auditor or operator"))?;
+    if let Some(scope) = token.scopes.iter().find(|s| s.as_str() != "pii") {
+        return Err(invalid("scopes", format!("unknown scope {scope:?}")));
+    }
+    match (&token.org, role) {
+        (None, Role::Reader | Role::Auditor) => {
+            return Err(WireError::new(
+                ErrorCode::MissingField,
+                "readers and auditors need an org",
+            ));
+        }
+        (Some(org), _) if state.commands.log().platform().org(org).await?.is_none() => {
+            return Err(invalid("org", format!("no org {org}")));
+        }
+        _ => {}
+    }
+    let (id, secret) = issue(&state, role, token.org.clone(), token.scopes.clone()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"id": id, "token": secret, "role": role.as_str(), "org": token.org, "scopes": token.scopes}),
+        ),
+    ))
+}
+
+/// Stores a new token and returns its id and secret (shown once, never stored).
+pub async fn issue(
+    state: &AppState,
+    role: Role,
+    org: Option<String>,
+    scopes: Vec<String>,
+) -> Result<(String, String), WireError> {
+    let secret = new_secret();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    store_token(state, &id, &secret, role, org, scopes).await?;
+    Ok((id, secret))
+}
+
+pub async fn store_token(
+    state: &AppState,
+    id: &str,
+    secret: &str,
+    role: Role,
+    org: Option<String>,
+    scopes: Vec<String>,
+) -> Result<(), WireError> {
+    let record = TokenRecord {
+        id: id.to_string(),
+        role: role.as_str().to_string(),
+        org,
+        scopes,
+        revoked: false,
+    };
+    state
+        .commands
+        .log()
+        .platform()
+        .insert_token(&record, &secret_digest(secret), now_ms(state))
+        .await?;
+    Ok(())
+}
+
+/// 32 random bytes, URL-safe base64.
+pub fn new_secret() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, WireError> {
+    caller.require(Role::Operator)?;
+    if state
+        .commands
+        .log()
+        .platform()
+        .revoke_token(&id, now_ms(&state))
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(WireError::new(
+            ErrorCode::NotFound,
+            format!("no live token {id}"),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<i64>,
+    before: Option<i64>,
+}
+
+async fn rejections(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(page): Query<Page>,
+) -> Answer {
+    caller.require(Role::Operator)?;
+    let limit = page.limit.unwrap_or(100).clamp(1, 500);
+    let rejections = state
+        .commands
+        .log()
+        .platform()
+        .rejections(limit, page.before)
+        .await?;
+    let items: Vec<Value> = rejections
+        .into_iter()
+        .map(|r| {
+            let envelope: Value =
+                serde_json::from_str(&r.body).unwrap_or_else(|_| Value::String(r.body.clone()));
+            json!({
+                "id": r.id,
+                "received_at": chrono::DateTime::from_timestamp_millis(r.received_ms)
+                    .map(|t| t.with_timezone(&custody_domain::values::china_standard_time()).to_rfc3339()),
+                "mstype": r.mstype,
+                "ei": r.ei,
+                "reqid": r.reqid,
+                "ywlsh": r.ywlsh,
+                "http_status": r.http_status,
+                "error_code": r.error_code,
+                "error_msg": r.error_message,
+                "authenticated": r.authenticated,
+                "envelope": envelope,
+                "envelope_sm3": r.body_sm3,
+            })
+        })
+        .collect();
+    let next = items.last().and_then(|last| last["id"].as_i64());
+    Ok((
+        StatusCode::OK,
+        Json(json!({"rejections": items, "next_before": next})),
+    ))
+}
+
+async fn platform_key(State(state): State<AppState>, caller: Caller) -> Answer {
+    caller.require(Role::Operator)?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({
+            "public_key_pem": state.platform_key.public_key_pem,
+            "certificate_pem": state.platform_key.certificate_pem,
+        })),
+    ))
+}

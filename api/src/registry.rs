@@ -1,0 +1,151 @@
+//! Who may sign what: every enrolled cabinet (folded from its Cabinet events) and every other
+//! registered sender (gateways, the exit-entry adapter, unit clients), with a ready SM2 verifier.
+//!
+//! Kept in memory because every report needs it before anything else; rebuilt from the store at
+//! start and refreshed after each change, which all go through this service.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use custody_commands::{CommandError, Commands};
+use custody_domain::cabinet::{Cabinet, CabinetState};
+use custody_eventlog::EventLogError;
+use custody_protocol::keys::public_key_from_spki_pem;
+use custody_protocol::Sm2Verifier;
+
+/// What kind of sender a key belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderKind {
+    Cabinet,
+    Gateway,
+    ExitEntry,
+    Unit,
+}
+
+impl SenderKind {
+    pub fn parse(kind: &str) -> Option<SenderKind> {
+        match kind {
+            "gateway" => Some(SenderKind::Gateway),
+            "exit_entry" => Some(SenderKind::ExitEntry),
+            "unit" => Some(SenderKind::Unit),
+            _ => None,
+        }
+    }
+}
+
+/// A registered signer.
+#[derive(Clone)]
+pub struct Sender {
+    pub ei: String,
+    pub kind: SenderKind,
+    pub verifier: Arc<Sm2Verifier>,
+    pub unit: Option<String>,
+    /// For cabinets: the device as its events make it.
+    pub cabinet: Option<Arc<Cabinet>>,
+}
+
+impl Sender {
+    pub fn cabinet_state(&self) -> Option<CabinetState> {
+        self.cabinet.as_ref().map(|c| c.state)
+    }
+}
+
+#[derive(Default)]
+pub struct Registry {
+    senders: RwLock<HashMap<String, Sender>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Store(#[from] EventLogError),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("stored key of {ei} does not parse: {reason}")]
+    BadStoredKey { ei: String, reason: String },
+}
+
+impl Registry {
+    /// Everything registered in the store now.
+    pub async fn load(commands: &Commands) -> Result<Registry, RegistryError> {
+        let registry = Registry::default();
+        for id in commands.log().aggregate_ids(Cabinet::AGGREGATE).await? {
+            registry.refresh_cabinet(commands, &id).await?;
+        }
+        for record in commands.log().platform().senders().await? {
+            let verifier =
+                verifier(&record.public_key_pem).map_err(|reason| RegistryError::BadStoredKey {
+                    ei: record.ei.clone(),
+                    reason,
+                })?;
+            let Some(kind) = SenderKind::parse(&record.kind) else {
+                continue;
+            };
+            registry.insert(Sender {
+                ei: record.ei,
+                kind,
+                verifier: Arc::new(verifier),
+                unit: record.unit,
+                cabinet: None,
+            });
+        }
+        Ok(registry)
+    }
+
+    /// Re-reads one cabinet from its events (after enrolment, activation, disabling).
+    pub async fn refresh_cabinet(
+        &self,
+        commands: &Commands,
+        sbxlh: &str,
+    ) -> Result<(), RegistryError> {
+        let cabinet: Cabinet = commands.load(sbxlh).await?;
+        let Some(pem) = cabinet.public_key_pem.clone() else {
+            return Ok(());
+        };
+        let verifier = verifier(&pem).map_err(|reason| RegistryError::BadStoredKey {
+            ei: sbxlh.to_string(),
+            reason,
+        })?;
+        self.insert(Sender {
+            ei: sbxlh.to_string(),
+            kind: SenderKind::Cabinet,
+            verifier: Arc::new(verifier),
+            unit: cabinet.unit.as_ref().map(|u| u.to_string()),
+            cabinet: Some(Arc::new(cabinet)),
+        });
+        Ok(())
+    }
+
+    pub fn insert(&self, sender: Sender) {
+        self.senders
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(sender.ei.clone(), sender);
+    }
+
+    pub fn get(&self, ei: &str) -> Option<Sender> {
+        self.senders
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(ei)
+            .cloned()
+    }
+
+    /// Every registered gateway, for checking `rsig`.
+    pub fn gateways(&self) -> Vec<Sender> {
+        self.senders
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .filter(|s| s.kind == SenderKind::Gateway)
+            .cloned()
+            .collect()
+    }
+}
+
+/// An SM2 verifier for a PEM SubjectPublicKeyInfo, or why not.
+pub fn verifier(public_key_pem: &str) -> Result<Sm2Verifier, String> {
+    public_key_from_spki_pem(public_key_pem)
+        .map(|key| Sm2Verifier::new(&key))
+        .map_err(|e| e.to_string())
+}

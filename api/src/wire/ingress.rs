@@ -1,0 +1,355 @@
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use custody_domain::cabinet::CabinetState;
+use custody_domain::identifiers::sm3_hex;
+use custody_eventlog::Rejection;
+use custody_protocol::{RequestError, SignedRequest};
+use serde_json::{json, Map, Value};
+
+use super::cabinet;
+use super::messages::MessageType;
+use crate::error::{ErrorCode, WireError};
+use crate::registry::{Sender, SenderKind};
+use crate::server::AppState;
+
+/// Bodies above this are refused with 413 before anything is parsed.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How the ingress judges envelopes.
+#[derive(Debug, Clone, Copy)]
+pub struct ProtocolConfig {
+    /// How far `c.time` may be from the server clock.
+    pub freshness: Duration,
+    /// Whether every request must carry a gateway signature (`rsig`).
+    pub require_gateway_signature: bool,
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        ProtocolConfig {
+            freshness: Duration::from_secs(300),
+            require_gateway_signature: false,
+        }
+    }
+}
+
+/// What an accepted message answers beyond the common fields.
+pub struct Reply {
+    pub ywlsh: String,
+    pub duplicate: bool,
+    pub extra: Map<String, Value>,
+}
+
+impl Reply {
+    pub fn new(ywlsh: impl Into<String>, duplicate: bool) -> Reply {
+        Reply {
+            ywlsh: ywlsh.into(),
+            duplicate,
+            extra: Map::new(),
+        }
+    }
+}
+
+/// A refusal, and whether the sender had been authenticated when it was refused.
+struct Refusal {
+    error: WireError,
+    authenticated: bool,
+}
+
+impl From<WireError> for Refusal {
+    fn from(error: WireError) -> Self {
+        Refusal {
+            error,
+            authenticated: false,
+        }
+    }
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
+    WireError::new(code, message).into()
+}
+
+/// The request as received, for the rejected-reports log and the events' metadata.
+pub struct Received<'a> {
+    pub mstype: &'a str,
+    pub body: &'a [u8],
+    pub body_sm3: String,
+    pub now: chrono::DateTime<chrono::FixedOffset>,
+}
+
+/// `POST /yth_g1xt/api/v1/{mstype}`
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(mstype): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return too_large();
+    }
+    let Ok(body) = to_bytes(body, MAX_BODY_BYTES).await else {
+        return too_large();
+    };
+    let received = Received {
+        mstype: &mstype,
+        body: &body,
+        body_sm3: sm3_hex(&body),
+        now: state.commands.clock().now(),
+    };
+    match judge(&state, &received).await {
+        Ok(reply) => {
+            let mut answer = Map::new();
+            answer.insert("ywlsh".into(), reply.ywlsh.into());
+            answer.insert("status".into(), true.into());
+            answer.insert("error_code".into(), "0".into());
+            answer.insert("error_msg".into(), "".into());
+            answer.insert("duplicate".into(), reply.duplicate.into());
+            answer.extend(reply.extra);
+            (StatusCode::OK, Json(Value::Object(answer))).into_response()
+        }
+        Err(refusal) => {
+            let summary = Summary::of(&received);
+            if refusal.error.code != ErrorCode::RateLimited {
+                keep_rejection(&state, &received, &summary, &refusal).await;
+            }
+            let body = json!({
+                "ywlsh": summary.ywlsh,
+                "status": false,
+                "error_code": refusal.error.code.as_str(),
+                "error_msg": refusal.error.message,
+                "duplicate": false,
+            });
+            (refusal.error.status(), Json(body)).into_response()
+        }
+    }
+}
+
+fn too_large() -> Response {
+    let body = json!({
+        "ywlsh": "",
+        "status": false,
+        "error_code": ErrorCode::TooLarge.as_str(),
+        "error_msg": format!("the body is over {MAX_BODY_BYTES} bytes"),
+        "duplicate": false,
+    });
+    (ErrorCode::TooLarge.status(), Json(body)).into_response()
+}
+
+async fn judge(state: &AppState, received: &Received<'_>) -> Result<Reply, Refusal> {
+    let request = SignedRequest::from_json(received.body)
+        .map_err(|e| refuse(ErrorCode::Malformed, e.to_string()))?;
+    if request.mstype != received.mstype {
+        return Err(refuse(
+            ErrorCode::MstypeMismatch,
+            format!(
+                "mstype {:?} in the body, {:?} in the path",
+                request.mstype, received.mstype
+            ),
+        ));
+    }
+    let message = MessageType::parse(received.mstype).ok_or_else(|| {
+        refuse(
+            ErrorCode::UnsupportedMstype,
+            format!("this service does not take {:?}", received.mstype),
+        )
+    })?;
+    if !state.admission.admit(&request.c.ei).await {
+        return Err(refuse(
+            ErrorCode::RateLimited,
+            "no admission within 200 ms; retry later",
+        ));
+    }
+    check_freshness(state, &request, received)?;
+    let sender = registered_sender(state, &request, message)?;
+    request
+        .verify_sender(&sender.verifier)
+        .map_err(|e| refuse(ErrorCode::BadSignature, e.to_string()))?;
+    check_gateway_signature(state, &request)?;
+
+    // From here on the sender is authenticated.
+    let authenticated = |error: WireError| Refusal {
+        error,
+        authenticated: true,
+    };
+    if sender.cabinet_state() == Some(CabinetState::Enrolled)
+        && !message.allowed_before_activation()
+    {
+        return Err(authenticated(WireError::new(
+            ErrorCode::DeviceInactive,
+            format!("cabinet {} has not activated itself yet", sender.ei),
+        )));
+    }
+    let fresh = state
+        .commands
+        .log()
+        .platform()
+        .remember_request(
+            &request.c.reqid,
+            &sender.ei,
+            received.now.timestamp_millis(),
+        )
+        .await
+        .map_err(|e| authenticated(e.into()))?;
+    if !fresh {
+        return Err(authenticated(WireError::new(
+            ErrorCode::Replay,
+            format!("reqid {} was seen before", request.c.reqid),
+        )));
+    }
+    cabinet::handle(state, message, &sender, &request, received)
+        .await
+        .map_err(authenticated)
+}
+
+fn check_freshness(
+    state: &AppState,
+    request: &SignedRequest,
+    received: &Received<'_>,
+) -> Result<(), Refusal> {
+    let reqid = &request.c.reqid;
+    if reqid.is_empty() || reqid.len() > 64 || !reqid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(refuse(
+            ErrorCode::Malformed,
+            "c.reqid must be 1 to 64 letters or digits",
+        ));
+    }
+    let sent = request.time_millis().map_err(|e| match e {
+        RequestError::BadTime(_) => refuse(ErrorCode::Malformed, e.to_string()),
+        other => refuse(ErrorCode::Malformed, other.to_string()),
+    })?;
+    let skew = (received.now.timestamp_millis() - sent).unsigned_abs();
+    if u128::from(skew) > state.protocol.freshness.as_millis() {
+        return Err(refuse(
+            ErrorCode::Stale,
+            format!(
+                "c.time is {} ms away from the server clock (at most {} allowed)",
+                skew,
+                state.protocol.freshness.as_millis()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The registered sender named by `c.ei`, of the kind this message needs.
+fn registered_sender(
+    state: &AppState,
+    request: &SignedRequest,
+    message: MessageType,
+) -> Result<Sender, Refusal> {
+    let ei = &request.c.ei;
+    let expected = message.sender_kind();
+    match state.registry.get(ei) {
+        Some(sender) if sender.kind == expected => {
+            if sender.cabinet_state() == Some(CabinetState::Disabled) {
+                Err(refuse(
+                    ErrorCode::DeviceDisabled,
+                    format!("cabinet {ei} is disabled"),
+                ))
+            } else {
+                Ok(sender)
+            }
+        }
+        _ if expected == SenderKind::Cabinet => Err(refuse(
+            ErrorCode::DeviceUnknown,
+            format!("no cabinet {ei:?} is enrolled"),
+        )),
+        _ => Err(refuse(
+            ErrorCode::SenderUnknown,
+            format!("no {expected:?} sender {ei:?} is registered"),
+        )),
+    }
+}
+
+fn check_gateway_signature(state: &AppState, request: &SignedRequest) -> Result<(), Refusal> {
+    if !request.has_gateway_signature() {
+        if state.protocol.require_gateway_signature {
+            return Err(refuse(
+                ErrorCode::BadGatewaySignature,
+                "a gateway signature (s.rsig) is required",
+            ));
+        }
+        return Ok(());
+    }
+    let verified = state
+        .registry
+        .gateways()
+        .iter()
+        .any(|gateway| request.verify_gateway(&gateway.verifier).is_ok());
+    if verified {
+        Ok(())
+    } else {
+        Err(refuse(
+            ErrorCode::BadGatewaySignature,
+            "s.rsig verifies against no registered gateway",
+        ))
+    }
+}
+
+/// What can be read from a refused body, however malformed, for the log and the answer.
+struct Summary {
+    ei: String,
+    reqid: String,
+    ywlsh: String,
+}
+
+impl Summary {
+    fn of(received: &Received<'_>) -> Summary {
+        let envelope: Value = serde_json::from_slice(received.body).unwrap_or(Value::Null);
+        let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
+        let ywlsh = envelope["bdata"]
+            .as_str()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map(|bdata| text(&bdata["ywlsh"]))
+            .unwrap_or_default();
+        Summary {
+            ei: text(&envelope["c"]["ei"]),
+            reqid: text(&envelope["c"]["reqid"]),
+            ywlsh,
+        }
+    }
+}
+
+/// A refused report is kept, never dropped (SPEC §3.1, §9).
+async fn keep_rejection(
+    state: &AppState,
+    received: &Received<'_>,
+    summary: &Summary,
+    refusal: &Refusal,
+) {
+    let rejection = Rejection {
+        id: 0,
+        received_ms: received.now.timestamp_millis(),
+        mstype: received.mstype.to_string(),
+        ei: summary.ei.clone(),
+        reqid: summary.reqid.clone(),
+        ywlsh: summary.ywlsh.clone(),
+        http_status: i64::from(refusal.error.status().as_u16()),
+        error_code: refusal.error.code.as_str().to_string(),
+        error_message: refusal.error.message.clone(),
+        authenticated: refusal.authenticated,
+        body: String::from_utf8_lossy(received.body).into_owned(),
+        body_sm3: received.body_sm3.clone(),
+    };
+    if let Err(error) = state
+        .commands
+        .log()
+        .platform()
+        .insert_rejection(&rejection)
+        .await
+    {
+        // The refusal still reaches the sender, which keeps its report and retries.
+        tracing::error!(%error, code = rejection.error_code, "could not keep a rejected report");
+    }
+}

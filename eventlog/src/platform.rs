@@ -1,0 +1,356 @@
+//! The platform's own tables beside the event log (`migrations/*/0002_platform.sql`): the org
+//! tree, signed senders, API tokens, the anti-replay memory, the rejected-reports log and the
+//! devices' latest heartbeat.
+//!
+//! The SQL is written once, over sqlx's `Any` driver, with `$n` placeholders in order of
+//! appearance (which SQLite reads as numbered parameters too). Times are epoch milliseconds.
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::EventLogError;
+
+#[derive(Clone, Debug)]
+pub struct PlatformStore {
+    pool: AnyPool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Org {
+    pub code: String,
+    pub name: String,
+    pub parent: Option<String>,
+}
+
+/// A signed sender other than a cabinet: a forwarding gateway, the exit-entry adapter, or a
+/// unit client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderRecord {
+    pub ei: String,
+    pub kind: String,
+    pub public_key_pem: String,
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub role: String,
+    pub org: Option<String>,
+    pub scopes: Vec<String>,
+    pub revoked: bool,
+}
+
+/// A refused report, kept with its whole body as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub id: i64,
+    pub received_ms: i64,
+    pub mstype: String,
+    pub ei: String,
+    pub reqid: String,
+    pub ywlsh: String,
+    pub http_status: i64,
+    pub error_code: String,
+    pub error_message: String,
+    /// Whether the sender's signature had been verified when the report was refused.
+    pub authenticated: bool,
+    pub body: String,
+    pub body_sm3: String,
+}
+
+impl PlatformStore {
+    pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Self, EventLogError> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .connect(url)
+            .await?;
+        if url.starts_with("sqlite:") {
+            // Each new SQLite connection waits for the writer instead of failing at once.
+            sqlx::query("PRAGMA busy_timeout = 10000")
+                .execute(&pool)
+                .await?;
+        }
+        Ok(PlatformStore { pool })
+    }
+
+    // --- org tree -------------------------------------------------------------------------
+
+    /// Adds a node; false if its code exists already.
+    pub async fn insert_org(&self, org: &Org, now_ms: i64) -> Result<bool, EventLogError> {
+        let result = sqlx::query(
+            "INSERT INTO orgs (code, name, parent, created_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (code) DO NOTHING",
+        )
+        .bind(&org.code)
+        .bind(&org.name)
+        .bind(&org.parent)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn org(&self, code: &str) -> Result<Option<Org>, EventLogError> {
+        sqlx::query("SELECT code, name, parent FROM orgs WHERE code = $1")
+            .bind(code)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| org(&row))
+            .transpose()
+    }
+
+    pub async fn orgs(&self) -> Result<Vec<Org>, EventLogError> {
+        sqlx::query("SELECT code, name, parent FROM orgs ORDER BY code")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(org)
+            .collect()
+    }
+
+    // --- signed senders -------------------------------------------------------------------
+
+    /// Adds a sender; false if its `ei` exists already.
+    pub async fn insert_sender(
+        &self,
+        sender: &SenderRecord,
+        now_ms: i64,
+    ) -> Result<bool, EventLogError> {
+        let result = sqlx::query(
+            "INSERT INTO senders (ei, kind, public_key_pem, unit, created_ms) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (ei) DO NOTHING",
+        )
+        .bind(&sender.ei)
+        .bind(&sender.kind)
+        .bind(&sender.public_key_pem)
+        .bind(&sender.unit)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn senders(&self) -> Result<Vec<SenderRecord>, EventLogError> {
+        sqlx::query("SELECT ei, kind, public_key_pem, unit FROM senders ORDER BY ei")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(SenderRecord {
+                    ei: row.try_get("ei")?,
+                    kind: row.try_get("kind")?,
+                    public_key_pem: row.try_get("public_key_pem")?,
+                    unit: row.try_get("unit")?,
+                })
+            })
+            .collect()
+    }
+
+    // --- API tokens -----------------------------------------------------------------------
+
+    /// Stores a token by the SM3 of its secret; the secret itself is never stored.
+    pub async fn insert_token(
+        &self,
+        token: &TokenRecord,
+        secret_sm3: &str,
+        now_ms: i64,
+    ) -> Result<(), EventLogError> {
+        sqlx::query(
+            "INSERT INTO tokens (id, token_sm3, role, org, scopes, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&token.id)
+        .bind(secret_sm3)
+        .bind(&token.role)
+        .bind(&token.org)
+        .bind(token.scopes.join(","))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn token_by_secret_sm3(
+        &self,
+        secret_sm3: &str,
+    ) -> Result<Option<TokenRecord>, EventLogError> {
+        sqlx::query("SELECT id, role, org, scopes, revoked_ms FROM tokens WHERE token_sm3 = $1")
+            .bind(secret_sm3)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| {
+                let scopes: String = row.try_get("scopes")?;
+                let revoked_ms: Option<i64> = row.try_get("revoked_ms")?;
+                Ok(TokenRecord {
+                    id: row.try_get("id")?,
+                    role: row.try_get("role")?,
+                    org: row.try_get("org")?,
+                    scopes: scopes
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    revoked: revoked_ms.is_some(),
+                })
+            })
+            .transpose()
+    }
+
+    /// Whether any operator token exists (the first one comes from the environment or is
+    /// generated at first start).
+    pub async fn has_operator_token(&self) -> Result<bool, EventLogError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM tokens WHERE role = 'operator'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    /// Revokes a token; false if there is no such (unrevoked) token.
+    pub async fn revoke_token(&self, id: &str, now_ms: i64) -> Result<bool, EventLogError> {
+        let result =
+            sqlx::query("UPDATE tokens SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL")
+                .bind(now_ms)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    // --- anti-replay ----------------------------------------------------------------------
+
+    /// Remembers a request id; false if it was seen before (a replay).
+    pub async fn remember_request(
+        &self,
+        reqid: &str,
+        ei: &str,
+        now_ms: i64,
+    ) -> Result<bool, EventLogError> {
+        let result = sqlx::query(
+            "INSERT INTO seen_requests (reqid, ei, seen_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (reqid) DO NOTHING",
+        )
+        .bind(reqid)
+        .bind(ei)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Forgets request ids seen before `before_ms`; returns how many.
+    pub async fn forget_requests_before(&self, before_ms: i64) -> Result<u64, EventLogError> {
+        let result = sqlx::query("DELETE FROM seen_requests WHERE seen_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    // --- rejected reports -----------------------------------------------------------------
+
+    pub async fn insert_rejection(&self, r: &Rejection) -> Result<(), EventLogError> {
+        sqlx::query(
+            "INSERT INTO rejected_reports (received_ms, mstype, ei, reqid, ywlsh, http_status, \
+             error_code, error_message, authenticated, body, body_sm3) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(r.received_ms)
+        .bind(&r.mstype)
+        .bind(&r.ei)
+        .bind(&r.reqid)
+        .bind(&r.ywlsh)
+        .bind(r.http_status)
+        .bind(&r.error_code)
+        .bind(&r.error_message)
+        .bind(i64::from(r.authenticated))
+        .bind(&r.body)
+        .bind(&r.body_sm3)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Rejected reports, newest first: at most `limit`, with ids below `before_id` if given.
+    pub async fn rejections(
+        &self,
+        limit: i64,
+        before_id: Option<i64>,
+    ) -> Result<Vec<Rejection>, EventLogError> {
+        sqlx::query(
+            "SELECT id, received_ms, mstype, ei, reqid, ywlsh, http_status, error_code, \
+             error_message, authenticated, body, body_sm3 FROM rejected_reports \
+             WHERE id < $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(before_id.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(Rejection {
+                id: row.try_get("id")?,
+                received_ms: row.try_get("received_ms")?,
+                mstype: row.try_get("mstype")?,
+                ei: row.try_get("ei")?,
+                reqid: row.try_get("reqid")?,
+                ywlsh: row.try_get("ywlsh")?,
+                http_status: row.try_get("http_status")?,
+                error_code: row.try_get("error_code")?,
+                error_message: row.try_get("error_message")?,
+                authenticated: row.try_get::<i64, _>("authenticated")? != 0,
+                body: row.try_get("body")?,
+                body_sm3: row.try_get("body_sm3")?,
+            })
+        })
+        .collect()
+    }
+
+    pub async fn count_rejections(&self) -> Result<i64, EventLogError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM rejected_reports")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    // --- device heartbeats ----------------------------------------------------------------
+
+    /// Keeps a device's latest heartbeat (JSON text); heartbeats are status, not events.
+    pub async fn record_heartbeat(
+        &self,
+        sbxlh: &str,
+        status_json: &str,
+        now_ms: i64,
+    ) -> Result<(), EventLogError> {
+        sqlx::query(
+            "INSERT INTO device_status (sbxlh, received_ms, status) VALUES ($1, $2, $3) \
+             ON CONFLICT (sbxlh) DO UPDATE SET received_ms = excluded.received_ms, \
+             status = excluded.status",
+        )
+        .bind(sbxlh)
+        .bind(now_ms)
+        .bind(status_json)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A device's latest heartbeat: when it arrived and what it said.
+    pub async fn heartbeat(&self, sbxlh: &str) -> Result<Option<(i64, String)>, EventLogError> {
+        sqlx::query("SELECT received_ms, status FROM device_status WHERE sbxlh = $1")
+            .bind(sbxlh)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| Ok((row.try_get("received_ms")?, row.try_get("status")?)))
+            .transpose()
+    }
+}
+
+fn org(row: &AnyRow) -> Result<Org, EventLogError> {
+    Ok(Org {
+        code: row.try_get("code")?,
+        name: row.try_get("name")?,
+        parent: row.try_get("parent")?,
+    })
+}
