@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::readside::Transport;
 use crate::wire::admission::AdmissionConfig;
 use crate::wire::ProtocolConfig;
 
@@ -28,6 +29,12 @@ pub struct ServeConfig {
     pub ops_token: Option<String>,
     pub admission: AdmissionConfig,
     pub protocol: ProtocolConfig,
+    /// Where events reach the projectors from: the store itself, or NATS JetStream.
+    pub transport: Transport,
+    /// The return-date scheduler, reminders (per day, webhook) and the revocation cascade.
+    pub processes: custody_processes::ProcessConfig,
+    /// When cabinets may upload their nightly reconciliation batch (`sjsb-dzsj`), China time.
+    pub reconciliation_window: crate::reconciliations::ReconciliationWindow,
 }
 
 impl ServeConfig {
@@ -45,6 +52,9 @@ impl ServeConfig {
             ops_token: None,
             admission: AdmissionConfig::default(),
             protocol: ProtocolConfig::default(),
+            transport: Transport::Store,
+            processes: custody_processes::ProcessConfig::default(),
+            reconciliation_window: Default::default(),
         }
     }
 }

@@ -1,12 +1,19 @@
 //! The `custody` service: HTTP routes over the application services, and the start-up that
 //! chooses the event store.
 
+pub mod audit;
 pub mod auth;
+pub mod client;
 mod config;
 pub mod error;
 mod health;
 pub mod ops;
+pub mod overdue;
 pub mod platform_key;
+pub mod process_ops;
+pub mod read;
+pub mod readside;
+pub mod reconciliations;
 pub mod registry;
 mod server;
 pub mod simulate;
@@ -14,4 +21,5 @@ pub mod wire;
 
 pub use config::{ServeConfig, StoreChoice};
 pub use error::{ErrorCode, WireError};
+pub use readside::Transport;
 pub use server::{App, AppState, StartError};

@@ -24,6 +24,12 @@ enum Command {
     Serve(ServeArgs),
     /// Simulated cabinets: send signed reports to a running service, or drive it with load.
     Simulate(custody_api::simulate::SimulateArgs),
+    /// Projections of a running service: status, rebuild.
+    #[command(subcommand)]
+    Projections(custody_api::client::ProjectionsCommand),
+    /// Audit a running service's event log.
+    #[command(subcommand)]
+    Audit(custody_api::client::AuditCommand),
 }
 
 #[derive(clap::Args)]
@@ -44,6 +50,9 @@ struct ServeArgs {
     /// Generated in the data directory when not given.
     #[arg(long)]
     platform_key: Option<PathBuf>,
+    /// Feed the projectors through NATS JetStream (nats://…) instead of reading the store.
+    #[arg(long, env = "CUSTODY_NATS_URL")]
+    nats_url: Option<String>,
     /// Refuse requests that carry no gateway signature (s.rsig).
     #[arg(long)]
     require_gateway_signature: bool,
@@ -53,6 +62,20 @@ struct ServeArgs {
     /// Admitted requests per second in all (token bucket; the burst equals this).
     #[arg(long, default_value_t = 5000.0)]
     global_rate: f64,
+    /// Where reminders are POSTed (JSON, header Idempotency-Key), retried until answered 2xx.
+    /// Without it reminders stay queued (GET /api/v1/ops/notifications).
+    #[arg(long, env = "CUSTODY_REMINDER_WEBHOOK_URL")]
+    reminder_webhook_url: Option<String>,
+    /// Reminders sent per overdue document and day, at most (between 10:00 and 17:00 China time).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=24))]
+    reminders_per_day: u32,
+    /// Seconds between runs of the return-date scheduler and the reminders (at most an hour).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    scheduler_interval: u64,
+    /// When cabinets may upload the nightly reconciliation batch, China time (`HH:MM-HH:MM`;
+    /// the end is excluded, and a window may run past midnight).
+    #[arg(long, default_value = "20:00-06:00")]
+    reconciliation_window: custody_api::reconciliations::ReconciliationWindow,
 }
 
 fn main() -> ExitCode {
@@ -78,6 +101,12 @@ fn main() -> ExitCode {
                     config.store = StoreChoice::Postgres { url };
                 }
                 config.max_connections = args.max_connections;
+                if let Some(url) = args.nats_url {
+                    config.transport = custody_api::Transport::JetStream {
+                        url,
+                        settings: Default::default(),
+                    };
+                }
                 config.platform_key = args.platform_key;
                 config.ops_token = std::env::var("CUSTODY_OPS_TOKEN").ok();
                 config.protocol.require_gateway_signature = args.require_gateway_signature;
@@ -85,9 +114,19 @@ fn main() -> ExitCode {
                 config.admission.per_sender_burst = args.sender_rate * 2.0;
                 config.admission.global_rate = args.global_rate;
                 config.admission.global_burst = args.global_rate;
+                config.processes.webhook = args
+                    .reminder_webhook_url
+                    .filter(|url| !url.is_empty())
+                    .map(custody_processes::WebhookConfig::new);
+                config.processes.reminders_per_day = args.reminders_per_day;
+                config.processes.tick_interval =
+                    std::time::Duration::from_secs(args.scheduler_interval);
+                config.reconciliation_window = args.reconciliation_window;
                 serve(config).await
             }
             Command::Simulate(args) => custody_api::simulate::run(args).await,
+            Command::Projections(command) => custody_api::client::projections(command).await,
+            Command::Audit(command) => custody_api::client::audit(command).await,
         }
     });
     match result {

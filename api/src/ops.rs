@@ -17,8 +17,10 @@ use serde_json::{json, Value};
 
 use crate::auth::{secret_digest, Caller, Role};
 use crate::error::{ErrorCode, WireError};
+use crate::readside::RebuildState;
 use crate::registry::{verifier, Sender, SenderKind};
 use crate::server::AppState;
+use custody_projections::Projection;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -30,6 +32,12 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/ops/tokens/{id}", delete(revoke_token))
         .route("/api/v1/ops/rejections", get(rejections))
         .route("/api/v1/ops/platform-key", get(platform_key))
+        .route("/api/v1/ops/projections", get(projections))
+        .route(
+            "/api/v1/ops/projections/{name}/rebuild",
+            post(rebuild_projection),
+        )
+        .merge(crate::process_ops::routes())
 }
 
 type Answer = Result<(StatusCode, Json<Value>), WireError>;
@@ -444,4 +452,66 @@ async fn platform_key(State(state): State<AppState>, caller: Caller) -> Answer {
             "certificate_pem": state.platform_key.certificate_pem,
         })),
     ))
+}
+
+async fn projections(State(state): State<AppState>, caller: Caller) -> Answer {
+    caller.require(Role::Operator)?;
+    let log = state.commands.log();
+    let head = log.committed_head().await?;
+    let mut items = Vec::new();
+    for projection in Projection::ALL {
+        let status = custody_projections::status(log.platform().pool(), projection)
+            .await
+            .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+        let lag = log.count_committed_after(status.cursor.into()).await?;
+        let rebuild = state.read_side.rebuild_state(projection).map(|r| match r {
+            RebuildState::Running(p) => json!({"state": "running", "events": p.events,
+                "total": p.total, "events_per_second": p.events_per_second(),
+                "elapsed_ms": p.elapsed.as_millis() as u64}),
+            RebuildState::Finished(p) => json!({"state": "finished", "events": p.events,
+                "total": p.total, "events_per_second": p.events_per_second(),
+                "elapsed_ms": p.elapsed.as_millis() as u64}),
+            RebuildState::Failed(error) => json!({"state": "failed", "error": error}),
+        });
+        // Projection lag of the events this process applied live: commit − recorded_at.
+        let lag_ms = state.read_side.projector(projection).map(|p| {
+            let lag = p.lag();
+            json!({"events": lag.count, "p50": lag.p50_ms, "p99": lag.p99_ms, "max": lag.max_ms})
+        });
+        items.push(json!({
+            "name": projection.name(),
+            "generation": status.active_generation,
+            "position": {"tx_id": status.cursor.tx_id, "global_position": status.cursor.position},
+            "applied": status.applied,
+            "lag": lag,
+            "lag_ms": lag_ms,
+            "rebuild": rebuild,
+        }));
+    }
+    let head = head.map(|h| json!({"tx_id": h.tx_id, "global_position": h.position}));
+    Ok((
+        StatusCode::OK,
+        Json(json!({"head": head, "projections": items})),
+    ))
+}
+
+async fn rebuild_projection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Answer {
+    caller.require(Role::Operator)?;
+    let projection = Projection::parse(&name)
+        .ok_or_else(|| WireError::new(ErrorCode::NotFound, format!("no projection {name}")))?;
+    if state.read_side.start_rebuild(projection) {
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"name": name, "rebuild": "started"})),
+        ))
+    } else {
+        Err(WireError::new(
+            ErrorCode::Conflict,
+            format!("a rebuild of {name} is running"),
+        ))
+    }
 }

@@ -13,6 +13,7 @@ use crate::auth::{secret_digest, Role};
 use crate::config::{ServeConfig, StoreChoice};
 use crate::health::health;
 use crate::platform_key::{PlatformKey, PlatformKeyError};
+use crate::readside::ReadSide;
 use crate::registry::{Registry, RegistryError};
 use crate::wire::admission::Admission;
 use crate::wire::{self, ProtocolConfig};
@@ -25,6 +26,12 @@ pub struct AppState {
     pub platform_key: Arc<PlatformKey>,
     pub admission: Arc<Admission>,
     pub protocol: ProtocolConfig,
+    pub read_side: Arc<ReadSide>,
+    /// The return-date scheduler, reminders and the revocation cascade; they stop when the last
+    /// handle is dropped.
+    pub processes: Arc<custody_processes::Processes>,
+    /// When `sjsb-dzsj` is taken (docs/reconciliation.md).
+    pub reconciliation_window: crate::reconciliations::ReconciliationWindow,
 }
 
 /// A built service, bound to its address but not yet serving.
@@ -57,18 +64,28 @@ impl App {
             PlatformKey::load_or_generate(&config.data_dir, config.platform_key.as_deref())?;
         let commands = Arc::new(Commands::new(log, clock));
         let registry = Registry::load(&commands).await?;
+        let read_side = ReadSide::start(commands.log(), &config.transport).await?;
+        let processes =
+            custody_processes::Processes::start(commands.clone(), config.processes.clone()).await?;
         let state = AppState {
             commands,
             registry: Arc::new(registry),
             platform_key: Arc::new(platform_key),
             admission: Arc::new(Admission::new(config.admission)),
             protocol: config.protocol,
+            read_side,
+            processes,
+            reconciliation_window: config.reconciliation_window,
         };
         let first_operator_token = bootstrap_operator(&state, config.ops_token.as_deref()).await?;
         let router = Router::new()
             .route("/health", get(health))
             .route("/yth_g1xt/api/v1/{mstype}", post(wire::receive))
             .merge(crate::ops::routes())
+            .merge(crate::read::routes())
+            .merge(crate::overdue::routes())
+            .merge(crate::audit::routes())
+            .merge(crate::reconciliations::routes())
             // The ingress reads its body itself (413 with a protocol answer); the other routes
             // take JSON bodies no larger.
             .layer(DefaultBodyLimit::max(wire::MAX_BODY_BYTES))
@@ -81,6 +98,7 @@ impl App {
                     source,
                 })?;
         spawn_request_id_sweeper(&state);
+        crate::reconciliations::spawn_missing_upload_check(&state);
         Ok(App {
             listener,
             router,
@@ -98,9 +116,12 @@ impl App {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), std::io::Error> {
-        axum::serve(self.listener, self.router)
+        let read_side = self.state.read_side.clone();
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        read_side.stop();
+        served
     }
 }
 
@@ -161,6 +182,10 @@ pub enum StartError {
     PlatformKey(#[from] PlatformKeyError),
     #[error("loading the sender registry: {0}")]
     Registry(#[from] RegistryError),
+    #[error("starting the projectors: {0}")]
+    ReadSide(#[from] custody_projections::ProjectionError),
+    #[error("starting the process managers: {0}")]
+    Processes(#[from] custody_processes::ProcessError),
     #[error("creating the first operator token: {0}")]
     Bootstrap(String),
     #[error("cannot listen on {address}: {source}")]

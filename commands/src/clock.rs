@@ -32,6 +32,14 @@ impl ManualClock {
         }
     }
 
+    /// What the clock says (also through [`Clock::now`]).
+    pub fn now(&self) -> DateTime<FixedOffset> {
+        *self
+            .now
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub fn set(&self, now: DateTime<FixedOffset>) {
         *self
             .now

@@ -6,7 +6,7 @@ use custody_domain::cabinet::Cabinet;
 use custody_domain::document::Document;
 use custody_domain::person::Person;
 use custody_domain::{DomainError, EventMetadata};
-use custody_eventlog::{ChainedEventStore, EventLog, StoredEventRef};
+use custody_eventlog::{EventLog, StoredEventRef};
 use rand::RngExt;
 
 use crate::clock::Clock;
@@ -38,24 +38,16 @@ impl Default for RetryPolicy {
     }
 }
 
-type Framework<A> = CqrsFramework<A, ChainedEventStore<A>>;
-
 /// The application services over one event log.
 pub struct Commands {
     log: EventLog,
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
-    documents: Framework<Document>,
-    persons: Framework<Person>,
-    cabinets: Framework<Cabinet>,
 }
 
 impl Commands {
     pub fn new(log: EventLog, clock: Arc<dyn Clock>) -> Self {
         Commands {
-            documents: CqrsFramework::new(log.store(), vec![], ()),
-            persons: CqrsFramework::new(log.store(), vec![], ()),
-            cabinets: CqrsFramework::new(log.store(), vec![], ()),
             log,
             clock,
             retry: RetryPolicy::default(),
@@ -81,7 +73,7 @@ impl Commands {
         command: <Document as Aggregate>::Command,
         metadata: EventMetadata,
     ) -> Result<Outcome, CommandError> {
-        self.execute(&self.documents, id, command, metadata).await
+        self.execute::<Document>(id, command, metadata).await
     }
 
     pub async fn person(
@@ -90,7 +82,7 @@ impl Commands {
         command: <Person as Aggregate>::Command,
         metadata: EventMetadata,
     ) -> Result<Outcome, CommandError> {
-        self.execute(&self.persons, id, command, metadata).await
+        self.execute::<Person>(id, command, metadata).await
     }
 
     pub async fn cabinet(
@@ -99,7 +91,7 @@ impl Commands {
         command: <Cabinet as Aggregate>::Command,
         metadata: EventMetadata,
     ) -> Result<Outcome, CommandError> {
-        self.execute(&self.cabinets, id, command, metadata).await
+        self.execute::<Cabinet>(id, command, metadata).await
     }
 
     /// The aggregate as its stored events make it now.
@@ -116,17 +108,20 @@ impl Commands {
         Ok(context.aggregate)
     }
 
-    async fn execute<A>(
+    /// Runs one command of any aggregate: idempotent by the metadata's key, retried on
+    /// conflicts. (cqrs-es's framework is a thin, stateless wrapper over the store, so one is
+    /// made per call.)
+    pub async fn execute<A>(
         &self,
-        framework: &Framework<A>,
         id: &str,
         command: A::Command,
         mut metadata: EventMetadata,
     ) -> Result<Outcome, CommandError>
     where
-        A: Aggregate<Error = DomainError>,
+        A: Aggregate<Error = DomainError, Services = ()>,
         A::Command: Clone,
     {
+        let framework = CqrsFramework::new(self.log.store::<A>(), vec![], ());
         metadata.recorded_at.get_or_insert_with(|| self.clock.now());
         let key = metadata.idempotency_key.clone();
         if let Some(outcome) = self.earlier_outcome::<A>(key.as_deref(), id).await? {

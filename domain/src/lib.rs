@@ -6,12 +6,16 @@
 //! `docs/state-machines.md` all read.
 
 pub mod cabinet;
+pub mod consent_letter;
 pub mod document;
 pub mod error;
 pub mod identifiers;
 pub mod metadata;
 pub mod person;
+pub mod reconciliation;
+pub mod reminder;
 pub mod transitions;
+pub mod travel_approval;
 pub mod values;
 
 pub use error::DomainError;

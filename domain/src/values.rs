@@ -3,7 +3,9 @@
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::identifiers::{CitizenId, DocumentId, DocumentNumber, DocumentType, PersonId};
+use crate::identifiers::{
+    CitizenId, CreditCode, DocumentId, DocumentNumber, DocumentType, PersonId,
+};
 use crate::DomainError;
 
 /// A moment with its offset; business times are China Standard Time (UTC+08:00) on the wire.
@@ -70,9 +72,11 @@ pub struct Drawer {
     pub column: u16,
 }
 
-/// Where a document is when it is in a cabinet.
+/// Where a document is when it is in a cabinet: whose cabinet, which device, which drawer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Location {
+    /// The unit the cabinet is enrolled for: the unit that holds the document.
+    pub unit: CreditCode,
     pub device: DeviceSerial,
     pub drawer: Drawer,
 }

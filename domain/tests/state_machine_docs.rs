@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use custody_domain::transitions::triples;
-use custody_domain::{cabinet, document, person};
+use custody_domain::{
+    cabinet, consent_letter, document, person, reconciliation, reminder, travel_approval,
+};
 
 /// The (event, from, to) triples of the table under `## {section}` in the doc.
 fn documented(section: &str) -> Vec<(String, String, String)> {
@@ -45,8 +47,41 @@ fn cabinet_table_matches_the_doc() {
 }
 
 #[test]
+fn travel_approval_table_matches_the_doc() {
+    assert_eq!(
+        triples(travel_approval::TRANSITIONS),
+        documented("Travel approval")
+    );
+}
+
+#[test]
+fn consent_letter_table_matches_the_doc() {
+    assert_eq!(
+        triples(consent_letter::TRANSITIONS),
+        documented("Consent letter")
+    );
+}
+
+#[test]
+fn reminder_table_matches_the_doc() {
+    assert_eq!(triples(reminder::TRANSITIONS), documented("Reminder"));
+}
+
+#[test]
+fn reconciliation_table_matches_the_doc() {
+    assert_eq!(
+        triples(reconciliation::TRANSITIONS),
+        documented("Reconciliation")
+    );
+}
+
+#[test]
 fn the_doc_is_not_empty() {
     // Guards the parser: a doc it cannot read must not pass as "no transitions".
     assert!(documented("Document").len() > 20);
     assert!(documented("Person").len() >= 10);
+    assert!(!documented("Travel approval").is_empty());
+    assert!(!documented("Consent letter").is_empty());
+    assert_eq!(documented("Reminder").len(), 5);
+    assert_eq!(documented("Reconciliation").len(), 2);
 }

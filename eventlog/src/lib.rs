@@ -8,13 +8,16 @@
 //! retries.
 
 mod chain;
+mod commit_order;
 mod error;
 mod log;
+mod lookups;
 mod platform;
 mod repository;
 mod store;
 
 pub use chain::{canonical_json, event_hash, GENESIS_HASH, PREVIOUS_HASH};
+pub use commit_order::{CommitPosition, CommittedEvent};
 pub use error::EventLogError;
 pub use log::{Backend, EventLog, StoredEvent, StoredEventRef};
 pub use platform::{Org, PlatformStore, Rejection, SenderRecord, TokenRecord};

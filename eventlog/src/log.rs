@@ -193,6 +193,15 @@ impl EventLog {
         }
     }
 
+    /// Every aggregate type that has events.
+    pub async fn aggregate_types(&self) -> Result<Vec<String>, EventLogError> {
+        let sql = "SELECT DISTINCT aggregate_type FROM events ORDER BY aggregate_type";
+        Ok(match &self.backend {
+            Backend::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await?,
+            Backend::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await?,
+        })
+    }
+
     /// The ids of every aggregate of one type that has events.
     pub async fn aggregate_ids(&self, aggregate_type: &str) -> Result<Vec<String>, EventLogError> {
         let rows: Vec<String> = match &self.backend {

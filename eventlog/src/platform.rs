@@ -62,17 +62,24 @@ pub struct Rejection {
 impl PlatformStore {
     pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Self, EventLogError> {
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .connect(url)
-            .await?;
+        let mut options = AnyPoolOptions::new().max_connections(max_connections);
         if url.starts_with("sqlite:") {
-            // Each new SQLite connection waits for the writer instead of failing at once.
-            sqlx::query("PRAGMA busy_timeout = 10000")
-                .execute(&pool)
-                .await?;
+            // Every SQLite connection waits for the writer instead of failing at once.
+            options = options.after_connect(|connection, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(&mut *connection, "PRAGMA busy_timeout = 10000")
+                        .await?;
+                    Ok(())
+                })
+            });
         }
+        let pool = options.connect(url).await?;
         Ok(PlatformStore { pool })
+    }
+
+    /// The pool over the platform's tables; the read side keeps its views here too.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     // --- org tree -------------------------------------------------------------------------

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use custody_api::simulate::{self, CabinetSpec, SimulatedCabinet};
 use custody_api::wire::admission::AdmissionConfig;
 use custody_api::wire::ProtocolConfig;
-use custody_api::{App, AppState, ServeConfig, StoreChoice};
+use custody_api::{App, AppState, ServeConfig, StoreChoice, Transport};
 use custody_commands::{Clock, ManualClock, SystemClock};
 use custody_eventlog::EventLog;
 use custody_protocol::SignedRequest;
@@ -92,6 +92,8 @@ pub struct AppOptions {
     pub platform_key: Option<PathBuf>,
     pub admission: AdmissionConfig,
     pub protocol: ProtocolConfig,
+    /// How events reach the projectors: the store (default) or a JetStream stream.
+    pub transport: Transport,
 }
 
 impl Default for AppOptions {
@@ -108,6 +110,7 @@ impl Default for AppOptions {
                 ..AdmissionConfig::default()
             },
             protocol: ProtocolConfig::default(),
+            transport: Transport::Store,
         }
     }
 }
@@ -160,6 +163,7 @@ impl TestApp {
         config.ops_token = Some(OPS_TOKEN.to_string());
         config.admission = options.admission;
         config.protocol = options.protocol;
+        config.transport = options.transport.clone();
         let app = App::build_with_clock(&config, Arc::new(options.clock.clone()))
             .await
             .expect("build the app");
@@ -283,6 +287,80 @@ impl TestApp {
         simulate::post(&self.client, &format!("http://{}", self.address), request)
             .await
             .expect("post a signed request")
+    }
+
+    /// Waits until every projection has applied every committed event (at most 60 s).
+    pub async fn caught_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self
+                .ops(reqwest::Method::GET, "/api/v1/ops/projections", None)
+                .await;
+            assert_eq!(status, 200, "projections: {body}");
+            let behind = body["projections"]
+                .as_array()
+                .map(|all| all.iter().any(|p| p["lag"].as_i64() != Some(0)))
+                .unwrap_or(true);
+            if !behind {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "projections did not catch up: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A read-API call with `token`: status and JSON body.
+    pub async fn read(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("read request");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// Issues a token of `role` for `org` with `scopes`; returns its secret.
+    pub async fn token(&self, role: &str, org: &str, scopes: &[&str]) -> String {
+        let (status, body) = self
+            .ops(
+                reqwest::Method::POST,
+                "/api/v1/ops/tokens",
+                Some(serde_json::json!({"role": role, "org": org, "scopes": scopes})),
+            )
+            .await;
+        assert_eq!(status, 201, "token: {body}");
+        body["token"].as_str().expect("token secret").to_string()
+    }
+
+    /// Creates an org node under `parent`; returns its code.
+    pub async fn org_under(&self, parent: Option<&str>, name: &str) -> String {
+        let code = simulate::generate::random_credit_code(&mut rand::rng());
+        let (status, body) = self
+            .ops(
+                reqwest::Method::POST,
+                "/api/v1/ops/orgs",
+                Some(serde_json::json!({"code": code, "name": name, "parent": parent})),
+            )
+            .await;
+        assert_eq!(status, 201, "create org: {body}");
+        code
+    }
+
+    /// A new simulated cabinet of `unit`, enrolled and activated.
+    pub async fn active_cabinet_of(&self, unit: &str) -> SimulatedCabinet {
+        let spec = CabinetSpec::random(&mut rand::rng(), unit, "测试单位");
+        let cabinet = SimulatedCabinet::new(spec, &self.platform_certificate_pem())
+            .expect("simulated cabinet");
+        self.enroll(&cabinet).await;
+        self.activate(&cabinet).await;
+        cabinet
     }
 
     /// Stops serving and waits until the server has finished.

@@ -53,6 +53,7 @@ pub fn holder() -> PersonId {
 
 pub fn location() -> Location {
     Location {
+        unit: UNIT.parse().expect("credit code"),
         device: "XJH-Q2555061"
             .parse::<DeviceSerial>()
             .expect("device serial"),

@@ -4,16 +4,21 @@
 //! - [`cabinet`]: [`SimulatedCabinet`], its SM2 key and every report it signs;
 //! - [`generate`]: valid random identifiers, documents and business serials; wire time formats;
 //! - [`http`]: posting signed requests, the ops API calls, provisioning a unit with cabinets;
-//! - [`load`]: the load generator behind `custody simulate --load`.
+//! - [`load`]: the load generator behind `custody simulate --load`;
+//! - [`exit_entry`]: [`SimulatedExitEntryAdapter`], the exit-entry administration's pushes;
+//! - [`unit`]: [`SimulatedUnitClient`], a unit's filing lists, approvals and consent letters.
 //!
 //! `custody simulate` only ever sends to the `--url` it is given.
 
 pub mod cabinet;
 mod cli;
 pub mod error;
+pub mod exit_entry;
 pub mod generate;
 pub mod http;
 pub mod load;
+pub mod reconciliation;
+pub mod unit;
 
 #[cfg(test)]
 mod tests;
@@ -25,11 +30,13 @@ pub use cabinet::{
     DeviceEnrollment, SimulatedCabinet, Trip,
 };
 pub use error::SimulateError;
+pub use exit_entry::SimulatedExitEntryAdapter;
 pub use http::{
     http_client, post, post_expecting_success, provision_fleet, Fleet, OpsClient, PlatformKey,
     ServiceReply,
 };
 pub use load::{run_load, LoadConfig, LoadReport};
+pub use unit::SimulatedUnitClient;
 
 /// `custody simulate`: drive a running service with simulated cabinets.
 #[derive(Args)]

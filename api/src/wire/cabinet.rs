@@ -1,20 +1,21 @@
 //! What each cabinet message does: wire fields become domain types here (refused with a precise
 //! code when they do not parse), then one command runs through the application service.
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
 use custody_commands::Outcome;
 use custody_domain::cabinet::{Activated, Administrator, AlarmRaised, CabinetCommand};
 use custody_domain::document::{
     AbnormalReason, ApprovalCheck, CancellationReason, Cancelled, DepositKind, Deposited,
     DocumentCommand, WithdrawalKind, Withdrawn,
 };
-use custody_domain::identifiers::{BusinessSerial, DocumentId, SerialKind};
-use custody_domain::values::{china_standard_time, DocumentRecord, Drawer, Location};
-use custody_domain::EventMetadata;
-use custody_protocol::{EnvelopeError, SignedRequest};
-use serde::de::DeserializeOwned;
+use custody_domain::identifiers::{DocumentId, SerialKind};
+use custody_domain::values::{DocumentRecord, Drawer, Location};
+use custody_protocol::SignedRequest;
 use serde_json::Value;
 
+use super::fields::{
+    business_data, business_date, business_time, invalid, metadata, open_envelope, optional,
+    required, serial_of,
+};
 use super::ingress::{Received, Reply};
 use super::messages::{self, MessageType};
 use crate::error::{ErrorCode, WireError};
@@ -36,28 +37,14 @@ pub async fn handle(
         }
         MessageType::Cancellation => cancellation(state, sender, request, received).await,
         MessageType::Alarm => alarm(state, sender, request, received).await,
-    }
-}
-
-fn business_data<T: DeserializeOwned>(request: &SignedRequest) -> Result<T, WireError> {
-    request
-        .business_data()
-        .map_err(|e| WireError::new(ErrorCode::Malformed, e.to_string()))
-}
-
-/// The metadata of the event a report yields, keyed by its business serial when it has one.
-fn metadata(
-    request: &SignedRequest,
-    received: &Received<'_>,
-    serial: Option<&str>,
-) -> EventMetadata {
-    EventMetadata {
-        business_serial: serial.map(str::to_string),
-        idempotency_key: serial.map(str::to_string),
-        sender: request.c.ei.clone(),
-        request_id: Some(request.c.reqid.clone()),
-        envelope_sm3: Some(received.body_sm3.clone()),
-        recorded_at: Some(received.now),
+        MessageType::Reconciliation => {
+            super::reconciliation::handle(state, sender, request, received).await
+        }
+        MessageType::ReminderPull => reminder_pull(state, sender, request, received).await,
+        other => Err(WireError::new(
+            ErrorCode::UnsupportedMstype,
+            format!("{other:?} is not a cabinet message"),
+        )),
     }
 }
 
@@ -77,52 +64,6 @@ fn same_device(field: &str, named: &str, sender: &Sender) -> Result<(), WireErro
             ),
         ))
     }
-}
-
-fn invalid(field: &str, reason: impl std::fmt::Display) -> WireError {
-    WireError::new(ErrorCode::InvalidField, format!("{field}: {reason}"))
-}
-
-fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, WireError> {
-    if value.is_empty() {
-        Err(WireError::new(
-            ErrorCode::MissingField,
-            format!("{field} is empty"),
-        ))
-    } else {
-        Ok(value)
-    }
-}
-
-/// `YYYYMMDDHHMMSS` in China Standard Time.
-fn business_time(field: &str, value: &str) -> Result<DateTime<FixedOffset>, WireError> {
-    NaiveDateTime::parse_from_str(required(field, value)?, "%Y%m%d%H%M%S")
-        .ok()
-        .and_then(|t| t.and_local_timezone(china_standard_time()).single())
-        .ok_or_else(|| invalid(field, format!("{value:?} is not YYYYMMDDHHMMSS")))
-}
-
-/// `YYYYMMDD`.
-fn business_date(field: &str, value: &str) -> Result<NaiveDate, WireError> {
-    NaiveDate::parse_from_str(required(field, value)?, "%Y%m%d")
-        .map_err(|_| invalid(field, format!("{value:?} is not YYYYMMDD")))
-}
-
-fn serial_of(kind: SerialKind, value: &str) -> Result<BusinessSerial, WireError> {
-    let serial: BusinessSerial = required("ywlsh", value)?
-        .parse()
-        .map_err(|e| invalid("ywlsh", e))?;
-    if serial.kind() != kind {
-        return Err(invalid(
-            "ywlsh",
-            format!("this operation's serial starts with {}", kind.prefix()),
-        ));
-    }
-    Ok(serial)
-}
-
-fn optional(value: &str) -> Option<String> {
-    (!value.is_empty()).then(|| value.to_string())
 }
 
 async fn activate(
@@ -158,7 +99,7 @@ async fn activate(
     });
     state
         .commands
-        .cabinet(&sender.ei, command, metadata(request, received, None))
+        .cabinet(&sender.ei, command, metadata(request, received, None, None))
         .await?;
     state
         .registry
@@ -217,7 +158,7 @@ async fn document_operation(
             ))
         }
     };
-    let serial = serial_of(serial_kind, &report.ywlsh)?;
+    let serial = serial_of("ywlsh", serial_kind, &report.ywlsh)?;
     let operated_at = business_time("optime", &report.optime)?;
     let record = open_record(state, &report.zjdata)?;
     let drawer = Drawer {
@@ -229,6 +170,12 @@ async fn document_operation(
         cabinet.check_drawer(&sender.ei, &drawer)?;
     }
     let location = Location {
+        unit: sender
+            .unit
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| WireError::new(ErrorCode::Internal, format!("enrolled unit: {e}")))?,
         device: sender
             .ei
             .parse()
@@ -271,9 +218,19 @@ async fn document_operation(
                     travel_approval: optional(&report.cgspywlsh),
                     anomaly: None,
                 },
-                // Travel approvals are not recorded by this version, so none can be valid: a
-                // lend is recorded and flagged `withdrawal_without_approval` (SPEC §3.3).
-                approval: ApprovalCheck::Missing,
+                // A lend needs a valid approval of the holder on the day it leaves the
+                // cabinet; without one it is still recorded, flagged (SPEC §3.3).
+                approval: if lend {
+                    super::unit::lend_approval(
+                        state,
+                        &report.cgspywlsh,
+                        &record.holder_id(),
+                        operated_at.date_naive(),
+                    )
+                    .await?
+                } else {
+                    ApprovalCheck::Missing
+                },
             }
         }
         _ => DocumentCommand::WithdrawAbnormally(custody_domain::document::AbnormalWithdrawal {
@@ -298,7 +255,12 @@ async fn document_operation(
         .document(
             document_id.as_str(),
             command,
-            metadata(request, received, Some(serial.as_str())),
+            metadata(
+                request,
+                received,
+                Some(serial.as_str()),
+                Some(serial.to_string()),
+            ),
         )
         .await?;
     Ok(reply(serial.as_str(), outcome))
@@ -306,18 +268,7 @@ async fn document_operation(
 
 /// Opens `zjdata` with the platform key and reads the document record from it.
 fn open_record(state: &AppState, zjdata: &str) -> Result<DocumentRecord, WireError> {
-    let plaintext = state
-        .platform_key
-        .opener
-        .open_base64(required("zjdata", zjdata)?)
-        .map_err(|e| match e {
-            EnvelopeError::NotForThisRecipient
-            | EnvelopeError::KeyDecryptionFailed
-            | EnvelopeError::CertificateKeyMismatch => {
-                WireError::new(ErrorCode::EnvelopeRecipient, format!("zjdata: {e}"))
-            }
-            other => WireError::new(ErrorCode::BadEnvelope, format!("zjdata: {other}")),
-        })?;
+    let plaintext = open_envelope(state, "zjdata", zjdata)?;
     let raw = custody_protocol::DocumentRecord::parse(&plaintext)
         .map_err(|e| WireError::new(ErrorCode::BadRecord, format!("zjdata record: {e}")))?;
     Ok(DocumentRecord {
@@ -345,7 +296,7 @@ async fn cancellation(
     received: &Received<'_>,
 ) -> Result<Reply, WireError> {
     let report: messages::Cancellation = business_data(request)?;
-    let serial = serial_of(SerialKind::Cancellation, &report.ywlsh)?;
+    let serial = serial_of("ywlsh", SerialKind::Cancellation, &report.ywlsh)?;
     let document_id: DocumentId = required("zjbs", &report.zjbs)?
         .parse()
         .map_err(|e| invalid("zjbs", e))?;
@@ -369,7 +320,12 @@ async fn cancellation(
                 reason,
                 proof: optional(&report.zmwjqm),
             }),
-            metadata(request, received, Some(serial.as_str())),
+            metadata(
+                request,
+                received,
+                Some(serial.as_str()),
+                Some(serial.to_string()),
+            ),
         )
         .await?;
     Ok(reply(serial.as_str(), outcome))
@@ -398,8 +354,53 @@ async fn alarm(
         .cabinet(
             &sender.ei,
             command,
-            metadata(request, received, Some(serial)),
+            metadata(request, received, Some(serial), Some(serial.to_string())),
         )
         .await?;
     Ok(reply(serial, outcome))
+}
+
+/// sjfk-cjxx: the open reminders of the cabinet's unit, each `{zjbs, rybs, zjlx, yqts, cjlx}`
+/// with `yqts` the overdue days today (China time, never negative) and `cjlx` `overdue` or
+/// `entered`. A document may be brought back to any cabinet of its unit, so every cabinet of the
+/// unit lists all of them. Nothing is appended.
+async fn reminder_pull(
+    state: &AppState,
+    sender: &Sender,
+    request: &SignedRequest,
+    received: &Received<'_>,
+) -> Result<Reply, WireError> {
+    let pull: messages::ReminderPull = business_data(request)?;
+    same_device("devid", required("devid", &pull.devid)?, sender)?;
+    let unit = required("orgid", &pull.orgid)?;
+    if sender.unit.as_deref() != Some(unit) {
+        return Err(WireError::new(
+            ErrorCode::SenderMismatch,
+            format!("orgid {unit:?} is not the unit the cabinet is enrolled for"),
+        ));
+    }
+    let today = received
+        .now
+        .with_timezone(&custody_domain::values::china_standard_time())
+        .date_naive();
+    let open = state
+        .processes
+        .open_reminders(Some(unit))
+        .await
+        .map_err(crate::overdue::process_error)?;
+    let reminders: Vec<Value> = open
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "zjbs": r.details.document.as_str(),
+                "rybs": r.details.holder.as_ref().map(|h| h.as_str()).unwrap_or_default(),
+                "zjlx": r.details.document_type.map(|t| t.code()).unwrap_or_default(),
+                "yqts": r.overdue_days(today),
+                "cjlx": r.details.kind.code(),
+            })
+        })
+        .collect();
+    let mut reply = Reply::new("", false);
+    reply.extra.insert("cjxx".into(), Value::Array(reminders));
+    Ok(reply)
 }

@@ -12,8 +12,8 @@ use custody_eventlog::Rejection;
 use custody_protocol::{RequestError, SignedRequest};
 use serde_json::{json, Map, Value};
 
-use super::cabinet;
 use super::messages::MessageType;
+use super::{cabinet, exit_entry, unit};
 use crate::error::{ErrorCode, WireError};
 use crate::registry::{Sender, SenderKind};
 use crate::server::AppState;
@@ -206,9 +206,19 @@ async fn judge(state: &AppState, received: &Received<'_>) -> Result<Reply, Refus
             format!("reqid {} was seen before", request.c.reqid),
         )));
     }
-    cabinet::handle(state, message, &sender, &request, received)
-        .await
-        .map_err(authenticated)
+    let handled = match message.sender_kind() {
+        SenderKind::Cabinet => cabinet::handle(state, message, &sender, &request, received).await,
+        SenderKind::ExitEntry => {
+            exit_entry::handle(state, message, &sender, &request, received).await
+        }
+        SenderKind::Unit => unit::handle(state, message, &sender, &request, received).await,
+        // A gateway only countersigns (rsig); no message is its own.
+        SenderKind::Gateway => Err(WireError::new(
+            ErrorCode::UnsupportedMstype,
+            format!("{} is not sent by a gateway", received.mstype),
+        )),
+    };
+    handled.map_err(authenticated)
 }
 
 fn check_freshness(
@@ -311,7 +321,14 @@ impl Summary {
             .as_str()
             .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .map(|bdata| text(&bdata["ywlsh"]))
+            .map(|bdata| {
+                // The business serial under whichever name the message gives it.
+                ["ywlsh", "bbywlsh", "cgspywlsh", "tyhywlsh", "dzywlsh"]
+                    .iter()
+                    .map(|key| text(&bdata[*key]))
+                    .find(|serial| !serial.is_empty())
+                    .unwrap_or_default()
+            })
             .unwrap_or_default();
         Summary {
             ei: text(&envelope["c"]["ei"]),

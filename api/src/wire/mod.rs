@@ -8,7 +8,11 @@
 
 pub mod admission;
 mod cabinet;
+mod exit_entry;
+mod fields;
 mod ingress;
 mod messages;
+mod reconciliation;
+mod unit;
 
 pub use ingress::{receive, ProtocolConfig, MAX_BODY_BYTES};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::commands::{ApprovalCheck, DocumentCommand};
 use super::events::*;
 use super::state::{DocumentState, TRANSITIONS};
-use crate::identifiers::{DocumentNumber, DocumentType, PersonId};
+use crate::identifiers::{CreditCode, DocumentNumber, DocumentType, PersonId};
 use crate::transitions::{next_state, require};
 use crate::values::{DocumentRecord, Location};
 use crate::DomainError;
@@ -24,6 +24,8 @@ pub struct Document {
     pub location: Option<Location>,
     /// The planned return date of the current lend.
     pub planned_return: Option<NaiveDate>,
+    /// The unit whose cabinet last held it.
+    pub unit: Option<CreditCode>,
 }
 
 impl Document {
@@ -130,10 +132,12 @@ impl Aggregate for Document {
                 self.document_type = Some(e.record.document_type);
                 self.number = Some(e.record.number.clone());
                 self.record = Some(e.record);
+                self.unit = Some(e.location.unit.clone());
                 self.location = Some(e.location);
                 self.planned_return = None;
             }
             DocumentEvent::Withdrawn(e) => {
+                self.unit = Some(e.location.unit);
                 self.location = None;
                 self.planned_return = e.planned_return;
             }
@@ -146,6 +150,7 @@ impl Aggregate for Document {
                 self.location = None;
             }
             DocumentEvent::ReconciliationCorrected(e) => {
+                self.unit = Some(e.location.unit.clone());
                 self.location = Some(e.location);
                 self.planned_return = None;
             }

@@ -1,0 +1,87 @@
+//! `GET /api/v1/overdue` (SPEC §7.1): the open reminders of the caller's org subtree, each with
+//! its overdue days (today − planned return date, China time, never negative).
+//!
+//! The list is the reminder process's own record of its reminders (docs/processes.md), not a
+//! projection view: the same rows the process sends from, so the list and the reminders cannot
+//! disagree. It names documents and holders by ZJBS and RYBS only, so there is nothing to mask;
+//! `GET /api/v1/documents/{zjbs}` gives the details.
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use custody_processes::{OpenReminder, ProcessError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::Caller;
+use crate::error::{ErrorCode, WireError};
+use crate::read::Scope;
+use crate::server::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/overdue", get(overdue))
+}
+
+#[derive(Deserialize)]
+struct OverdueQuery {
+    /// One unit of the caller's subtree.
+    unit: Option<String>,
+    /// `overdue` or `entered`.
+    kind: Option<String>,
+}
+
+pub(crate) fn process_error(error: ProcessError) -> WireError {
+    tracing::error!(%error, "process manager failed");
+    WireError::new(ErrorCode::Internal, error.to_string())
+}
+
+async fn overdue(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<OverdueQuery>,
+) -> Result<Json<Value>, WireError> {
+    let scope = Scope::of(&state, caller).await?;
+    let today = state.commands.clock().now().date_naive();
+    let mut open: Vec<OpenReminder> = state
+        .processes
+        .open_reminders(query.unit.as_deref().filter(|u| !u.is_empty()))
+        .await
+        .map_err(process_error)?
+        .into_iter()
+        .filter(|r| scope.sees(r.details.unit.as_ref().map(|u| u.as_str())))
+        .filter(|r| {
+            query
+                .kind
+                .as_deref()
+                .is_none_or(|kind| kind.is_empty() || kind == r.details.kind.code())
+        })
+        .collect();
+    // Longest overdue first.
+    open.sort_by(|a, b| {
+        b.overdue_days(today)
+            .cmp(&a.overdue_days(today))
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    let items: Vec<Value> = open
+        .iter()
+        .map(|r| {
+            let d = &r.details;
+            json!({
+                "reminder": r.id,
+                "zjbs": d.document.as_str(),
+                "rybs": d.holder.as_ref().map(|h| h.as_str()),
+                "zjlx": d.document_type.map(|t| t.code()),
+                "unit": d.unit.as_ref().map(|u| u.as_str()),
+                "sbxlh": d.device.as_ref().map(|s| s.as_str()),
+                "kind": d.kind.code(),
+                "state": r.state.to_string(),
+                "planned_return": d.planned_return.map(|p| p.to_string()),
+                "overdue_days": r.overdue_days(today),
+                "opened_at": d.opened_at.to_rfc3339(),
+                "sent": r.sent,
+                "last_sent_at": r.last_sent_at.map(|t| t.to_rfc3339()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"today": today.to_string(), "overdue": items})))
+}

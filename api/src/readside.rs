@@ -1,0 +1,143 @@
+//! The projectors the service runs, one per view, and their rebuilds.
+//!
+//! On the embedded default (and on PostgreSQL without `--nats-url`) each projector follows the
+//! store itself, in commit order. With `--nats-url` a relay publishes committed events to
+//! JetStream and each projector reads its own durable consumer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use custody_eventlog::EventLog;
+use custody_projections::feed::{JetStreamFeed, StoreFeed, StreamSettings};
+use custody_projections::relay::Relay;
+use custody_projections::{Projection, ProjectionError, Projector, RebuildProgress};
+use tokio::sync::watch;
+
+/// Where events reach the projectors from.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Store,
+    JetStream {
+        url: String,
+        settings: StreamSettings,
+    },
+}
+
+/// A rebuild's last known state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RebuildState {
+    Running(RebuildProgress),
+    Finished(RebuildProgress),
+    Failed(String),
+}
+
+pub struct ReadSide {
+    projectors: HashMap<Projection, Projector>,
+    rebuilds: Mutex<HashMap<Projection, RebuildState>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl ReadSide {
+    pub async fn start(
+        log: &EventLog,
+        transport: &Transport,
+    ) -> Result<Arc<ReadSide>, ProjectionError> {
+        let (shutdown, stop) = watch::channel(false);
+        let mut projectors = HashMap::new();
+        if let Transport::JetStream { url, settings } = transport {
+            let relay = Relay::connect(log.clone(), url, settings.clone())
+                .await
+                .map_err(|e| ProjectionError::Decode(format!("relay: {e}")))?;
+            let mut stop = stop.clone();
+            tokio::spawn(relay.run(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            }));
+        }
+        for projection in Projection::ALL {
+            let projector = Projector::new(log.clone(), projection).await?;
+            let runner = projector.clone();
+            let stop = stop.clone();
+            match transport {
+                Transport::Store => {
+                    let cursor = projector.status().await?.cursor;
+                    tokio::spawn(async move {
+                        let feed = StoreFeed::new(runner.log().clone(), cursor);
+                        runner.run(feed, stop).await
+                    });
+                }
+                Transport::JetStream { url, settings } => {
+                    let feed = JetStreamFeed::connect(
+                        url,
+                        settings.clone(),
+                        format!("custody-{}", projection.name()),
+                    )
+                    .await?;
+                    tokio::spawn(async move { runner.run(feed, stop).await });
+                }
+            }
+            projectors.insert(projection, projector);
+        }
+        Ok(Arc::new(ReadSide {
+            projectors,
+            rebuilds: Mutex::new(HashMap::new()),
+            shutdown,
+        }))
+    }
+
+    pub fn projector(&self, projection: Projection) -> Option<&Projector> {
+        self.projectors.get(&projection)
+    }
+
+    pub fn rebuild_state(&self, projection: Projection) -> Option<RebuildState> {
+        self.rebuilds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&projection)
+            .cloned()
+    }
+
+    /// Starts a rebuild in the background; false if one of this projection is running.
+    pub fn start_rebuild(self: &Arc<Self>, projection: Projection) -> bool {
+        {
+            let mut rebuilds = self.rebuilds.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(rebuilds.get(&projection), Some(RebuildState::Running(_))) {
+                return false;
+            }
+            rebuilds.insert(
+                projection,
+                RebuildState::Running(RebuildProgress {
+                    events: 0,
+                    total: 0,
+                    elapsed: std::time::Duration::ZERO,
+                }),
+            );
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let Some(projector) = this.projector(projection).cloned() else {
+                return;
+            };
+            let record = |state: RebuildState| {
+                this.rebuilds
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(projection, state);
+            };
+            match projector
+                .rebuild(2_000, |progress| record(RebuildState::Running(progress)))
+                .await
+            {
+                Ok(done) => record(RebuildState::Finished(done)),
+                Err(error) => {
+                    tracing::error!(projection = projection.name(), %error, "rebuild failed");
+                    record(RebuildState::Failed(error.to_string()))
+                }
+            }
+        });
+        true
+    }
+
+    pub fn stop(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}

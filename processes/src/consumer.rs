@@ -1,0 +1,494 @@
+//! Running a process manager over the commit-ordered feed, the way a projector runs.
+//!
+//! A batch is handled in memory: the [`Handler`] loads the rows it needs lazily, reacts to each
+//! event (issuing commands through [`Effects`]) and changes its rows; then one transaction writes
+//! the rows, the per-aggregate positions and the cursor. Nothing is recorded before every
+//! reaction of the batch has been answered, so a crash (or a failed command) anywhere in a batch
+//! replays the whole batch from the same rows: the same reactions, with the same idempotency
+//! keys, which the command service answers as duplicates. An event whose aggregate position is
+//! already recorded is skipped, so a feed that delivers twice changes nothing either.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cqrs_es::Aggregate;
+use custody_commands::{CommandError, Commands, Outcome};
+use custody_domain::{DomainError, EventMetadata};
+use custody_eventlog::{Backend, EventLog, StoredEvent};
+use custody_projections::feed::{Cursor, EventFeed, StoreFeed};
+use sqlx::{Any, AnyPool, Row, Transaction};
+use tokio::sync::{watch, Mutex};
+
+use crate::ProcessError;
+
+/// How long [`Consumer::catch_up`] waits for events that are committed but not yet final in the
+/// commit order (an older PostgreSQL transaction still running).
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(60);
+
+/// What a process manager does with events: reacts (commands) and remembers (its own rows).
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// The rows a batch has read and changed, in memory until the batch is written.
+    type Batch: Send;
+    /// The process manager's name: its cursor and positions are kept under it.
+    const NAME: &'static str;
+
+    /// Whether events of this aggregate type concern it (the others are passed over).
+    fn takes(&self, aggregate_type: &str) -> bool;
+
+    fn batch(&self) -> Self::Batch;
+
+    /// Reacts to one event and changes the batch's rows. Reactions go through `effects`.
+    fn handle(
+        &self,
+        batch: &mut Self::Batch,
+        event: &StoredEvent,
+        effects: &Effects<'_>,
+    ) -> impl Future<Output = Result<(), ProcessError>> + Send;
+
+    /// Writes the batch's changed rows.
+    fn write(
+        &self,
+        batch: Self::Batch,
+        tx: &mut Transaction<'static, Any>,
+    ) -> impl Future<Output = Result<(), ProcessError>> + Send;
+}
+
+/// What a command issued by a process manager came to.
+#[derive(Debug)]
+pub(crate) enum Reaction {
+    Appended,
+    /// Its idempotency key had already produced the event (a replay).
+    Duplicate,
+    /// The aggregate refused it (e.g. the document was cancelled meanwhile).
+    Refused(DomainError),
+}
+
+/// The means a handler reacts with.
+pub(crate) struct Effects<'a> {
+    pub commands: &'a Commands,
+    pub pool: &'a AnyPool,
+    /// Test hook: how many more commands may be issued before the run stops as if it crashed.
+    budget: Option<&'a AtomicUsize>,
+}
+
+impl Effects<'_> {
+    /// Runs a command of the platform (sender `platform`), idempotent by `key`.
+    pub async fn execute<A>(
+        &self,
+        id: &str,
+        command: A::Command,
+        key: String,
+        business_serial: Option<String>,
+    ) -> Result<Reaction, ProcessError>
+    where
+        A: Aggregate<Error = DomainError, Services = ()>,
+        A::Command: Clone,
+    {
+        if let Some(budget) = self.budget {
+            let left =
+                budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            if left.is_err() {
+                return Err(ProcessError::Interrupted);
+            }
+        }
+        let metadata = platform_metadata(key, business_serial);
+        match self.commands.execute::<A>(id, command, metadata).await {
+            Ok(Outcome::Appended) => Ok(Reaction::Appended),
+            Ok(Outcome::Duplicate(_)) => Ok(Reaction::Duplicate),
+            Err(CommandError::Domain(error)) => Ok(Reaction::Refused(error)),
+            Err(other) => Err(other.into()),
+        }
+    }
+}
+
+/// The metadata of an event the platform itself decides (SPEC §8: who sent it).
+pub(crate) fn platform_metadata(key: String, business_serial: Option<String>) -> EventMetadata {
+    EventMetadata {
+        business_serial,
+        idempotency_key: Some(key),
+        sender: "platform".to_string(),
+        ..EventMetadata::default()
+    }
+}
+
+/// Where a process manager stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessStatus {
+    pub name: &'static str,
+    pub cursor: Cursor,
+    /// Events it has handled since it was created.
+    pub handled: i64,
+    /// Committed events after its cursor.
+    pub lag: i64,
+    pub updated_ms: i64,
+}
+
+pub(crate) struct Consumer<H: Handler> {
+    handler: H,
+    commands: Arc<Commands>,
+    log: EventLog,
+    pool: AnyPool,
+    /// Held while a batch is handled: the background run and an explicit catch-up take turns.
+    gate: Mutex<()>,
+    batch_size: usize,
+    poll: Duration,
+}
+
+impl<H: Handler> Consumer<H> {
+    /// The consumer, registering its cursor (at the start of the log) if new.
+    pub async fn new(
+        handler: H,
+        commands: Arc<Commands>,
+        batch_size: usize,
+        poll: Duration,
+    ) -> Result<Self, ProcessError> {
+        let log = commands.log().clone();
+        let pool = log.platform().pool().clone();
+        sqlx::query(
+            "INSERT INTO process_cursors (name, cursor_tx, cursor_position, handled, updated_ms) \
+             VALUES ($1, 0, 0, 0, 0) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(H::NAME)
+        .execute(&pool)
+        .await?;
+        Ok(Consumer {
+            handler,
+            commands,
+            log,
+            pool,
+            gate: Mutex::new(()),
+            batch_size: batch_size.max(1),
+            poll,
+        })
+    }
+
+    pub async fn status(&self) -> Result<ProcessStatus, ProcessError> {
+        let row = sqlx::query(
+            "SELECT cursor_tx, cursor_position, handled, updated_ms FROM process_cursors \
+             WHERE name = $1",
+        )
+        .bind(H::NAME)
+        .fetch_one(&self.pool)
+        .await?;
+        let cursor = Cursor {
+            tx_id: u64::try_from(row.try_get::<i64, _>("cursor_tx")?).unwrap_or(0),
+            position: row.try_get("cursor_position")?,
+        };
+        Ok(ProcessStatus {
+            name: H::NAME,
+            cursor,
+            handled: row.try_get("handled")?,
+            lag: events_after(&self.log, cursor).await?,
+            updated_ms: row.try_get("updated_ms")?,
+        })
+    }
+
+    async fn cursor(&self) -> Result<Cursor, ProcessError> {
+        let row =
+            sqlx::query("SELECT cursor_tx, cursor_position FROM process_cursors WHERE name = $1")
+                .bind(H::NAME)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Cursor {
+            tx_id: u64::try_from(row.try_get::<i64, _>("cursor_tx")?).unwrap_or(0),
+            position: row.try_get("cursor_position")?,
+        })
+    }
+
+    /// Handles every event committed before the call (waiting, if need be, until the commit
+    /// order has made them final). With a budget, stops with [`ProcessError::Interrupted`] when a
+    /// command would exceed it, recording nothing of the batch in hand: what a crash at that point
+    /// leaves behind. Answers how many events it handled.
+    pub async fn catch_up(&self, budget: Option<&AtomicUsize>) -> Result<usize, ProcessError> {
+        let _gate = self.gate.lock().await;
+        let Some(target) = head(&self.log).await? else {
+            return Ok(0);
+        };
+        let deadline = Instant::now() + CATCH_UP_LIMIT;
+        let mut handled = 0;
+        loop {
+            let cursor = self.cursor().await?;
+            if cursor >= target {
+                return Ok(handled);
+            }
+            let page = self
+                .log
+                .read_committed(cursor.into(), self.batch_size)
+                .await?;
+            if page.is_empty() {
+                // Committed, but an older PostgreSQL transaction is still running.
+                if Instant::now() >= deadline {
+                    return Err(ProcessError::Timeout(H::NAME, CATCH_UP_LIMIT));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            let events: Vec<(Cursor, &StoredEvent)> = page
+                .iter()
+                .map(|committed| (committed.commit.into(), &committed.event))
+                .collect();
+            handled += self.process(&events, budget).await?;
+        }
+    }
+
+    /// Follows the feed until `shutdown`. A batch that fails is retried as it is, never skipped.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(50);
+        while !*shutdown.borrow() {
+            // From the recorded cursor each time: an explicit catch-up may have moved it.
+            let cursor = match self.cursor().await {
+                Ok(cursor) => cursor,
+                Err(error) => {
+                    tracing::warn!(process = H::NAME, %error, "cannot read the cursor; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {},
+                        _ = shutdown.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let mut feed = StoreFeed::new(self.log.clone(), cursor).with_poll_interval(self.poll);
+            let items = tokio::select! {
+                batch = feed.next(self.batch_size, Duration::from_millis(500)) => match batch {
+                    Ok(items) => items,
+                    Err(error) => {
+                        tracing::warn!(process = H::NAME, %error, "feed failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            };
+            if items.is_empty() {
+                continue;
+            }
+            let events: Vec<(Cursor, &StoredEvent)> = items
+                .iter()
+                .map(|item| (item.cursor, &item.event))
+                .collect();
+            loop {
+                let outcome = {
+                    let _gate = self.gate.lock().await;
+                    self.process(&events, None).await
+                };
+                match outcome {
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(process = H::NAME, %error, "batch failed; retrying it");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {},
+                            _ = shutdown.changed() => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            backoff = Duration::from_millis(50);
+            drop(events);
+            for item in items {
+                // The store feed has nothing to acknowledge; its position is our cursor.
+                if let Err(error) = item.ack().await {
+                    tracing::warn!(process = H::NAME, %error, "ack failed");
+                }
+            }
+        }
+    }
+
+    /// Handles a batch (the caller holds the gate): reactions first, then one transaction with the
+    /// rows, the positions and the cursor.
+    async fn process(
+        &self,
+        events: &[(Cursor, &StoredEvent)],
+        budget: Option<&AtomicUsize>,
+    ) -> Result<usize, ProcessError> {
+        let Some(last) = events.iter().map(|(cursor, _)| *cursor).max() else {
+            return Ok(0);
+        };
+        let effects = Effects {
+            commands: &self.commands,
+            pool: &self.pool,
+            budget,
+        };
+        let mut batch = self.handler.batch();
+        // (type, id) → (position recorded, position reached in this batch)
+        let mut positions: HashMap<(String, String), (i64, i64)> = HashMap::new();
+        let mut handled = 0;
+        for (_, event) in events {
+            if !self.handler.takes(&event.aggregate_type) {
+                continue;
+            }
+            let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
+            let reached = match positions.get(&key) {
+                Some((_, reached)) => *reached,
+                None => {
+                    let recorded = position(
+                        &self.pool,
+                        H::NAME,
+                        &event.aggregate_type,
+                        &event.aggregate_id,
+                    )
+                    .await?;
+                    positions.insert(key.clone(), (recorded, recorded));
+                    recorded
+                }
+            };
+            if event.sequence <= reached {
+                continue;
+            }
+            if event.sequence > reached + 1 {
+                // A feed that lost events: handle the missing ones first, in order.
+                let history = self
+                    .log
+                    .events_of(&event.aggregate_type, &event.aggregate_id)
+                    .await?;
+                for missing in history
+                    .iter()
+                    .filter(|e| e.sequence > reached && e.sequence < event.sequence)
+                {
+                    self.handler.handle(&mut batch, missing, &effects).await?;
+                    handled += 1;
+                }
+            }
+            self.handler.handle(&mut batch, event, &effects).await?;
+            handled += 1;
+            if let Some(entry) = positions.get_mut(&key) {
+                entry.1 = event.sequence;
+            }
+        }
+
+        let mut tx: Transaction<'static, Any> = self.pool.begin().await?;
+        // Write first, so the transaction holds SQLite's write lock before it reads.
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        sqlx::query(
+            "UPDATE process_cursors SET handled = handled + $1, updated_ms = $2 WHERE name = $3",
+        )
+        .bind(i64::try_from(handled).unwrap_or(i64::MAX))
+        .bind(now_ms)
+        .bind(H::NAME)
+        .execute(&mut *tx)
+        .await?;
+        let row =
+            sqlx::query("SELECT cursor_tx, cursor_position FROM process_cursors WHERE name = $1")
+                .bind(H::NAME)
+                .fetch_one(&mut *tx)
+                .await?;
+        let current = Cursor {
+            tx_id: u64::try_from(row.try_get::<i64, _>("cursor_tx")?).unwrap_or(0),
+            position: row.try_get("cursor_position")?,
+        };
+        // Never backwards: a background batch may end where an explicit catch-up went past.
+        let next = current.max(last);
+        sqlx::query(
+            "UPDATE process_cursors SET cursor_tx = $1, cursor_position = $2 WHERE name = $3",
+        )
+        .bind(i64::try_from(next.tx_id).unwrap_or(i64::MAX))
+        .bind(next.position)
+        .bind(H::NAME)
+        .execute(&mut *tx)
+        .await?;
+        for ((aggregate_type, aggregate_id), (recorded, reached)) in &positions {
+            if reached > recorded {
+                sqlx::query(
+                    "INSERT INTO process_positions (process, aggregate_type, aggregate_id, sequence) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (process, aggregate_type, aggregate_id) \
+                     DO UPDATE SET sequence = excluded.sequence",
+                )
+                .bind(H::NAME)
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .bind(*reached)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        self.handler.write(batch, &mut tx).await?;
+        tx.commit().await?;
+        Ok(handled)
+    }
+}
+
+/// The last event committed so far in the commit order, final or not.
+async fn head(log: &EventLog) -> Result<Option<Cursor>, ProcessError> {
+    Ok(match log.backend() {
+        Backend::Postgres(pool) => {
+            // Ordered by the column: a bare `tx_id` would be the text output column.
+            let row = sqlx::query(
+                "SELECT tx_id::text AS commit_tx, global_position FROM events \
+                 ORDER BY events.tx_id DESC, events.global_position DESC LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                None => None,
+                Some(row) => {
+                    let tx: String = row.try_get("commit_tx")?;
+                    Some(Cursor {
+                        tx_id: parse_xid(&tx)?,
+                        position: row.try_get("global_position")?,
+                    })
+                }
+            }
+        }
+        Backend::Sqlite(pool) => {
+            let max: Option<i64> = sqlx::query_scalar("SELECT MAX(global_position) FROM events")
+                .fetch_one(pool)
+                .await?;
+            // SQLite's position is the commit order and serves as both halves of the cursor.
+            max.map(|position| Cursor {
+                tx_id: u64::try_from(position).unwrap_or(0),
+                position,
+            })
+        }
+    })
+}
+
+/// Committed events after `cursor` in the commit order, whether or not they are final yet.
+pub(crate) async fn events_after(log: &EventLog, cursor: Cursor) -> Result<i64, ProcessError> {
+    Ok(match log.backend() {
+        Backend::Postgres(pool) => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2)",
+            )
+            .bind(cursor.tx_id.to_string())
+            .bind(cursor.position)
+            .fetch_one(pool)
+            .await?
+        }
+        Backend::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE global_position > ?")
+                .bind(cursor.position)
+                .fetch_one(pool)
+                .await?
+        }
+    })
+}
+
+/// The last sequence of an aggregate a process manager has handled (0: none).
+async fn position(
+    pool: &AnyPool,
+    process: &str,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<i64, ProcessError> {
+    let sequence: Option<i64> = sqlx::query_scalar(
+        "SELECT sequence FROM process_positions \
+         WHERE process = $1 AND aggregate_type = $2 AND aggregate_id = $3",
+    )
+    .bind(process)
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(sequence.unwrap_or(0))
+}
+
+/// An xid8 read as text (sqlx has no binary mapping for it).
+fn parse_xid(text: &str) -> Result<u64, ProcessError> {
+    text.parse()
+        .map_err(|_| ProcessError::Decode(format!("xid8 {text:?}")))
+}

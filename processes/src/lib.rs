@@ -1,0 +1,357 @@
+//! The process managers (SPEC §4; docs/processes.md).
+//!
+//! - [`scheduler`]: the return-date scheduler, run by the clock (every `tick_interval`, at least
+//!   hourly): `Withdrawn` documents whose planned return date has passed get `ReturnDateReached`.
+//! - [`reminders`]: reminders (SPEC §3.5) opened and closed in reaction to document events, sent
+//!   by the clock inside 10:00–17:00 China time, at most N a day, into the notification
+//!   [`outbox`], which an HTTP webhook adapter drains with retries.
+//! - [`cascade`]: the revocation cascade (SPEC §3.2).
+//!
+//! The reactive ones follow the commit-ordered event log like projectors do, each from its own
+//! cursor (`process_cursors`), keeping the state they decide on in their own tables, and issue
+//! commands through the command service with idempotency keys, so that replaying after a crash
+//! (between a command and the cursor update) changes nothing.
+
+mod cascade;
+mod consumer;
+mod outbox;
+mod reminders;
+mod scheduler;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use custody_commands::{CommandError, Commands};
+use custody_eventlog::EventLogError;
+use custody_projections::feed::FeedError;
+use tokio::sync::{watch, Mutex};
+
+use crate::cascade::CascadeHandler;
+use crate::consumer::Consumer;
+use crate::outbox::Deliverer;
+use crate::reminders::RemindersHandler;
+
+pub use consumer::ProcessStatus;
+pub use outbox::{DeliveryPass, Notification};
+pub use reminders::{OpenReminder, SendingPass};
+pub use scheduler::ReturnDatePass;
+
+/// How the process managers run.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// Reminders sent per reminder and China-time day, at most (SPEC §3.5; default 1).
+    pub reminders_per_day: u32,
+    /// How often the clock-driven passes run (return dates, then reminders): at most an hour.
+    pub tick_interval: Duration,
+    /// Where reminders are delivered; None keeps them queued in the outbox.
+    pub webhook: Option<WebhookConfig>,
+    /// How often a reactive process looks for new events when it has none.
+    pub poll: Duration,
+    /// Events per batch of a reactive process.
+    pub batch: usize,
+}
+
+impl ProcessConfig {
+    /// SPEC §4: the scheduler runs at least hourly.
+    pub const MAX_TICK_INTERVAL: Duration = Duration::from_secs(3600);
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        ProcessConfig {
+            reminders_per_day: 1,
+            tick_interval: Duration::from_secs(300),
+            webhook: None,
+            poll: Duration::from_millis(200),
+            batch: 200,
+        }
+    }
+}
+
+/// The HTTP webhook reminders are delivered to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// How long one POST may take.
+    pub timeout: Duration,
+    /// The wait after the first failure; it doubles after each further failure ...
+    pub first_retry: Duration,
+    /// ... up to this.
+    pub max_retry: Duration,
+    /// How often the adapter looks for due notifications.
+    pub poll: Duration,
+}
+
+impl WebhookConfig {
+    pub fn new(url: impl Into<String>) -> WebhookConfig {
+        WebhookConfig {
+            url: url.into(),
+            timeout: Duration::from_secs(10),
+            first_retry: Duration::from_secs(5),
+            max_retry: Duration::from_secs(600),
+            poll: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("process database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] EventLogError),
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+    #[error("command: {0}")]
+    Command(#[from] CommandError),
+    #[error("stored data does not decode: {0}")]
+    Decode(String),
+    #[error("webhook client: {0}")]
+    Webhook(String),
+    /// The test hook [`Processes::catch_up_interrupted_after`] stopped the run.
+    #[error("stopped after the allowed number of commands, as a crash would")]
+    Interrupted,
+    #[error("process {0} did not catch up with the event log within {1:?}")]
+    Timeout(&'static str, Duration),
+}
+
+/// What one clock tick did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickReport {
+    pub return_dates: ReturnDatePass,
+    pub reminders: SendingPass,
+}
+
+struct Inner {
+    commands: Arc<Commands>,
+    config: ProcessConfig,
+    reminders: Consumer<RemindersHandler>,
+    cascade: Consumer<CascadeHandler>,
+    deliverer: Option<Deliverer>,
+    /// One clock tick at a time (the interval and an explicit run).
+    tick_gate: Mutex<()>,
+}
+
+/// The process managers of one service. Dropping the handle stops their background tasks.
+pub struct Processes {
+    inner: Arc<Inner>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Processes {
+    /// The process managers over `commands`' log, registering their cursors; nothing runs until
+    /// [`Processes::spawn`] (tests drive them by hand).
+    pub async fn new(commands: Arc<Commands>, config: ProcessConfig) -> Result<Self, ProcessError> {
+        let reminders = Consumer::new(
+            RemindersHandler,
+            commands.clone(),
+            config.batch,
+            config.poll,
+        )
+        .await?;
+        let cascade =
+            Consumer::new(CascadeHandler, commands.clone(), config.batch, config.poll).await?;
+        let deliverer = config.webhook.clone().map(Deliverer::new).transpose()?;
+        let (shutdown, _) = watch::channel(false);
+        Ok(Processes {
+            inner: Arc::new(Inner {
+                commands,
+                config,
+                reminders,
+                cascade,
+                deliverer,
+                tick_gate: Mutex::new(()),
+            }),
+            shutdown,
+        })
+    }
+
+    /// As [`Processes::new`], with the background tasks running: the reactive processes, the
+    /// clock tick, and the webhook adapter when a URL is configured.
+    pub async fn start(
+        commands: Arc<Commands>,
+        config: ProcessConfig,
+    ) -> Result<Arc<Self>, ProcessError> {
+        let processes = Processes::new(commands, config).await?;
+        processes.spawn();
+        Ok(Arc::new(processes))
+    }
+
+    /// Starts the background tasks. They hold the shared parts, never this handle, so that
+    /// dropping the handle (or [`Processes::stop`]) ends them.
+    pub fn spawn(&self) {
+        let inner = self.inner.clone();
+        let stop = self.shutdown.subscribe();
+        tokio::spawn(async move { inner.reminders.run(stop).await });
+        let inner = self.inner.clone();
+        let stop = self.shutdown.subscribe();
+        tokio::spawn(async move { inner.cascade.run(stop).await });
+
+        let inner = self.inner.clone();
+        let mut stop = self.shutdown.subscribe();
+        tokio::spawn(async move {
+            let period = inner
+                .config
+                .tick_interval
+                .clamp(Duration::from_millis(10), ProcessConfig::MAX_TICK_INTERVAL);
+            // The first run one period after start: waiting loses nothing (a pass marks whatever
+            // has become due), and tests that drive ticks by hand are not raced.
+            let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {},
+                    _ = stop.changed() => return,
+                }
+                if let Err(error) = inner.tick().await {
+                    tracing::warn!(%error, "scheduler tick failed; the next one retries");
+                }
+            }
+        });
+
+        match &self.inner.deliverer {
+            None => tracing::warn!(
+                "no reminder webhook configured: reminders stay queued in the outbox \
+                 (GET /api/v1/ops/notifications) until the service runs with one"
+            ),
+            Some(deliverer) => {
+                let period = outbox::poll_of(deliverer.config());
+                let inner = self.inner.clone();
+                let mut stop = self.shutdown.subscribe();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep(period) => {},
+                            _ = stop.changed() => return,
+                        }
+                        if let Err(error) = inner.deliver().await {
+                            tracing::warn!(%error, "webhook delivery pass failed");
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// Stops the background tasks (each finishes the batch in hand).
+    pub fn stop(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    pub fn config(&self) -> &ProcessConfig {
+        &self.inner.config
+    }
+
+    /// Lets the reactive processes handle every event committed so far (and those their own
+    /// commands add). Tests call it where they would wait for a projection.
+    pub async fn catch_up(&self) -> Result<(), ProcessError> {
+        self.inner.catch_up(None).await
+    }
+
+    /// Test hook: catches up like [`Processes::catch_up`], but stops with
+    /// [`ProcessError::Interrupted`] instead of issuing command number `commands + 1`, recording
+    /// nothing of the batch in hand: the state a crash between two commands leaves.
+    pub async fn catch_up_interrupted_after(&self, commands: usize) -> Result<(), ProcessError> {
+        let budget = AtomicUsize::new(commands);
+        self.inner.catch_up(Some(&budget)).await
+    }
+
+    /// One clock tick now: the return-date pass, then the reminders due (what the interval runs).
+    pub async fn tick(&self) -> Result<TickReport, ProcessError> {
+        self.inner.tick().await
+    }
+
+    /// One webhook delivery pass now (nothing when no URL is configured).
+    pub async fn deliver_notifications(&self) -> Result<DeliveryPass, ProcessError> {
+        self.inner.deliver().await
+    }
+
+    /// The open reminders (the overdue list), of one unit or of all.
+    pub async fn open_reminders(
+        &self,
+        unit: Option<&str>,
+    ) -> Result<Vec<OpenReminder>, ProcessError> {
+        reminders::open_reminders(self.inner.pool(), unit).await
+    }
+
+    /// Outbox rows, newest first; only the undelivered ones when `pending`.
+    pub async fn notifications(
+        &self,
+        pending: bool,
+        limit: i64,
+    ) -> Result<Vec<Notification>, ProcessError> {
+        outbox::list(self.inner.pool(), pending, limit).await
+    }
+
+    /// Where each reactive process stands.
+    pub async fn status(&self) -> Result<Vec<ProcessStatus>, ProcessError> {
+        Ok(vec![
+            self.inner.reminders.status().await?,
+            self.inner.cascade.status().await?,
+        ])
+    }
+
+    pub fn webhook_configured(&self) -> bool {
+        self.inner.deliverer.is_some()
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+impl Inner {
+    fn pool(&self) -> &sqlx::AnyPool {
+        self.commands.log().platform().pool()
+    }
+
+    async fn catch_up(&self, budget: Option<&AtomicUsize>) -> Result<(), ProcessError> {
+        // Reactions add events that call for reactions in turn (a cancellation closes a
+        // reminder, whose `Closed` the reminder process then records): a few rounds settle them
+        // all; a busy log is never chased for ever.
+        for _ in 0..4 {
+            let handled =
+                self.cascade.catch_up(budget).await? + self.reminders.catch_up(budget).await?;
+            if handled == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn tick(&self) -> Result<TickReport, ProcessError> {
+        let _gate = self.tick_gate.lock().await;
+        // The process's documents first, so that a lend just recorded is judged too.
+        self.catch_up(None).await?;
+        let now = self.commands.clock().now();
+        let return_dates = scheduler::mark_due(&self.commands, self.pool(), now).await?;
+        // Open the reminders those marks call for before sending what is due.
+        self.catch_up(None).await?;
+        let reminders = reminders::send_due(
+            &self.commands,
+            self.pool(),
+            now,
+            self.config.reminders_per_day,
+        )
+        .await?;
+        // Queue the notifications of what was just sent.
+        self.catch_up(None).await?;
+        Ok(TickReport {
+            return_dates,
+            reminders,
+        })
+    }
+
+    async fn deliver(&self) -> Result<DeliveryPass, ProcessError> {
+        match &self.deliverer {
+            None => Ok(DeliveryPass::default()),
+            Some(deliverer) => {
+                let now = self.commands.clock().now().timestamp_millis();
+                deliverer.deliver_due(self.pool(), now).await
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The read side.
+//!
+//! - [`feed`]: the commit-ordered stream of stored events a projector consumes, from the store
+//!   itself (polling) or from NATS JetStream, and the relay that publishes committed events to
+//!   JetStream.
+//! - [`views`]: the views of SPEC §7 and how each event changes them.
+//! - [`projector`]: applies a feed to a view, exactly once per aggregate sequence, and rebuilds
+//!   a view into a fresh generation while the old one serves.
+//! - [`lag`]: the projection-lag histogram each projector keeps of the events it applies live.
+
+mod bulk;
+pub mod feed;
+pub mod lag;
+pub mod projector;
+pub mod relay;
+mod scan;
+pub mod views;
+
+pub use lag::LagSummary;
+pub use projector::{status, ProjectionStatus, Projector, RebuildProgress};
+pub use views::Projection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("view database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] custody_eventlog::EventLogError),
+    #[error(transparent)]
+    Feed(#[from] feed::FeedError),
+    #[error("stored event does not decode: {0}")]
+    Decode(String),
+}

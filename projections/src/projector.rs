@@ -1,0 +1,553 @@
+//! A projector applies the feed to one projection's view.
+//!
+//! Each batch is one database transaction that loads the last sequence the view has applied for
+//! each aggregate of the batch (and, for aggregate views, the aggregate), then per event skips
+//! what is already applied and fills any gap from the event store in order (a [`Fold`], in
+//! memory), writes the changed rows and sequences with multi-row statements, records the feed
+//! cursor and commits, and only then acks the batch. So a feed that loses, repeats or reorders
+//! events, or a crash between commit and ack, can neither double nor drop anything.
+//!
+//! A rebuild folds the whole log into a fresh generation in memory, writing rows in bulk, then
+//! catches up batch by batch like the live projector and swaps readers over (see
+//! [`Projector::rebuild`]).
+
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::{Duration, Instant};
+
+use custody_eventlog::EventLog;
+use sqlx::{Any, AnyPool, Row as _, Transaction};
+use tokio::sync::Mutex;
+
+use crate::bulk::{self, Row, Table};
+use crate::feed::{Cursor, EventFeed, FeedItem};
+use crate::lag::{LagHistogram, LagSummary};
+use crate::scan::{self, ScannedEvent};
+use crate::views::{EventRef, Fold, Projection};
+use crate::ProjectionError;
+
+/// Events per page a rebuild reads from the store while it folds in memory.
+const REBUILD_PAGE: usize = 5_000;
+/// Rows per transaction when a rebuild writes what it folded.
+const ROWS_PER_TRANSACTION: usize = 10_000;
+
+/// Where a projection stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionStatus {
+    pub name: &'static str,
+    pub active_generation: i64,
+    pub cursor: Cursor,
+    pub applied: i64,
+    pub updated_ms: i64,
+}
+
+/// Progress of a rebuild.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RebuildProgress {
+    pub events: u64,
+    pub total: u64,
+    pub elapsed: Duration,
+}
+
+impl RebuildProgress {
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+#[derive(Clone)]
+pub struct Projector {
+    projection: Projection,
+    log: EventLog,
+    pool: AnyPool,
+    /// Held while a batch is applied; a rebuild holds it for its final catch-up and swap.
+    gate: Arc<Mutex<()>>,
+    /// Lag of every event applied live: commit time − `recorded_at`.
+    lag: Arc<SyncMutex<LagHistogram>>,
+}
+
+impl Projector {
+    /// The projector of `projection`, registering it (generation 1, at the start) if new.
+    pub async fn new(log: EventLog, projection: Projection) -> Result<Projector, ProjectionError> {
+        let pool = log.platform().pool().clone();
+        sqlx::query(
+            "INSERT INTO projections (name, active_generation, cursor_tx, cursor_position, \
+             applied, updated_ms) VALUES ($1, 1, 0, 0, 0, 0) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(projection.name())
+        .execute(&pool)
+        .await?;
+        Ok(Projector {
+            projection,
+            log,
+            pool,
+            gate: Arc::new(Mutex::new(())),
+            lag: Arc::new(SyncMutex::new(LagHistogram::default())),
+        })
+    }
+
+    pub fn projection(&self) -> Projection {
+        self.projection
+    }
+
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    pub async fn status(&self) -> Result<ProjectionStatus, ProjectionError> {
+        status(&self.pool, self.projection).await
+    }
+
+    /// Projection lag (commit time − the event's `recorded_at`) of the events applied live since
+    /// this projector started.
+    pub fn lag(&self) -> LagSummary {
+        self.lag.lock().unwrap_or_else(|p| p.into_inner()).summary()
+    }
+
+    /// Applies a batch from a feed and acks it after the commit.
+    pub async fn apply(&self, items: Vec<FeedItem>) -> Result<usize, ProjectionError> {
+        let applied = self.commit(&items).await?;
+        for item in items {
+            item.ack().await?;
+        }
+        Ok(applied)
+    }
+
+    /// Writes a batch to the view in one transaction; acking is the caller's (a crash between
+    /// the two is what the projector must survive).
+    pub async fn commit(&self, items: &[FeedItem]) -> Result<usize, ProjectionError> {
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let _gate = self.gate.lock().await;
+        let generation = self.status().await?.active_generation;
+        let events: Vec<(Cursor, EventRef)> = items
+            .iter()
+            .map(|item| (item.cursor, EventRef::from(&item.event)))
+            .collect();
+        let (applied, recorded) = self.apply_in_transaction(generation, &events, true).await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut lag = self.lag.lock().unwrap_or_else(|p| p.into_inner());
+        for recorded in recorded {
+            lag.record(now - recorded);
+        }
+        Ok(applied)
+    }
+
+    /// Consumes `feed` until `shutdown` says stop. A batch that fails is retried as it is, never
+    /// skipped: the store feed's cursor has already moved past it.
+    pub async fn run<F: EventFeed>(
+        &self,
+        mut feed: F,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut backoff = Duration::from_millis(50);
+        while !*shutdown.borrow() {
+            let items = tokio::select! {
+                batch = feed.next(500, Duration::from_millis(500)) => match batch {
+                    Ok(items) => items,
+                    Err(error) => {
+                        tracing::warn!(projection = self.projection.name(), %error, "feed failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            };
+            loop {
+                match self.commit(&items).await {
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(projection = self.projection.name(), %error, "projector batch failed; retrying it");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {},
+                            _ = shutdown.changed() => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            backoff = Duration::from_millis(50);
+            for item in items {
+                if let Err(error) = item.ack().await {
+                    // Unacked messages come again; the view skips what it has.
+                    tracing::warn!(projection = self.projection.name(), %error, "ack failed");
+                }
+            }
+        }
+    }
+
+    /// Applies `events` to `generation` in one transaction: a fold over the rows and positions
+    /// the generation has for their aggregates, written back with multi-row statements. The
+    /// events applied and the `recorded_at` (epoch ms) of each.
+    async fn apply_in_transaction(
+        &self,
+        generation: i64,
+        events: &[(Cursor, EventRef<'_>)],
+        record_cursor: bool,
+    ) -> Result<(usize, Vec<i64>), ProjectionError> {
+        let mut tx: Transaction<'static, Any> = self.pool.begin().await?;
+        // Write first, so the transaction holds the write lock before it reads: on SQLite a
+        // reading transaction that later writes fails at once if another writer went between.
+        sqlx::query("UPDATE projections SET updated_ms = $1 WHERE name = $2")
+            .bind(chrono::Utc::now().timestamp_millis())
+            .bind(self.projection.name())
+            .execute(&mut *tx)
+            .await?;
+        let mut fold = Fold::new(self.projection, generation).measuring();
+        fold.load(&mut tx, events.iter().map(|(_, event)| event))
+            .await?;
+        let mut applied = 0;
+        for (_, event) in events {
+            applied += fold.apply(event, &self.log).await?;
+        }
+        fold.write(&mut tx).await?;
+        if record_cursor {
+            let last = events
+                .iter()
+                .map(|(cursor, _)| *cursor)
+                .max()
+                .unwrap_or_default();
+            self.advance_cursor(&mut tx, last, applied).await?;
+        }
+        tx.commit().await?;
+        Ok((applied, fold.take_recorded()))
+    }
+
+    async fn advance_cursor(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        cursor: Cursor,
+        applied: usize,
+    ) -> Result<(), ProjectionError> {
+        let row = sqlx::query("SELECT cursor_tx, cursor_position FROM projections WHERE name = $1")
+            .bind(self.projection.name())
+            .fetch_one(&mut **tx)
+            .await?;
+        let current = Cursor {
+            tx_id: row.try_get::<i64, _>("cursor_tx")? as u64,
+            position: row.try_get("cursor_position")?,
+        };
+        let next = current.max(cursor);
+        sqlx::query(
+            "UPDATE projections SET cursor_tx = $1, cursor_position = $2, applied = applied + $3, \
+             updated_ms = $4 WHERE name = $5",
+        )
+        .bind(next.tx_id as i64)
+        .bind(next.position)
+        .bind(applied as i64)
+        .bind(chrono::Utc::now().timestamp_millis())
+        .bind(self.projection.name())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Builds a fresh generation of the view from the whole event store while the current one
+    /// keeps serving, then swaps readers to it and drops the old one.
+    ///
+    /// 1. The new generation is emptied, and the log is folded into it in memory from the start
+    ///    ([`Fold`]: aggregates by the aggregate's own `apply`, derived rows written as they
+    ///    accumulate), `REBUILD_PAGE` events per read; when the store has no more, the
+    ///    aggregates and positions are written in bulk, a few transactions in all.
+    /// 2. Then what came meanwhile is applied like the live projector does, `batch` events per
+    ///    transaction, while the live projector goes on with the old generation.
+    /// 3. Last, holding the projector's gate (so no live batch runs), the rest is applied and
+    ///    readers are swapped to the new generation in one update; the old one is dropped.
+    pub async fn rebuild(
+        &self,
+        batch: usize,
+        mut progress: impl FnMut(RebuildProgress),
+    ) -> Result<RebuildProgress, ProjectionError> {
+        let started = Instant::now();
+        let batch = batch.max(1);
+        let old = self.status().await?.active_generation;
+        let generation = old + 1;
+        self.drop_generation(generation).await?;
+        let total = self.log.count().await?.max(0) as u64;
+        let mut cursor = Cursor::START;
+        let mut events = 0u64;
+        let report = |events: u64| RebuildProgress {
+            events,
+            total: total.max(events),
+            elapsed: started.elapsed(),
+        };
+        // 1. Fold from nothing into the empty generation: one task reads pages ahead, this one
+        //    folds, another writes rows, so the store's work, the fold and the writes overlap.
+        let mut phases = Phases::default();
+        let mut fold = Fold::new(self.projection, generation);
+        let mut pages = PageReader::start(self.log.clone(), cursor, REBUILD_PAGE.max(batch));
+        let mut writer = RowWriter::start(self.pool.clone());
+        loop {
+            let clock = Instant::now();
+            let Some(page) = pages.next().await? else {
+                break;
+            };
+            phases.read += clock.elapsed();
+            let clock = Instant::now();
+            for scanned in &page {
+                fold.apply(&scanned.as_event(), &self.log).await?;
+            }
+            phases.fold += clock.elapsed();
+            if let Some(last) = page.last() {
+                cursor = last.commit;
+            }
+            events += page.len() as u64;
+            if fold.pending_rows() >= ROWS_PER_TRANSACTION {
+                if let Some((table, rows)) = fold.take_rows() {
+                    let clock = Instant::now();
+                    writer.write(table, rows).await?;
+                    phases.write += clock.elapsed();
+                }
+            }
+            progress(report(events));
+        }
+        drop(pages);
+        let folded = events;
+        let clock = Instant::now();
+        while let Some((table, rows)) = fold.drain(ROWS_PER_TRANSACTION)? {
+            writer.write(table, rows).await?;
+        }
+        drop(fold);
+        writer.finish().await?;
+        phases.write += clock.elapsed();
+        // 2. Catch up while the live projector goes on; then once more, alone, and swap.
+        let clock = Instant::now();
+        loop {
+            let page = scan::read_committed(&self.log, cursor, batch).await?;
+            if page.is_empty() {
+                break;
+            }
+            cursor = self.apply_page(generation, &page).await?;
+            events += page.len() as u64;
+            progress(report(events));
+        }
+        phases.catch_up = clock.elapsed();
+        let clock = Instant::now();
+        {
+            let _gate = self.gate.lock().await;
+            loop {
+                let page = scan::read_committed(&self.log, cursor, batch).await?;
+                if page.is_empty() {
+                    break;
+                }
+                cursor = self.apply_page(generation, &page).await?;
+                events += page.len() as u64;
+            }
+            sqlx::query(
+                "UPDATE projections SET active_generation = $1, cursor_tx = $2, \
+                 cursor_position = $3, updated_ms = $4 WHERE name = $5",
+            )
+            .bind(generation)
+            .bind(cursor.tx_id as i64)
+            .bind(cursor.position)
+            .bind(chrono::Utc::now().timestamp_millis())
+            .bind(self.projection.name())
+            .execute(&self.pool)
+            .await?;
+        }
+        phases.swap = clock.elapsed();
+        let clock = Instant::now();
+        self.drop_generation(old).await?;
+        phases.drop = clock.elapsed();
+        tracing::info!(
+            projection = self.projection.name(),
+            generation,
+            folded,
+            caught_up = events - folded,
+            waiting_for_store_ms = phases.read.as_millis() as u64,
+            fold_ms = phases.fold.as_millis() as u64,
+            write_ms = phases.write.as_millis() as u64,
+            catch_up_ms = phases.catch_up.as_millis() as u64,
+            swap_ms = phases.swap.as_millis() as u64,
+            drop_old_ms = phases.drop.as_millis() as u64,
+            "rebuilt"
+        );
+        let done = report(events);
+        progress(done);
+        Ok(done)
+    }
+
+    async fn apply_page(
+        &self,
+        generation: i64,
+        page: &[ScannedEvent],
+    ) -> Result<Cursor, ProjectionError> {
+        let events: Vec<(Cursor, EventRef)> = page
+            .iter()
+            .map(|scanned| (scanned.commit, scanned.as_event()))
+            .collect();
+        self.apply_in_transaction(generation, &events, false)
+            .await?;
+        Ok(events.last().map(|(c, _)| *c).unwrap_or_default())
+    }
+
+    async fn drop_generation(&self, generation: i64) -> Result<(), ProjectionError> {
+        let mut tx = self.pool.begin().await?;
+        for table in self.projection.tables() {
+            sqlx::query(&format!("DELETE FROM {table} WHERE generation = $1"))
+                .bind(generation)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM projection_positions WHERE projection = $1 AND generation = $2")
+            .bind(self.projection.name())
+            .bind(generation)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The status of a projection, read from the database.
+pub async fn status(
+    pool: &AnyPool,
+    projection: Projection,
+) -> Result<ProjectionStatus, ProjectionError> {
+    let row = sqlx::query(
+        "SELECT active_generation, cursor_tx, cursor_position, applied, updated_ms \
+         FROM projections WHERE name = $1",
+    )
+    .bind(projection.name())
+    .fetch_optional(pool)
+    .await?;
+    Ok(match row {
+        Some(row) => ProjectionStatus {
+            name: projection.name(),
+            active_generation: row.try_get("active_generation")?,
+            cursor: Cursor {
+                tx_id: row.try_get::<i64, _>("cursor_tx")? as u64,
+                position: row.try_get("cursor_position")?,
+            },
+            applied: row.try_get("applied")?,
+            updated_ms: row.try_get("updated_ms")?,
+        },
+        None => ProjectionStatus {
+            name: projection.name(),
+            active_generation: 1,
+            cursor: Cursor::START,
+            applied: 0,
+            updated_ms: 0,
+        },
+    })
+}
+
+/// Where a rebuild's time went.
+#[derive(Debug, Default)]
+struct Phases {
+    /// Waiting for the next page from the store (beyond what overlapped the fold).
+    read: Duration,
+    /// Decoding events and folding them in memory.
+    fold: Duration,
+    /// Waiting for the writer to take rows while folding, and for it to write the rest after.
+    write: Duration,
+    catch_up: Duration,
+    swap: Duration,
+    drop: Duration,
+}
+
+/// Reads the log in commit order one page ahead of its consumer, in a task of its own, so that
+/// the store's work (and the decoding of rows) overlaps the fold. Stops at the first empty page.
+struct PageReader {
+    pages: tokio::sync::mpsc::Receiver<Result<Vec<ScannedEvent>, ProjectionError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PageReader {
+    fn start(log: EventLog, after: Cursor, page: usize) -> PageReader {
+        let (sender, pages) = tokio::sync::mpsc::channel(2);
+        let task = tokio::spawn(async move {
+            let mut cursor = after;
+            loop {
+                match scan::read_committed(&log, cursor, page).await {
+                    Ok(events) => {
+                        let Some(last) = events.last() else { return };
+                        cursor = last.commit;
+                        if sender.send(Ok(events)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(error) => {
+                        let _ = sender.send(Err(error)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        PageReader { pages, task }
+    }
+
+    /// The next page, or None once the store had no more.
+    async fn next(&mut self) -> Result<Option<Vec<ScannedEvent>>, ProjectionError> {
+        self.pages.recv().await.transpose()
+    }
+}
+
+impl Drop for PageReader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Writes a rebuild's rows, one transaction per chunk, in a task of its own (at most two chunks
+/// wait for it).
+struct RowWriter {
+    chunks: Option<tokio::sync::mpsc::Sender<(&'static Table, Vec<Row>)>>,
+    task: tokio::task::JoinHandle<Result<(), ProjectionError>>,
+}
+
+impl RowWriter {
+    fn start(pool: AnyPool) -> RowWriter {
+        let (sender, mut chunks) = tokio::sync::mpsc::channel::<(&'static Table, Vec<Row>)>(2);
+        let task = tokio::spawn(async move {
+            while let Some((table, rows)) = chunks.recv().await {
+                let mut tx = pool.begin().await?;
+                bulk::insert(&mut tx, table, &rows).await?;
+                tx.commit().await?;
+            }
+            Ok(())
+        });
+        RowWriter {
+            chunks: Some(sender),
+            task,
+        }
+    }
+
+    async fn write(
+        &mut self,
+        table: &'static Table,
+        rows: Vec<Row>,
+    ) -> Result<(), ProjectionError> {
+        let sent = match &self.chunks {
+            Some(chunks) => chunks.send((table, rows)).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            // The task stopped: it failed.
+            self.chunks = None;
+            (&mut self.task)
+                .await
+                .map_err(|e| ProjectionError::Decode(format!("rebuild writer: {e}")))?
+                .and(Err(ProjectionError::Decode(
+                    "rebuild writer stopped".into(),
+                )))
+        }
+    }
+
+    /// Waits until everything sent is written.
+    async fn finish(mut self) -> Result<(), ProjectionError> {
+        self.chunks = None;
+        (&mut self.task)
+            .await
+            .map_err(|e| ProjectionError::Decode(format!("rebuild writer: {e}")))?
+    }
+}
+
+impl Drop for RowWriter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,257 @@
+//! Faults of the transport: PostgreSQL is the only source of truth, JetStream may lose,
+//! duplicate or redeliver. After every fault the views equal a fresh replay of the store, row by
+//! row, and nothing is doubled.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use custody_api::simulate::generate::random_document_record;
+use custody_api::simulate::{DepositKind, Trip};
+use custody_api::Transport;
+use custody_commands::{Commands, ManualClock};
+use custody_domain::document::Document;
+use custody_domain::transitions::Named;
+use custody_projections::feed::{EventFeed, JetStreamFeed, StreamSettings};
+use custody_projections::relay::Relay;
+use custody_projections::{Projection, Projector};
+use custody_tests::samples::{self, date};
+use custody_tests::{AppOptions, NatsServer, StoreKind, TestApp, TestStore};
+use sqlx::Row;
+
+fn stream() -> StreamSettings {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    StreamSettings::new(format!("FAULTS_{id}"), format!("faults.{id}"))
+}
+
+/// Every document view row equals its aggregate replayed from the store, and the access-record
+/// view holds exactly one row per movement.
+async fn assert_views_equal_replay(app: &TestApp) {
+    let pool = app.store.log.platform().pool();
+    let generation = |name: &'static str| async move {
+        custody_projections::status(pool, Projection::parse(name).expect("projection"))
+            .await
+            .expect("status")
+            .active_generation
+    };
+    let documents = app
+        .store
+        .log
+        .aggregate_ids("Document")
+        .await
+        .expect("document ids");
+    let rows =
+        sqlx::query("SELECT zjbs, state, version, sbxlh FROM view_documents WHERE generation = $1")
+            .bind(generation("documents").await)
+            .fetch_all(pool)
+            .await
+            .expect("view rows");
+    assert_eq!(rows.len(), documents.len(), "one view row per document");
+    let mut movements = 0usize;
+    for row in rows {
+        let zjbs: String = row.try_get("zjbs").expect("zjbs");
+        let replayed: Document = app.state.commands.load(&zjbs).await.expect("replay");
+        let events = app
+            .store
+            .log
+            .events_of("Document", &zjbs)
+            .await
+            .expect("events");
+        assert_eq!(
+            row.try_get::<String, _>("state").expect("state"),
+            replayed.state.name(),
+            "{zjbs}"
+        );
+        assert_eq!(
+            row.try_get::<i64, _>("version").expect("version"),
+            events.len() as i64,
+            "{zjbs}"
+        );
+        assert_eq!(
+            row.try_get::<Option<String>, _>("sbxlh").expect("sbxlh"),
+            replayed.location.map(|l| l.device.to_string()),
+            "{zjbs}"
+        );
+        movements += events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.event_type.as_str(),
+                    "Deposited" | "Withdrawn" | "AbnormalWithdrawal"
+                )
+            })
+            .count();
+    }
+    let access: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM view_access_records WHERE generation = $1")
+            .bind(generation("access_records").await)
+            .fetch_one(pool)
+            .await
+            .expect("count")
+            .try_get("n")
+            .expect("n");
+    assert_eq!(
+        access, movements as i64,
+        "access records are neither doubled nor missing"
+    );
+}
+
+#[tokio::test]
+async fn views_survive_nats_crashes_and_a_lost_store_under_load() {
+    let mut nats = NatsServer::start().expect("nats-server");
+    let app = Arc::new(
+        TestApp::spawn_with(
+            StoreKind::Postgres,
+            AppOptions {
+                transport: Transport::JetStream {
+                    url: nats.url.clone(),
+                    settings: stream(),
+                },
+                ..AppOptions::default()
+            },
+        )
+        .await,
+    );
+    let cabinet = Arc::new(app.active_cabinet().await);
+    let running = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (app, cabinet, running) = (app.clone(), cabinet.clone(), running.clone());
+        tokio::spawn(async move {
+            let mut sent = 0usize;
+            while running.load(Ordering::Relaxed) && sent < 400 {
+                let record = random_document_record(&mut rand::rng());
+                let drawer = cabinet.drawer(sent);
+                let deposit = cabinet
+                    .deposit(&record, &drawer, DepositKind::New, app.now_ms())
+                    .expect("deposit");
+                // The write path does not depend on NATS: every report is accepted.
+                let (status, body) = app.send(&deposit).await;
+                assert_eq!(status, 200, "{body}");
+                if sent.is_multiple_of(3) {
+                    let lend = cabinet
+                        .lend(
+                            &record,
+                            &drawer,
+                            date(2026, 12, 24),
+                            &Trip::default(),
+                            app.now_ms(),
+                        )
+                        .expect("lend");
+                    assert_eq!(app.send(&lend).await.0, 200);
+                }
+                sent += 1;
+            }
+            sent
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    nats.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.restart().expect("restart nats-server");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    nats.kill();
+    std::fs::remove_dir_all(&nats.store_dir).expect("delete the JetStream store");
+    nats.restart()
+        .expect("restart nats-server without its store");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    running.store(false, Ordering::Relaxed);
+    let sent = writer.await.expect("writer");
+    assert!(
+        sent > 20,
+        "the load went on through the faults ({sent} deposits)"
+    );
+    tokio::time::timeout(Duration::from_secs(120), app.caught_up())
+        .await
+        .expect("projections caught up after the faults");
+    assert_views_equal_replay(&app).await;
+}
+
+#[tokio::test]
+async fn a_projector_killed_between_commit_and_ack_applies_nothing_twice() {
+    let nats = NatsServer::start().expect("nats-server");
+    let store = TestStore::new(StoreKind::Postgres).await;
+    let commands = Commands::new(
+        store.log.clone(),
+        Arc::new(ManualClock::at(samples::time("2026-11-23T12:00:00+08:00"))),
+    );
+    let numbers: Vec<_> = (0..30).map(|_| samples::fresh_document_number()).collect();
+    for number in &numbers {
+        commands
+            .document(
+                samples::document_id(number).as_str(),
+                samples::deposit(number),
+                samples::unkeyed(),
+            )
+            .await
+            .expect("deposit");
+    }
+    let settings = stream();
+    let mut relay = Relay::connect(store.log.clone(), &nats.url, settings.clone())
+        .await
+        .expect("relay");
+    let mut published = 0;
+    for _ in 0..100 {
+        published += relay.publish_pending().await.expect("publish");
+        if published >= numbers.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(published, numbers.len());
+
+    let projector = Projector::new(store.log.clone(), Projection::Documents)
+        .await
+        .expect("projector");
+    // First life: commits a batch, then dies before acking it.
+    let mut feed = JetStreamFeed::connect(&nats.url, settings.clone(), "crashy")
+        .await
+        .expect("feed")
+        .with_ack_wait(Duration::from_secs(1));
+    let items = feed
+        .next(10, Duration::from_secs(5))
+        .await
+        .expect("a batch");
+    assert!(!items.is_empty());
+    let first = projector.commit(&items).await.expect("commit");
+    assert_eq!(first, items.len());
+    drop(items);
+    drop(feed);
+    // Second life: the unacked batch is redelivered with the rest; the view skips what it has.
+    let feed = JetStreamFeed::connect(&nats.url, settings, "crashy")
+        .await
+        .expect("feed")
+        .with_ack_wait(Duration::from_secs(1));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runner = projector.clone();
+    let running = tokio::spawn(async move { runner.run(feed, stopped).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = projector.status().await.expect("status");
+        if status.applied >= numbers.len() as i64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "projector stalled at {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give redeliveries time to arrive, then stop.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = stop.send(true);
+    let _ = running.await;
+    let status = projector.status().await.expect("status");
+    assert_eq!(
+        status.applied,
+        numbers.len() as i64,
+        "each event applied exactly once"
+    );
+    let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM view_documents WHERE generation = $1")
+        .bind(status.active_generation)
+        .fetch_one(store.log.platform().pool())
+        .await
+        .expect("count")
+        .try_get("n")
+        .expect("n");
+    assert_eq!(rows, numbers.len() as i64);
+}
