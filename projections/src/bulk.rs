@@ -10,7 +10,7 @@
 
 use std::fmt::Write;
 
-use sqlx::{Any, Transaction};
+use sqlx::AnyConnection;
 
 /// Rows per statement, unless the parameter bound cuts it shorter.
 pub(crate) const ROWS_PER_STATEMENT: usize = 500;
@@ -189,15 +189,15 @@ pub(crate) fn sort_by_key(table: &Table, rows: &mut [Row]) {
     });
 }
 
-/// Writes `rows` to `table` in the caller's transaction, a few hundred rows per statement.
+/// Writes `rows` to `table` on the caller's connection (in its transaction), a few hundred rows per statement.
 /// Rows with `OnConflict::Update` must have distinct keys (PostgreSQL refuses to update one row
 /// twice in a statement).
 pub(crate) async fn insert(
-    tx: &mut Transaction<'static, Any>,
+    connection: &mut AnyConnection,
     table: &Table,
     rows: &[Row],
 ) -> Result<(), sqlx::Error> {
-    let placeholders = Placeholders::of(tx);
+    let placeholders = Placeholders::of(connection);
     let mut full_sql: Option<String> = None;
     for chunk in rows.chunks(table.rows_per_statement()) {
         let partial;
@@ -217,7 +217,7 @@ pub(crate) async fn insert(
                 };
             }
         }
-        query.execute(&mut **tx).await?;
+        query.execute(&mut *connection).await?;
     }
     Ok(())
 }

@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::{Duration, Instant};
 
-use custody_eventlog::EventLog;
+use custody_eventlog::{Backend, EventLog};
 use sqlx::{Any, AnyPool, Row as _, Transaction};
 use tokio::sync::Mutex;
 
@@ -27,6 +27,8 @@ use crate::ProjectionError;
 
 /// Events per page a rebuild reads from the store while it folds in memory.
 const REBUILD_PAGE: usize = 5_000;
+/// The page cache of a rebuild's writing connection on SQLite (negative: KiB), 64 MiB.
+const SQLITE_WRITER_CACHE: &str = "PRAGMA cache_size = -65536";
 /// Rows per transaction when a rebuild writes what it folded.
 const ROWS_PER_TRANSACTION: usize = 10_000;
 
@@ -247,9 +249,11 @@ impl Projector {
     /// keeps serving, then swaps readers to it and drops the old one.
     ///
     /// 1. The new generation is emptied, and the log is folded into it in memory from the start
-    ///    ([`Fold`]: aggregates by the aggregate's own `apply`, derived rows written as they
-    ///    accumulate), `REBUILD_PAGE` events per read; when the store has no more, the
-    ///    aggregates and positions are written in bulk, a few transactions in all.
+    ///    (`fold_log`: [`Fold`]s apply aggregates with the aggregate's own `apply` and make
+    ///    derived rows with the same functions as the live path), `REBUILD_PAGE` events per
+    ///    read; rows are written with multi-row statements, `ROWS_PER_TRANSACTION` rows per
+    ///    transaction: derived rows as they accumulate, aggregates and positions when the store
+    ///    has no more.
     /// 2. Then what came meanwhile is applied like the live projector does, `batch` events per
     ///    transaction, while the live projector goes on with the old generation.
     /// 3. Last, holding the projector's gate (so no live batch runs), the rest is applied and
@@ -265,52 +269,21 @@ impl Projector {
         let generation = old + 1;
         self.drop_generation(generation).await?;
         let total = self.log.count().await?.max(0) as u64;
-        let mut cursor = Cursor::START;
-        let mut events = 0u64;
         let report = |events: u64| RebuildProgress {
             events,
             total: total.max(events),
             elapsed: started.elapsed(),
         };
-        // 1. Fold from nothing into the empty generation: one task reads pages ahead, this one
-        //    folds, another writes rows, so the store's work, the fold and the writes overlap.
+        // 1. Fold from nothing into the empty generation (see `fold_log`).
         let mut phases = Phases::default();
-        let mut fold = Fold::new(self.projection, generation);
-        let mut pages = PageReader::start(self.log.clone(), cursor, REBUILD_PAGE.max(batch));
-        let mut writer = RowWriter::start(self.pool.clone());
-        loop {
-            let clock = Instant::now();
-            let Some(page) = pages.next().await? else {
-                break;
-            };
-            phases.read += clock.elapsed();
-            let clock = Instant::now();
-            for scanned in &page {
-                fold.apply(&scanned.as_event(), &self.log).await?;
-            }
-            phases.fold += clock.elapsed();
-            if let Some(last) = page.last() {
-                cursor = last.commit;
-            }
-            events += page.len() as u64;
-            if fold.pending_rows() >= ROWS_PER_TRANSACTION {
-                if let Some((table, rows)) = fold.take_rows() {
-                    let clock = Instant::now();
-                    writer.write(table, rows).await?;
-                    phases.write += clock.elapsed();
-                }
-            }
-            progress(report(events));
-        }
-        drop(pages);
-        let folded = events;
         let clock = Instant::now();
-        while let Some((table, rows)) = fold.drain(ROWS_PER_TRANSACTION)? {
-            writer.write(table, rows).await?;
-        }
-        drop(fold);
-        writer.finish().await?;
-        phases.write += clock.elapsed();
+        let (mut cursor, folded) = self
+            .fold_log(generation, REBUILD_PAGE.max(batch), &mut phases, |n| {
+                progress(report(n))
+            })
+            .await?;
+        phases.fold_and_write = clock.elapsed();
+        let mut events = folded;
         // 2. Catch up while the live projector goes on; then once more, alone, and swap.
         let clock = Instant::now();
         loop {
@@ -355,9 +328,10 @@ impl Projector {
             generation,
             folded,
             caught_up = events - folded,
-            waiting_for_store_ms = phases.read.as_millis() as u64,
-            fold_ms = phases.fold.as_millis() as u64,
-            write_ms = phases.write.as_millis() as u64,
+            fold_and_write_ms = phases.fold_and_write.as_millis() as u64,
+            waiting_for_store_ms = phases.read_wait.as_millis() as u64,
+            waiting_for_folds_ms = phases.fold_wait.as_millis() as u64,
+            write_tail_ms = phases.write_tail.as_millis() as u64,
             catch_up_ms = phases.catch_up.as_millis() as u64,
             swap_ms = phases.swap.as_millis() as u64,
             drop_old_ms = phases.drop.as_millis() as u64,
@@ -366,6 +340,75 @@ impl Projector {
         let done = report(events);
         progress(done);
         Ok(done)
+    }
+
+    /// Folds the whole log (as far as the store has it) into `generation`, which must be empty,
+    /// and writes what it made; the position folded to and the number of events read.
+    ///
+    /// One task reads pages ahead ([`PageReader`]); this one deals each page's events by
+    /// aggregate id to `fold_shards()` folding tasks ([`FoldShard`], each with a [`Fold`] of
+    /// its own: an aggregate's events stay in order, in one fold), which hand the rows they make
+    /// to one writing task ([`RowWriter`]). So the store's work, decoding and folding, and the
+    /// writes overlap. When the store has no more, each fold writes out its aggregates and
+    /// positions.
+    async fn fold_log(
+        &self,
+        generation: i64,
+        page: usize,
+        phases: &mut Phases,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(Cursor, u64), ProjectionError> {
+        let mut pages = PageReader::start(self.log.clone(), Cursor::START, page);
+        // SQLite has one writer at a time; PostgreSQL inserts on two connections side by side.
+        let writers = match self.log.backend() {
+            Backend::Postgres(_) => 2,
+            Backend::Sqlite(_) => 1,
+        };
+        let writer = RowWriter::start(self.pool.clone(), writers);
+        let mut shards: Vec<FoldShard> = (0..fold_shards())
+            .map(|_| FoldShard::start(self.projection, generation, self.log.clone(), writer.sink()))
+            .collect();
+        let mut cursor = Cursor::START;
+        let mut events = 0u64;
+        let dealt: Result<(), ProjectionError> = async {
+            loop {
+                let clock = Instant::now();
+                let Some(page) = pages.next().await? else {
+                    return Ok(());
+                };
+                phases.read_wait += clock.elapsed();
+                if let Some(last) = page.last() {
+                    cursor = last.commit;
+                }
+                events += page.len() as u64;
+                let mut parts: Vec<Vec<ScannedEvent>> = shards.iter().map(|_| Vec::new()).collect();
+                for event in page {
+                    let shard = shard_of(&event.aggregate_id, parts.len());
+                    parts[shard].push(event);
+                }
+                let clock = Instant::now();
+                for (shard, part) in shards.iter_mut().zip(parts) {
+                    shard.send(part).await?;
+                }
+                phases.fold_wait += clock.elapsed();
+                progress(events);
+            }
+        }
+        .await;
+        drop(pages);
+        let clock = Instant::now();
+        let mut folded = dealt;
+        for shard in shards {
+            let done = shard.finish().await;
+            if folded.is_ok() {
+                folded = done;
+            }
+        }
+        // The writer's own error, if it failed, says more than a fold's "writer stopped".
+        writer.finish().await?;
+        folded?;
+        phases.write_tail = clock.elapsed();
+        Ok((cursor, events))
     }
 
     async fn apply_page(
@@ -436,12 +479,14 @@ pub async fn status(
 /// Where a rebuild's time went.
 #[derive(Debug, Default)]
 struct Phases {
-    /// Waiting for the next page from the store (beyond what overlapped the fold).
-    read: Duration,
-    /// Decoding events and folding them in memory.
-    fold: Duration,
-    /// Waiting for the writer to take rows while folding, and for it to write the rest after.
-    write: Duration,
+    /// The fold from nothing: reading, folding and writing, overlapped.
+    fold_and_write: Duration,
+    /// Of which the reader kept the dealer waiting for the next page.
+    read_wait: Duration,
+    /// Of which the folds kept the dealer waiting to take a page.
+    fold_wait: Duration,
+    /// Of which the rows and positions were still being written after the last page was dealt.
+    write_tail: Duration,
     catch_up: Duration,
     swap: Duration,
     drop: Duration,
@@ -490,64 +535,176 @@ impl Drop for PageReader {
     }
 }
 
-/// Writes a rebuild's rows, one transaction per chunk, in a task of its own (at most two chunks
-/// wait for it).
-struct RowWriter {
-    chunks: Option<tokio::sync::mpsc::Sender<(&'static Table, Vec<Row>)>>,
+/// How many folds a rebuild runs side by side: one per core, at most four.
+fn fold_shards() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+}
+
+/// The fold an aggregate's events go to (FNV-1a of its id).
+fn shard_of(aggregate_id: &str, shards: usize) -> usize {
+    let hash = aggregate_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % shards.max(1) as u64) as usize
+}
+
+/// One of a rebuild's folds, in a task of its own: it applies the events dealt to it, hands
+/// derived rows to the writer as they accumulate, and at the end all it holds.
+struct FoldShard {
+    events: Option<tokio::sync::mpsc::Sender<Vec<ScannedEvent>>>,
     task: tokio::task::JoinHandle<Result<(), ProjectionError>>,
 }
 
-impl RowWriter {
-    fn start(pool: AnyPool) -> RowWriter {
-        let (sender, mut chunks) = tokio::sync::mpsc::channel::<(&'static Table, Vec<Row>)>(2);
+impl FoldShard {
+    fn start(projection: Projection, generation: i64, log: EventLog, rows: RowSink) -> FoldShard {
+        let (sender, mut events) = tokio::sync::mpsc::channel::<Vec<ScannedEvent>>(2);
         let task = tokio::spawn(async move {
-            while let Some((table, rows)) = chunks.recv().await {
-                let mut tx = pool.begin().await?;
-                bulk::insert(&mut tx, table, &rows).await?;
-                tx.commit().await?;
+            let mut fold = Fold::new(projection, generation);
+            while let Some(part) = events.recv().await {
+                for event in &part {
+                    fold.apply(&event.as_event(), &log).await?;
+                }
+                if fold.pending_rows() >= ROWS_PER_TRANSACTION {
+                    if let Some((table, chunk)) = fold.take_rows() {
+                        rows.write(table, chunk).await?;
+                    }
+                }
+            }
+            while let Some((table, chunk)) = fold.drain(ROWS_PER_TRANSACTION)? {
+                rows.write(table, chunk).await?;
             }
             Ok(())
         });
-        RowWriter {
-            chunks: Some(sender),
+        FoldShard {
+            events: Some(sender),
             task,
         }
     }
 
-    async fn write(
-        &mut self,
-        table: &'static Table,
-        rows: Vec<Row>,
-    ) -> Result<(), ProjectionError> {
-        let sent = match &self.chunks {
-            Some(chunks) => chunks.send((table, rows)).await.is_ok(),
+    async fn send(&mut self, part: Vec<ScannedEvent>) -> Result<(), ProjectionError> {
+        let sent = match &self.events {
+            Some(events) => events.send(part).await.is_ok(),
             None => false,
         };
         if sent {
-            Ok(())
-        } else {
-            // The task stopped: it failed.
-            self.chunks = None;
-            (&mut self.task)
-                .await
-                .map_err(|e| ProjectionError::Decode(format!("rebuild writer: {e}")))?
-                .and(Err(ProjectionError::Decode(
-                    "rebuild writer stopped".into(),
-                )))
+            return Ok(());
+        }
+        // The task stopped early: it failed.
+        self.events = None;
+        joined(&mut self.task).await?;
+        Err(ProjectionError::Decode("rebuild fold stopped".into()))
+    }
+
+    /// Waits until the fold has applied everything sent and handed over all it made.
+    async fn finish(mut self) -> Result<(), ProjectionError> {
+        self.events = None;
+        joined(&mut self.task).await
+    }
+}
+
+impl Drop for FoldShard {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn joined(
+    task: &mut tokio::task::JoinHandle<Result<(), ProjectionError>>,
+) -> Result<(), ProjectionError> {
+    task.await
+        .map_err(|e| ProjectionError::Decode(format!("rebuild task: {e}")))?
+}
+
+/// A handle to send rows to a [`RowWriter`].
+#[derive(Clone)]
+struct RowSink(tokio::sync::mpsc::Sender<(&'static Table, Vec<Row>)>);
+
+impl RowSink {
+    async fn write(&self, table: &'static Table, rows: Vec<Row>) -> Result<(), ProjectionError> {
+        self.0
+            .send((table, rows))
+            .await
+            .map_err(|_| ProjectionError::Decode("rebuild writer stopped".into()))
+    }
+}
+
+/// Writes a rebuild's rows, one transaction per chunk, in `writers` tasks of their own (at most
+/// two chunks wait for them).
+struct RowWriter {
+    chunks: Option<tokio::sync::mpsc::Sender<(&'static Table, Vec<Row>)>>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), ProjectionError>>>,
+}
+
+impl RowWriter {
+    fn start(pool: AnyPool, writers: usize) -> RowWriter {
+        let (sender, chunks) = tokio::sync::mpsc::channel::<(&'static Table, Vec<Row>)>(2);
+        let chunks = Arc::new(Mutex::new(chunks));
+        let tasks = (0..writers.max(1))
+            .map(|_| {
+                let (pool, chunks) = (pool.clone(), chunks.clone());
+                tokio::spawn(async move {
+                    let mut connection = pool.acquire().await?;
+                    let sqlite =
+                        bulk::Placeholders::of(&connection) == bulk::Placeholders::Anonymous;
+                    if sqlite {
+                        // The indexes a rebuild fills outgrow SQLite's default 2 MB page cache.
+                        sqlx::query(SQLITE_WRITER_CACHE)
+                            .execute(&mut *connection)
+                            .await?;
+                    }
+                    let mut written: Result<(), ProjectionError> = Ok(());
+                    while let Some((table, rows)) = chunks.lock().await.recv().await {
+                        let mut tx = sqlx::Connection::begin(&mut *connection).await?;
+                        if let Err(error) = bulk::insert(&mut tx, table, &rows).await {
+                            // Dropping the transaction rolls it back.
+                            written = Err(error.into());
+                            break;
+                        }
+                        tx.commit().await?;
+                    }
+                    if sqlite {
+                        // The connection goes back to the pool as it came.
+                        sqlx::query("PRAGMA cache_size = -2000")
+                            .execute(&mut *connection)
+                            .await?;
+                    }
+                    written
+                })
+            })
+            .collect();
+        RowWriter {
+            chunks: Some(sender),
+            tasks,
         }
     }
 
-    /// Waits until everything sent is written.
+    fn sink(&self) -> RowSink {
+        match &self.chunks {
+            Some(chunks) => RowSink(chunks.clone()),
+            None => RowSink(tokio::sync::mpsc::channel(1).0),
+        }
+    }
+
+    /// Waits until everything sent (by every sink, once all are dropped) is written.
     async fn finish(mut self) -> Result<(), ProjectionError> {
         self.chunks = None;
-        (&mut self.task)
-            .await
-            .map_err(|e| ProjectionError::Decode(format!("rebuild writer: {e}")))?
+        let mut result = Ok(());
+        for task in &mut self.tasks {
+            let done = joined(task).await;
+            if result.is_ok() {
+                result = done;
+            }
+        }
+        result
     }
 }
 
 impl Drop for RowWriter {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }

@@ -937,21 +937,21 @@ impl Fold {
         let generation = self.generation;
         match &mut self.built {
             Built::Documents(aggregates) => {
-                bulk::insert(tx, &DOCUMENTS, &aggregates.changed_rows(generation)?).await?
+                bulk::insert(&mut *tx, &DOCUMENTS, &aggregates.changed_rows(generation)?).await?
             }
             Built::Persons(aggregates) => {
-                bulk::insert(tx, &PERSONS, &aggregates.changed_rows(generation)?).await?
+                bulk::insert(&mut *tx, &PERSONS, &aggregates.changed_rows(generation)?).await?
             }
             Built::Cabinets(aggregates) => {
-                bulk::insert(tx, &CABINETS, &aggregates.changed_rows(generation)?).await?
+                bulk::insert(&mut *tx, &CABINETS, &aggregates.changed_rows(generation)?).await?
             }
             Built::Rows(table, rows) => {
-                bulk::insert(tx, table, rows).await?;
+                bulk::insert(&mut *tx, table, rows).await?;
                 rows.clear();
             }
         }
         let positions = self.changed_positions();
-        bulk::insert(tx, &POSITIONS, &positions).await?;
+        bulk::insert(&mut *tx, &POSITIONS, &positions).await?;
         Ok(())
     }
 
