@@ -16,7 +16,6 @@ pub mod readside;
 pub mod reconciliations;
 pub mod registry;
 mod server;
-pub mod simulate;
 pub mod wire;
 
 pub use config::{ServeConfig, StoreChoice};

@@ -23,7 +23,7 @@ enum Command {
     /// Run the service. With no options: the embedded event store under ./data, on 127.0.0.1:8080.
     Serve(ServeArgs),
     /// Simulated cabinets: send signed reports to a running service, or drive it with load.
-    Simulate(custody_api::simulate::SimulateArgs),
+    Simulate(custody_simulator::SimulateArgs),
     /// Projections of a running service: status, rebuild.
     #[command(subcommand)]
     Projections(custody_api::client::ProjectionsCommand),
@@ -124,7 +124,7 @@ fn main() -> ExitCode {
                 config.reconciliation_window = args.reconciliation_window;
                 serve(config).await
             }
-            Command::Simulate(args) => custody_api::simulate::run(args).await,
+            Command::Simulate(args) => custody_simulator::run(args).await,
             Command::Projections(command) => custody_api::client::projections(command).await,
             Command::Audit(command) => custody_api::client::audit(command).await,
         }

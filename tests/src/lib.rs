@@ -21,13 +21,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use custody_api::simulate::{self, CabinetSpec, SimulatedCabinet};
 use custody_api::wire::admission::AdmissionConfig;
 use custody_api::wire::ProtocolConfig;
 use custody_api::{App, AppState, ServeConfig, StoreChoice, Transport};
 use custody_commands::{Clock, ManualClock, SystemClock};
 use custody_eventlog::EventLog;
 use custody_protocol::SignedRequest;
+use custody_simulator::{CabinetSpec, SimulatedCabinet};
 use tempfile::TempDir;
 
 pub mod samples;
@@ -239,7 +239,7 @@ impl TestApp {
 
     /// Creates a unit in the org tree; returns its credit code.
     pub async fn unit(&self) -> String {
-        let code = simulate::generate::random_credit_code(&mut rand::rng());
+        let code = custody_simulator::generate::random_credit_code(&mut rand::rng());
         let (status, body) = self
             .ops(
                 reqwest::Method::POST,
@@ -284,7 +284,7 @@ impl TestApp {
 
     /// Posts a signed request to the ingress: status and JSON body.
     pub async fn send(&self, request: &SignedRequest) -> (u16, serde_json::Value) {
-        simulate::post(&self.client, &format!("http://{}", self.address), request)
+        custody_simulator::post(&self.client, &format!("http://{}", self.address), request)
             .await
             .expect("post a signed request")
     }
@@ -341,7 +341,7 @@ impl TestApp {
 
     /// Creates an org node under `parent`; returns its code.
     pub async fn org_under(&self, parent: Option<&str>, name: &str) -> String {
-        let code = simulate::generate::random_credit_code(&mut rand::rng());
+        let code = custody_simulator::generate::random_credit_code(&mut rand::rng());
         let (status, body) = self
             .ops(
                 reqwest::Method::POST,

@@ -3,14 +3,14 @@
 //! the filing lists they answer.
 
 use chrono::Duration;
-use custody_api::simulate::exit_entry::{CrossingRecordData, Direction};
-use custody_api::simulate::generate::{document_id, random_document_record};
-use custody_api::simulate::{
+use custody_domain::document::{Anomaly, Document, DocumentEvent, DocumentState};
+use custody_protocol::{DocumentRecord, SignedRequest};
+use custody_simulator::exit_entry::{CrossingRecordData, Direction};
+use custody_simulator::generate::{document_id, random_document_record};
+use custody_simulator::{
     CancellationReason, DepositKind, SimulateError, SimulatedCabinet, SimulatedExitEntryAdapter,
     SimulatedUnitClient, Trip,
 };
-use custody_domain::document::{Anomaly, Document, DocumentEvent, DocumentState};
-use custody_protocol::{DocumentRecord, SignedRequest};
 use custody_tests::samples::date;
 use custody_tests::{StoreKind, TestApp};
 use reqwest::Method;

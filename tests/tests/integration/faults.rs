@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use custody_api::simulate::generate::random_document_record;
-use custody_api::simulate::{DepositKind, Trip};
 use custody_api::Transport;
 use custody_commands::{Commands, ManualClock};
 use custody_domain::document::Document;
@@ -15,6 +13,8 @@ use custody_domain::transitions::Named;
 use custody_projections::feed::{EventFeed, JetStreamFeed, StreamSettings};
 use custody_projections::relay::Relay;
 use custody_projections::{Projection, Projector};
+use custody_simulator::generate::random_document_record;
+use custody_simulator::{DepositKind, Trip};
 use custody_tests::samples::{self, date};
 use custody_tests::{AppOptions, NatsServer, StoreKind, TestApp, TestStore};
 use sqlx::Row;

@@ -4,10 +4,6 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use custody_api::simulate::generate::{document_id, random_document_record};
-use custody_api::simulate::{
-    CabinetBody, CabinetSpec, CancellationReason, DepositKind, SimulatedCabinet, Trip,
-};
 use custody_api::wire::admission::AdmissionConfig;
 use custody_api::ErrorCode;
 use custody_commands::ManualClock;
@@ -16,6 +12,10 @@ use custody_domain::identifiers::sm3_hex;
 use custody_domain::values::Sex;
 use custody_protocol::request::NewRequest;
 use custody_protocol::{DocumentRecord, SignedRequest};
+use custody_simulator::generate::{document_id, random_document_record};
+use custody_simulator::{
+    CabinetBody, CabinetSpec, CancellationReason, DepositKind, SimulatedCabinet, Trip,
+};
 use custody_tests::samples::{date, time};
 use custody_tests::{fixtures_dir, AppOptions, StoreKind, TestApp};
 use reqwest::Method;
@@ -640,7 +640,7 @@ async fn a_document_lives_through_every_cabinet_report() {
             cabinet.abnormal_withdrawal(
                 &document,
                 &drawer,
-                custody_api::simulate::AbnormalReason::ChipUnreadable,
+                custody_simulator::AbnormalReason::ChipUnreadable,
                 now,
             ),
             cabinet.cancellation(&zjbs, CancellationReason::Damaged, now),

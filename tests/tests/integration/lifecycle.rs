@@ -4,17 +4,17 @@
 //! opens an `entered` reminder; a revoked filing cancels all the person's documents.
 
 use chrono::Duration;
-use custody_api::simulate::exit_entry::{Direction, FilingAnswer};
-use custody_api::simulate::generate::{document_id, person_id};
-use custody_api::simulate::unit::{FilingKind, PersonData};
-use custody_api::simulate::{
-    CancellationReason, DepositKind, SimulatedCabinet, SimulatedExitEntryAdapter,
-    SimulatedUnitClient, Trip,
-};
 use custody_commands::ManualClock;
 use custody_domain::document::{CancellationReason as Reason, DocumentEvent};
 use custody_domain::reminder::{CloseReason, Reminder, ReminderState};
 use custody_protocol::DocumentRecord;
+use custody_simulator::exit_entry::{Direction, FilingAnswer};
+use custody_simulator::generate::{document_id, person_id};
+use custody_simulator::unit::{FilingKind, PersonData};
+use custody_simulator::{
+    CancellationReason, DepositKind, SimulatedCabinet, SimulatedExitEntryAdapter,
+    SimulatedUnitClient, Trip,
+};
 use custody_tests::samples::{date, time};
 use custody_tests::{StoreKind, TestApp};
 use reqwest::Method;

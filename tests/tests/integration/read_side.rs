@@ -5,11 +5,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use custody_api::simulate::generate::{document_id, random_document_record};
-use custody_api::simulate::{CancellationReason, DepositKind, SimulatedCabinet, Trip};
 use custody_domain::document::Document;
 use custody_domain::transitions::Named;
 use custody_protocol::DocumentRecord;
+use custody_simulator::generate::{document_id, random_document_record};
+use custody_simulator::{CancellationReason, DepositKind, SimulatedCabinet, Trip};
 use custody_tests::samples::date;
 use custody_tests::{StoreKind, TestApp};
 use reqwest::Method;
@@ -156,7 +156,7 @@ async fn readers_see_their_subtree_only_masked_unless_pii() {
 
         let sibling = app.token("reader", &ours, &[]).await;
         let their_doc = document_id(&their_records[0]).expect("zjbs");
-        let their_person = custody_api::simulate::generate::person_id(
+        let their_person = custody_simulator::generate::person_id(
             &their_records[0].citizen_id_number,
             &their_records[0].chinese_name,
         )

@@ -4,17 +4,17 @@
 //! API's scope, on both stores.
 
 use custody_api::reconciliations::check_missing_uploads;
-use custody_api::simulate::generate::{document_id, person_id, random_document_record};
-use custody_api::simulate::reconciliation::{DayLedger, RECONCILIATION};
-use custody_api::simulate::{
-    AbnormalReason, CancellationReason, DepositKind, SimulateError, SimulatedCabinet, Trip,
-};
 use custody_commands::ManualClock;
 use custody_domain::document::{Document, DocumentCommand, DocumentState};
 use custody_domain::identifiers::SerialKind;
 use custody_domain::values::Drawer;
 use custody_domain::EventMetadata;
 use custody_protocol::{DocumentRecord, SignedRequest};
+use custody_simulator::generate::{document_id, person_id, random_document_record};
+use custody_simulator::reconciliation::{DayLedger, RECONCILIATION};
+use custody_simulator::{
+    AbnormalReason, CancellationReason, DepositKind, SimulateError, SimulatedCabinet, Trip,
+};
 use custody_tests::samples::{date, time};
 use custody_tests::{StoreKind, TestApp};
 use serde_json::Value;

@@ -2,13 +2,13 @@
 //! marks a document once however often it runs, reminders go out only between 10:00:00 and
 //! 16:59:59 China time and at most once a day (the default), and overdue days are never negative.
 
-use custody_api::simulate::exit_entry::Direction;
-use custody_api::simulate::generate::document_id;
-use custody_api::simulate::{DepositKind, SimulatedCabinet, Trip};
 use custody_commands::ManualClock;
 use custody_domain::document::DocumentEvent;
 use custody_domain::reminder::Reminder;
 use custody_protocol::DocumentRecord;
+use custody_simulator::exit_entry::Direction;
+use custody_simulator::generate::document_id;
+use custody_simulator::{DepositKind, SimulatedCabinet, Trip};
 use custody_tests::samples::{date, time};
 use custody_tests::{StoreKind, TestApp};
 use serde_json::Value;

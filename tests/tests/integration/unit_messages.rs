@@ -4,12 +4,6 @@
 
 use base64::Engine;
 use chrono::{Duration, NaiveDate};
-use custody_api::simulate::exit_entry::FilingAnswer;
-use custody_api::simulate::generate::business_serial;
-use custody_api::simulate::unit::{
-    ConsentPurpose, FilingItemData, FilingKind, PersonData, TripPlan,
-};
-use custody_api::simulate::{DepositKind, SimulatedExitEntryAdapter, SimulatedUnitClient, Trip};
 use custody_commands::ManualClock;
 use custody_domain::consent_letter::{
     ConsentLetter, ConsentLetterState, ConsentPurpose as Purpose,
@@ -18,6 +12,10 @@ use custody_domain::document::{Anomaly, DocumentEvent};
 use custody_domain::identifiers::{sm3_hex, SerialKind};
 use custody_domain::person::{Person, PersonState};
 use custody_domain::travel_approval::{TravelApproval, TravelApprovalState};
+use custody_simulator::exit_entry::FilingAnswer;
+use custody_simulator::generate::business_serial;
+use custody_simulator::unit::{ConsentPurpose, FilingItemData, FilingKind, PersonData, TripPlan};
+use custody_simulator::{DepositKind, SimulatedExitEntryAdapter, SimulatedUnitClient, Trip};
 use custody_tests::samples::{date, time};
 use custody_tests::{StoreKind, TestApp};
 use serde_json::Value;

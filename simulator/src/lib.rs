@@ -9,6 +9,9 @@
 //! - [`unit`]: [`SimulatedUnitClient`], a unit's filing lists, approvals and consent letters.
 //!
 //! `custody simulate` only ever sends to the `--url` it is given.
+//!
+//! A crate of its own, apart from `custody-api`: it reaches the service over HTTP only, as a real
+//! cabinet would, so nothing of the service's internals can leak into what it sends.
 
 pub mod cabinet;
 mod cli;
