@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use custody_application::ApplicationError;
 use custody_commands::CommandError;
 use custody_domain::DomainError;
 
@@ -47,18 +48,19 @@ error_codes! {
     DeviceDisabled => ("E_DEVICE_DISABLED", 401, "the cabinet was disabled by an operator"),
     Unauthorized => ("E_UNAUTHORIZED", 401, "no bearer token, or an unknown or revoked one"),
     Forbidden => ("E_FORBIDDEN", 403, "the token's role may not make this call"),
+    NotCustodian => ("E_NOT_CUSTODIAN", 403, "the sender may not act on this document or person: it lies in another cabinet, or another unit holds or filed it (docs/custody.md)"),
     NotFound => ("E_NOT_FOUND", 404, "no such resource (or none visible to this token or sender)"),
     Stale => ("E_STALE", 409, "c.time is more than 300 s away from the server clock"),
     Replay => ("E_REPLAY", 409, "c.reqid was seen before"),
     IllegalTransition => ("E_ILLEGAL_TRANSITION", 409, "the aggregate's state machine does not allow this event now; the message names the current state"),
     DeviceInactive => ("E_DEVICE_INACTIVE", 409, "the cabinet is enrolled but has not activated itself (sjsb-sbcsh) yet"),
     Conflict => ("E_CONFLICT", 409, "other writers kept changing the aggregate; retry with the same business serial"),
-    SerialReused => ("E_SERIAL_REUSED", 409, "the business serial was already used for another document, person or cabinet"),
+    SerialReused => ("E_SERIAL_REUSED", 409, "the business serial was already used for another document, person or cabinet, or for a report with other business content"),
     Exists => ("E_EXISTS", 409, "the org, device, sender or token exists already"),
     TooLarge => ("E_TOO_LARGE", 413, "the body is over 1 MiB"),
     InvalidField => ("E_INVALID_FIELD", 422, "a field is present but invalid (check character, code list, date, serial)"),
     MissingField => ("E_MISSING_FIELD", 422, "a field the operation needs is empty (e.g. retdate of a lend)"),
-    SenderMismatch => ("E_SENDER_MISMATCH", 422, "the message names another device or unit than its signer, or a person another unit filed"),
+    SenderMismatch => ("E_SENDER_MISMATCH", 422, "the message names another device or unit than its signer"),
     NoSuchDrawer => ("E_NO_SUCH_DRAWER", 422, "the cabinet body, row or column is outside the enrolled geometry"),
     NotYetDue => ("E_NOT_YET_DUE", 422, "the planned return date has not passed"),
     OutsideWindow => ("E_OUTSIDE_WINDOW", 422, "a sjsb-dzsj batch arrived outside the reconciliation window (20:00 to 06:00 China time unless configured otherwise)"),
@@ -71,18 +73,43 @@ error_codes! {
 pub struct WireError {
     pub code: ErrorCode,
     pub message: String,
+    /// For `E_NOT_CUSTODIAN`: the unit whose document or person the report touched, so that
+    /// the kept rejection reaches its readers as an alert.
+    pub touched_unit: Option<String>,
+    /// For `E_INTERNAL`: what failed, for the service's log; never sent to a client.
+    pub cause: Option<String>,
 }
+
+/// What a client is told when the service itself failed.
+const INTERNAL_MESSAGE: &str = "the service failed; retry with the same business serial";
 
 impl WireError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         WireError {
             code,
             message: message.into(),
+            touched_unit: None,
+            cause: None,
+        }
+    }
+
+    /// The service's own failure: the client gets a fixed message, the log gets `cause`.
+    pub fn internal(what: &str, cause: impl std::fmt::Display) -> Self {
+        WireError {
+            cause: Some(format!("{what}: {cause}")),
+            ..WireError::new(ErrorCode::Internal, INTERNAL_MESSAGE)
         }
     }
 
     pub fn status(&self) -> StatusCode {
         self.code.status()
+    }
+
+    /// Logs the cause of an internal failure, once, where the answer is written.
+    pub fn log_if_internal(&self) {
+        if let Some(cause) = &self.cause {
+            tracing::error!(code = self.code.as_str(), %cause, "request failed");
+        }
     }
 }
 
@@ -92,6 +119,8 @@ impl std::fmt::Display for WireError {
     }
 }
 
+/// The one mapping of the command layer's errors to the wire table. It logs nothing and sends
+/// no internal text.
 impl From<CommandError> for WireError {
     fn from(error: CommandError) -> Self {
         let code = match &error {
@@ -105,13 +134,37 @@ impl From<CommandError> for WireError {
                 DomainError::NoSuchDrawer { .. } => ErrorCode::NoSuchDrawer,
             },
             CommandError::Conflict { .. } => ErrorCode::Conflict,
-            CommandError::SerialReused { .. } => ErrorCode::SerialReused,
-            CommandError::Store(_) => ErrorCode::Internal,
+            CommandError::SerialReused { .. } | CommandError::ContentDiffers { .. } => {
+                ErrorCode::SerialReused
+            }
+            CommandError::Store(_) | CommandError::Persistence { .. } => {
+                return WireError::internal("command", error)
+            }
         };
-        if code == ErrorCode::Internal {
-            tracing::error!(%error, "command failed");
-        }
         WireError::new(code, error.to_string())
+    }
+}
+
+/// The one mapping of the use cases' errors to the wire table.
+impl From<ApplicationError> for WireError {
+    fn from(error: ApplicationError) -> Self {
+        match error {
+            ApplicationError::Command(error) => error.into(),
+            ApplicationError::SenderMismatch(message) => {
+                WireError::new(ErrorCode::SenderMismatch, message)
+            }
+            ApplicationError::NotCustodian { message, custodian } => WireError {
+                touched_unit: custodian.map(|unit| unit.to_string()),
+                ..WireError::new(ErrorCode::NotCustodian, message)
+            },
+            ApplicationError::InvalidField { field, reason } => {
+                WireError::new(ErrorCode::InvalidField, format!("{field}: {reason}"))
+            }
+            ApplicationError::NotFound(message) => WireError::new(ErrorCode::NotFound, message),
+            ApplicationError::OutsideWindow(message) => {
+                WireError::new(ErrorCode::OutsideWindow, message)
+            }
+        }
     }
 }
 
@@ -123,14 +176,14 @@ impl From<DomainError> for WireError {
 
 impl From<custody_eventlog::EventLogError> for WireError {
     fn from(error: custody_eventlog::EventLogError) -> Self {
-        tracing::error!(%error, "database failed");
-        WireError::new(ErrorCode::Internal, "the database failed")
+        WireError::internal("database", error)
     }
 }
 
 /// The HTTP APIs (ops, read) answer `{"error_code", "error_msg"}` with the code's status.
 impl IntoResponse for WireError {
     fn into_response(self) -> Response {
+        self.log_if_internal();
         let body = serde_json::json!({
             "error_code": self.code.as_str(),
             "error_msg": self.message,

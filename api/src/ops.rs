@@ -178,7 +178,7 @@ async fn enroll_device(
         .registry
         .refresh_cabinet(&state.commands, serial.as_str())
         .await
-        .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+        .map_err(|e| WireError::internal("refreshing the sender registry", e))?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"sbxlh": serial.as_str(), "state": "Enrolled"})),
@@ -212,7 +212,7 @@ async fn disable_device(
         .registry
         .refresh_cabinet(&state.commands, &sbxlh)
         .await
-        .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+        .map_err(|e| WireError::internal("refreshing the sender registry", e))?;
     Ok((
         StatusCode::OK,
         Json(json!({"sbxlh": sbxlh, "state": "Disabled"})),
@@ -462,7 +462,7 @@ async fn projections(State(state): State<AppState>, caller: Caller) -> Answer {
     for projection in Projection::ALL {
         let status = custody_projections::status(log.platform().pool(), projection)
             .await
-            .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+            .map_err(|e| WireError::internal("projection status", e))?;
         let lag = log.count_committed_after(status.cursor.into()).await?;
         let rebuild = state.read_side.rebuild_state(projection).map(|r| match r {
             RebuildState::Running(p) => json!({"state": "running", "events": p.events,

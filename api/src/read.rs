@@ -602,7 +602,13 @@ async fn alerts(
             .rejections(500, None)
             .await?
         {
-            let unit = units_of_cabinets.get(&rejection.ei).cloned().flatten();
+            // A custody refusal concerns the unit whose document or person was touched as
+            // much as the sender's: the readers of both see it (docs/custody.md).
+            let senders_unit = units_of_cabinets.get(&rejection.ei).cloned().flatten();
+            let unit = match &rejection.touched_unit {
+                Some(touched) if scope.sees(Some(touched)) => Some(touched.clone()),
+                _ => senders_unit,
+            };
             if !scope.sees(unit.as_deref()) {
                 continue;
             }

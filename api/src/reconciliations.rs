@@ -355,7 +355,7 @@ pub async fn check_missing_uploads_for(
         let mut cabinet = Cabinet::default();
         for event in &events {
             let decoded: CabinetEvent = serde_json::from_value(event.payload.clone())
-                .map_err(|e| WireError::new(ErrorCode::Internal, format!("cabinet event: {e}")))?;
+                .map_err(|e| WireError::internal("cabinet event", e))?;
             cqrs_es::Aggregate::apply(&mut cabinet, decoded);
         }
         if cabinet.state != CabinetState::Active {

@@ -7,8 +7,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use custody_application::Principal;
 use custody_commands::{CommandError, Commands};
 use custody_domain::cabinet::{Cabinet, CabinetState};
+use custody_domain::custody::Actor;
 use custody_eventlog::EventLogError;
 use custody_protocol::keys::public_key_from_spki_pem;
 use custody_protocol::Sm2Verifier;
@@ -47,6 +49,25 @@ pub struct Sender {
 impl Sender {
     pub fn cabinet_state(&self) -> Option<CabinetState> {
         self.cabinet.as_ref().map(|c| c.state)
+    }
+
+    /// The authenticated sender as the application layer knows it; a gateway only countersigns
+    /// and is never one.
+    pub fn principal(&self) -> Option<Principal> {
+        let actor = match self.kind {
+            SenderKind::Cabinet => Actor::Cabinet,
+            SenderKind::Unit => Actor::UnitClient,
+            SenderKind::ExitEntry => Actor::ExitEntry,
+            SenderKind::Gateway => return None,
+        };
+        Some(Principal {
+            actor,
+            sender: self.ei.clone(),
+            // Registration refuses a unit that does not parse; one that still fails here is a
+            // damaged registration, and the use cases refuse the sender as unit-less.
+            unit: self.unit.as_deref().and_then(|unit| unit.parse().ok()),
+            cabinet: self.cabinet.clone(),
+        })
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
+use custody_application::Application;
 use custody_commands::{Clock, Commands, SystemClock};
 use custody_eventlog::{EventLog, EventLogError};
 use tokio::net::TcpListener;
@@ -22,6 +23,8 @@ use crate::wire::{self, ProtocolConfig};
 #[derive(Clone)]
 pub struct AppState {
     pub commands: Arc<Commands>,
+    /// The use cases every intake calls (application layer).
+    pub application: Application,
     pub registry: Arc<Registry>,
     pub platform_key: Arc<PlatformKey>,
     pub admission: Arc<Admission>,
@@ -68,6 +71,7 @@ impl App {
         let processes =
             custody_processes::Processes::start(commands.clone(), config.processes.clone()).await?;
         let state = AppState {
+            application: Application::new(commands.clone()),
             commands,
             registry: Arc::new(registry),
             platform_key: Arc::new(platform_key),

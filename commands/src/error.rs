@@ -2,7 +2,7 @@ use custody_domain::DomainError;
 use custody_eventlog::EventLogError;
 
 /// Why a command produced no event. The API maps each to the wire error table
-/// (`custody_api::ErrorCode`), once.
+/// (`custody_api::ErrorCode`), once; the store failures never reach a client as text.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error(transparent)]
@@ -17,12 +17,39 @@ pub enum CommandError {
         aggregate_type: String,
         aggregate_id: String,
     },
+    /// The business serial was already used for this aggregate, with other business content:
+    /// not a duplicate, and not to be dropped without a word.
+    #[error("business serial {key} was already used for a report with other content")]
+    ContentDiffers { key: String },
+    /// The event log failed (database down, a constraint the service does not expect).
     #[error("event store: {0}")]
-    Store(String),
+    Store(#[from] EventLogError),
+    /// cqrs-es's persistence failed while loading or committing.
+    #[error("event store ({kind:?}): {source}")]
+    Persistence {
+        kind: PersistenceFailure,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
-impl From<EventLogError> for CommandError {
-    fn from(error: EventLogError) -> Self {
-        CommandError::Store(error.to_string())
+/// Which part of cqrs-es's persistence failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersistenceFailure {
+    /// The database could not be reached.
+    Connection,
+    /// A stored event or its metadata did not decode.
+    Deserialization,
+    /// Anything else the repository reported.
+    Unexpected,
+}
+
+impl CommandError {
+    /// Whether this is the service's own failure (the sender may retry), not a refusal.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            CommandError::Store(_) | CommandError::Persistence { .. }
+        )
     }
 }

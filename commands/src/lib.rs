@@ -10,5 +10,5 @@ mod error;
 mod service;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::CommandError;
-pub use service::{Commands, Outcome, RetryPolicy};
+pub use error::{CommandError, PersistenceFailure};
+pub use service::{Commands, Guarded, Outcome, RetryPolicy};

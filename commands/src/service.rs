@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
+use cqrs_es::{Aggregate, AggregateError, EventStore};
 use custody_domain::cabinet::Cabinet;
 use custody_domain::document::Document;
 use custody_domain::person::Person;
@@ -10,6 +10,7 @@ use custody_eventlog::{EventLog, StoredEventRef};
 use rand::RngExt;
 
 use crate::clock::Clock;
+use crate::error::PersistenceFailure;
 use crate::CommandError;
 
 /// What a command did.
@@ -19,6 +20,19 @@ pub enum Outcome {
     Appended,
     /// Its idempotency key had already produced this event; nothing was appended.
     Duplicate(StoredEventRef),
+}
+
+/// A guarded command's failure: its precondition refused, or the command itself failed.
+#[derive(Debug)]
+pub enum Guarded<E> {
+    Refused(E),
+    Command(CommandError),
+}
+
+impl<E> From<CommandError> for Guarded<E> {
+    fn from(error: CommandError) -> Self {
+        Guarded::Command(error)
+    }
 }
 
 /// How hard to try when other writers append to the same aggregate first.
@@ -109,68 +123,118 @@ impl Commands {
     }
 
     /// Runs one command of any aggregate: idempotent by the metadata's key, retried on
-    /// conflicts. (cqrs-es's framework is a thin, stateless wrapper over the store, so one is
-    /// made per call.)
+    /// conflicts.
     pub async fn execute<A>(
         &self,
         id: &str,
         command: A::Command,
-        mut metadata: EventMetadata,
+        metadata: EventMetadata,
     ) -> Result<Outcome, CommandError>
     where
         A: Aggregate<Error = DomainError, Services = ()>,
         A::Command: Clone,
     {
-        let framework = CqrsFramework::new(self.log.store::<A>(), vec![], ());
+        self.execute_guarded::<A, std::convert::Infallible>(id, command, metadata, |_| Ok(()))
+            .await
+            .map_err(|guarded| match guarded {
+                Guarded::Command(error) => error,
+                Guarded::Refused(never) => match never {},
+            })
+    }
+
+    /// As [`Commands::execute`], with a precondition judged on the very state the command is
+    /// decided on: `guard` sees the aggregate as loaded for each attempt, so a check such as
+    /// custody cannot be overtaken by a write between the check and the commit (the commit
+    /// fails on the sequence and the next attempt judges again).
+    pub async fn execute_guarded<A, E>(
+        &self,
+        id: &str,
+        command: A::Command,
+        mut metadata: EventMetadata,
+        guard: impl Fn(&A) -> Result<(), E>,
+    ) -> Result<Outcome, Guarded<E>>
+    where
+        A: Aggregate<Error = DomainError, Services = ()>,
+        A::Command: Clone,
+    {
+        let store = self.log.store::<A>();
         metadata.recorded_at.get_or_insert_with(|| self.clock.now());
         let key = metadata.idempotency_key.clone();
-        if let Some(outcome) = self.earlier_outcome::<A>(key.as_deref(), id).await? {
+        let content = metadata.content_sm3.clone();
+        let earlier = Earlier {
+            key: key.as_deref(),
+            content: content.as_deref(),
+        };
+        if let Some(outcome) = self.earlier_outcome::<A>(&earlier, id).await? {
             return Ok(outcome);
         }
         let metadata = metadata.to_map();
         for attempt in 1..=self.retry.attempts {
-            match framework
-                .execute_with_metadata(id, command.clone(), metadata.clone())
-                .await
-            {
-                Ok(()) => return Ok(Outcome::Appended),
-                Err(AggregateError::UserError(error)) => {
-                    // A twin of this report may have committed between our look-up and our
-                    // load, making the command look illegal: it is a duplicate, not a refusal.
-                    if let Some(outcome) = self.earlier_outcome::<A>(key.as_deref(), id).await? {
-                        return Ok(outcome);
-                    }
-                    return Err(error.into());
+            let mut context = store.load_aggregate(id).await.map_err(store_error)?;
+            if let Err(refusal) = guard(&context.aggregate) {
+                // A twin of this report may have committed since our look-up: a duplicate.
+                if let Some(outcome) = self.earlier_outcome::<A>(&earlier, id).await? {
+                    return Ok(outcome);
                 }
+                return Err(Guarded::Refused(refusal));
+            }
+            let sink = cqrs_es::event_sink::EventSink::<A>::default();
+            // As cqrs-es's framework does: the sink applies what it is given to the loaded
+            // aggregate, which is discarded after the commit.
+            if let Err(error) = context.aggregate.handle(command.clone(), &(), &sink).await {
+                // A twin of this report may have committed between our look-up and our
+                // load, making the command look illegal: it is a duplicate, not a refusal.
+                if let Some(outcome) = self.earlier_outcome::<A>(&earlier, id).await? {
+                    return Ok(outcome);
+                }
+                return Err(CommandError::from(error).into());
+            }
+            let events = sink.collect().await;
+            match store.commit(events, context, metadata.clone()).await {
+                Ok(_) => return Ok(Outcome::Appended),
                 Err(AggregateError::AggregateConflict) => {
                     // Either another writer took our sequence number, or a concurrent twin of
                     // this very report won: the idempotency index tells which.
-                    if let Some(outcome) = self.earlier_outcome::<A>(key.as_deref(), id).await? {
+                    if let Some(outcome) = self.earlier_outcome::<A>(&earlier, id).await? {
                         return Ok(outcome);
                     }
                     let pause = rand::rng().random_range(0..=self.retry.backoff.as_micros() as u64)
                         * u64::from(attempt);
                     tokio::time::sleep(Duration::from_micros(pause)).await;
                 }
-                Err(other) => return Err(store_error(other)),
+                Err(other) => return Err(store_error(other).into()),
             }
         }
         Err(CommandError::Conflict {
             attempts: self.retry.attempts,
-        })
+        }
+        .into())
     }
 
     /// If the idempotency key already produced an event: a duplicate of it, or an error when it
-    /// was used for another aggregate.
+    /// was used for another aggregate or for other business content.
     async fn earlier_outcome<A: Aggregate>(
         &self,
-        key: Option<&str>,
+        earlier: &Earlier<'_>,
         id: &str,
     ) -> Result<Option<Outcome>, CommandError> {
-        let Some(key) = key else { return Ok(None) };
+        let Some(key) = earlier.key else {
+            return Ok(None);
+        };
         match self.log.find_by_idempotency_key(key).await? {
             None => Ok(None),
             Some(existing) if existing.aggregate_type == A::TYPE && existing.aggregate_id == id => {
+                // Events recorded before content was fingerprinted carry none: they compare
+                // by key alone, as they always did.
+                let differs = matches!(
+                    (existing.content_sm3.as_deref(), earlier.content),
+                    (Some(stored), Some(sent)) if stored != sent
+                );
+                if differs {
+                    return Err(CommandError::ContentDiffers {
+                        key: key.to_string(),
+                    });
+                }
                 Ok(Some(Outcome::Duplicate(existing)))
             }
             Some(existing) => Err(CommandError::SerialReused {
@@ -182,10 +246,21 @@ impl Commands {
     }
 }
 
+/// What a command is compared by when its key was seen before.
+struct Earlier<'a> {
+    key: Option<&'a str>,
+    content: Option<&'a str>,
+}
+
 fn store_error(error: AggregateError<DomainError>) -> CommandError {
-    match error {
-        AggregateError::UserError(error) => CommandError::Domain(error),
-        AggregateError::AggregateConflict => CommandError::Conflict { attempts: 1 },
-        other => CommandError::Store(other.to_string()),
-    }
+    let (kind, source) = match error {
+        AggregateError::UserError(error) => return CommandError::Domain(error),
+        AggregateError::AggregateConflict => return CommandError::Conflict { attempts: 1 },
+        AggregateError::DatabaseConnectionError(source) => (PersistenceFailure::Connection, source),
+        AggregateError::DeserializationError(source) => {
+            (PersistenceFailure::Deserialization, source)
+        }
+        AggregateError::UnexpectedError(source) => (PersistenceFailure::Unexpected, source),
+    };
+    CommandError::Persistence { kind, source }
 }

@@ -7,6 +7,7 @@
 
 pub mod cabinet;
 pub mod consent_letter;
+pub mod custody;
 pub mod document;
 pub mod error;
 pub mod identifiers;

@@ -23,6 +23,9 @@ pub struct EventMetadata {
     pub envelope_sm3: Option<String>,
     /// When the platform recorded the event.
     pub recorded_at: Option<DateTime<FixedOffset>>,
+    /// Lower-case hex SM3 of the report's business content (docs/protocol.md, "Idempotency"):
+    /// a report sent again under the same idempotency key is a duplicate only when this matches.
+    pub content_sm3: Option<String>,
 }
 
 impl EventMetadata {
@@ -32,6 +35,7 @@ impl EventMetadata {
     pub const REQUEST_ID: &'static str = "reqid";
     pub const ENVELOPE_SM3: &'static str = "envelope_sm3";
     pub const RECORDED_AT: &'static str = "recorded_at";
+    pub const CONTENT_SM3: &'static str = "content_sm3";
 
     pub fn to_map(&self) -> HashMap<String, String> {
         let mut map = HashMap::new();
@@ -42,6 +46,7 @@ impl EventMetadata {
             (Self::REQUEST_ID, self.request_id.clone()),
             (Self::ENVELOPE_SM3, self.envelope_sm3.clone()),
             (Self::RECORDED_AT, self.recorded_at.map(|t| t.to_rfc3339())),
+            (Self::CONTENT_SM3, self.content_sm3.clone()),
         ];
         for (key, value) in optional {
             if let Some(value) = value {
@@ -61,6 +66,7 @@ impl EventMetadata {
             recorded_at: map
                 .get(Self::RECORDED_AT)
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok()),
+            content_sm3: map.get(Self::CONTENT_SM3).cloned(),
         }
     }
 }

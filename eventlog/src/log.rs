@@ -38,6 +38,8 @@ pub struct StoredEventRef {
     pub aggregate_type: String,
     pub aggregate_id: String,
     pub sequence: i64,
+    /// The SM3 of the business content of the report that produced it, when it was recorded.
+    pub content_sm3: Option<String>,
 }
 
 /// An event as stored, with its metadata and commit-order position.
@@ -135,11 +137,13 @@ impl EventLog {
                 aggregate_type: row.text("aggregate_type")?,
                 aggregate_id: row.text("aggregate_id")?,
                 sequence: row.int("sequence")?,
+                content_sm3: row.optional_text("content_sm3")?,
             })
         };
         match &self.backend {
             Backend::Postgres(pool) => sqlx::query(
-                "SELECT aggregate_type, aggregate_id, sequence FROM events \
+                "SELECT aggregate_type, aggregate_id, sequence, \
+                 metadata ->> 'content_sm3' AS content_sm3 FROM events \
                  WHERE metadata ->> 'idempotency_key' = $1",
             )
             .bind(key)
@@ -148,7 +152,8 @@ impl EventLog {
             .map(|row| row_to_ref(&row))
             .transpose(),
             Backend::Sqlite(pool) => sqlx::query(
-                "SELECT aggregate_type, aggregate_id, sequence FROM events \
+                "SELECT aggregate_type, aggregate_id, sequence, \
+                 json_extract(metadata, '$.content_sm3') AS content_sm3 FROM events \
                  WHERE json_extract(metadata, '$.idempotency_key') = ?",
             )
             .bind(key)
@@ -256,6 +261,7 @@ trait RowAccess {
     fn text(&self, column: &str) -> Result<String, EventLogError>;
     fn int(&self, column: &str) -> Result<i64, EventLogError>;
     fn json(&self, column: &str) -> Result<Value, EventLogError>;
+    fn optional_text(&self, column: &str) -> Result<Option<String>, EventLogError>;
 }
 
 impl RowAccess for sqlx::postgres::PgRow {
@@ -266,6 +272,9 @@ impl RowAccess for sqlx::postgres::PgRow {
         Ok(self.try_get(column)?)
     }
     fn json(&self, column: &str) -> Result<Value, EventLogError> {
+        Ok(self.try_get(column)?)
+    }
+    fn optional_text(&self, column: &str) -> Result<Option<String>, EventLogError> {
         Ok(self.try_get(column)?)
     }
 }
@@ -280,6 +289,9 @@ impl RowAccess for sqlx::sqlite::SqliteRow {
     fn json(&self, column: &str) -> Result<Value, EventLogError> {
         let text: String = self.try_get(column)?;
         Ok(serde_json::from_str(&text)?)
+    }
+    fn optional_text(&self, column: &str) -> Result<Option<String>, EventLogError> {
+        Ok(self.try_get(column)?)
     }
 }
 

@@ -57,6 +57,9 @@ pub struct Rejection {
     pub authenticated: bool,
     pub body: String,
     pub body_sm3: String,
+    /// The unit whose document or person the report tried to act on without custody
+    /// (`E_NOT_CUSTODIAN`): its readers see the refusal as an alert.
+    pub touched_unit: Option<String>,
 }
 
 impl PlatformStore {
@@ -260,8 +263,8 @@ impl PlatformStore {
     pub async fn insert_rejection(&self, r: &Rejection) -> Result<(), EventLogError> {
         sqlx::query(
             "INSERT INTO rejected_reports (received_ms, mstype, ei, reqid, ywlsh, http_status, \
-             error_code, error_message, authenticated, body, body_sm3) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             error_code, error_message, authenticated, body, body_sm3, touched_unit) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(r.received_ms)
         .bind(&r.mstype)
@@ -274,6 +277,7 @@ impl PlatformStore {
         .bind(i64::from(r.authenticated))
         .bind(&r.body)
         .bind(&r.body_sm3)
+        .bind(r.touched_unit.as_deref())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -287,7 +291,7 @@ impl PlatformStore {
     ) -> Result<Vec<Rejection>, EventLogError> {
         sqlx::query(
             "SELECT id, received_ms, mstype, ei, reqid, ywlsh, http_status, error_code, \
-             error_message, authenticated, body, body_sm3 FROM rejected_reports \
+             error_message, authenticated, body, body_sm3, touched_unit FROM rejected_reports \
              WHERE id < $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(before_id.unwrap_or(i64::MAX))
@@ -309,6 +313,7 @@ impl PlatformStore {
                 authenticated: row.try_get::<i64, _>("authenticated")? != 0,
                 body: row.try_get("body")?,
                 body_sm3: row.try_get("body_sm3")?,
+                touched_unit: row.try_get("touched_unit")?,
             })
         })
         .collect()

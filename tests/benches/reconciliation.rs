@@ -192,6 +192,7 @@ fn metadata(cabinet: &SimulatedCabinet, serial: &str, at: DateTime<FixedOffset>)
         request_id: Some(uuid::Uuid::new_v4().simple().to_string()),
         envelope_sm3: Some("0".repeat(64)),
         recorded_at: Some(at),
+        content_sm3: None,
     }
 }
 

@@ -271,6 +271,7 @@ pub fn reported(serial: &str) -> EventMetadata {
         request_id: Some(uuid::Uuid::new_v4().simple().to_string()),
         envelope_sm3: None,
         recorded_at: None,
+        content_sm3: None,
     }
 }
 

@@ -1,46 +1,44 @@
-//! What each cabinet message does: wire fields become domain types here (refused with a precise
-//! code when they do not parse), then one command runs through the application service.
+//! The cabinet's messages at the wire: bdata fields become domain types here (refused with a
+//! precise code when they do not parse), then one use case of the application layer runs.
 
-use custody_commands::Outcome;
-use custody_domain::cabinet::{Activated, Administrator, AlarmRaised, CabinetCommand};
-use custody_domain::document::{
-    AbnormalReason, ApprovalCheck, CancellationReason, Cancelled, DepositKind, Deposited,
-    DocumentCommand, WithdrawalKind, Withdrawn,
+use custody_application::cabinet::{
+    ActivationReport, AlarmReport, CabinetOperation, CancellationReport, DocumentOperationReport,
 };
+use custody_application::Intake;
+use custody_commands::Outcome;
+use custody_domain::cabinet::{Administrator, AlarmRaised};
+use custody_domain::document::{AbnormalReason, CancellationReason, DepositKind, WithdrawalKind};
 use custody_domain::identifiers::{DocumentId, SerialKind};
-use custody_domain::values::{DocumentRecord, Drawer, Location};
+use custody_domain::values::{DocumentRecord, Drawer};
 use custody_protocol::SignedRequest;
 use serde_json::Value;
 
 use super::fields::{
-    business_data, business_date, business_time, invalid, metadata, open_envelope, optional,
-    required, serial_of,
+    business_data, business_date, business_time, invalid, open_envelope, optional, required,
+    serial_of,
 };
 use super::ingress::{Received, Reply};
 use super::messages::{self, MessageType};
 use crate::error::{ErrorCode, WireError};
-use crate::registry::Sender;
 use crate::server::AppState;
 
 pub async fn handle(
     state: &AppState,
     message: MessageType,
-    sender: &Sender,
+    intake: &Intake,
     request: &SignedRequest,
     received: &Received<'_>,
 ) -> Result<Reply, WireError> {
     match message {
-        MessageType::CabinetInit => activate(state, sender, request, received).await,
-        MessageType::Heartbeat => heartbeat(state, sender, request, received).await,
-        MessageType::DocumentOperation => {
-            document_operation(state, sender, request, received).await
-        }
-        MessageType::Cancellation => cancellation(state, sender, request, received).await,
-        MessageType::Alarm => alarm(state, sender, request, received).await,
+        MessageType::CabinetInit => activate(state, intake, request).await,
+        MessageType::Heartbeat => heartbeat(state, intake, request, received).await,
+        MessageType::DocumentOperation => document_operation(state, intake, request).await,
+        MessageType::Cancellation => cancellation(state, intake, request).await,
+        MessageType::Alarm => alarm(state, intake, request).await,
         MessageType::Reconciliation => {
-            super::reconciliation::handle(state, sender, request, received).await
+            super::reconciliation::handle(state, intake, request, received).await
         }
-        MessageType::ReminderPull => reminder_pull(state, sender, request, received).await,
+        MessageType::ReminderPull => reminder_pull(state, intake, request, received).await,
         other => Err(WireError::new(
             ErrorCode::UnsupportedMstype,
             format!("{other:?} is not a cabinet message"),
@@ -52,38 +50,15 @@ fn reply(serial: &str, outcome: Outcome) -> Reply {
     Reply::new(serial, matches!(outcome, Outcome::Duplicate(_)))
 }
 
-fn same_device(field: &str, named: &str, sender: &Sender) -> Result<(), WireError> {
-    if named == sender.ei {
-        Ok(())
-    } else {
-        Err(WireError::new(
-            ErrorCode::SenderMismatch,
-            format!(
-                "{field} {named:?} is not the signing device {:?}",
-                sender.ei
-            ),
-        ))
-    }
-}
-
 async fn activate(
     state: &AppState,
-    sender: &Sender,
+    intake: &Intake,
     request: &SignedRequest,
-    received: &Received<'_>,
 ) -> Result<Reply, WireError> {
     let init: messages::CabinetInit = business_data(request)?;
-    same_device("sbxlh", &init.sbxlh, sender)?;
-    if sender.unit.as_deref() != Some(init.tyshxydm.as_str()) {
-        return Err(WireError::new(
-            ErrorCode::SenderMismatch,
-            format!(
-                "tyshxydm {:?} is not the unit the cabinet is enrolled for",
-                init.tyshxydm
-            ),
-        ));
-    }
-    let command = CabinetCommand::Activate(Activated {
+    let report = ActivationReport {
+        device: init.sbxlh,
+        unit: init.tyshxydm,
         unit_name: init.dwmc,
         contact: optional(&init.gzlxr),
         contact_phone: optional(&init.gzlxdh),
@@ -95,38 +70,28 @@ async fn activate(
                 person: a.rybs,
             })
             .collect(),
-        activated_at: received.now,
-    });
-    state
-        .commands
-        .cabinet(&sender.ei, command, metadata(request, received, None, None))
-        .await?;
+    };
+    state.application.activate_cabinet(intake, report).await?;
+    // The registry is the edge's cache of who may sign what: it learns of the activation now.
     state
         .registry
-        .refresh_cabinet(&state.commands, &sender.ei)
+        .refresh_cabinet(&state.commands, &intake.principal.sender)
         .await
-        .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+        .map_err(|e| WireError::internal("refreshing the sender registry", e))?;
     Ok(Reply::new("", false))
 }
 
 async fn heartbeat(
     state: &AppState,
-    sender: &Sender,
+    intake: &Intake,
     request: &SignedRequest,
     received: &Received<'_>,
 ) -> Result<Reply, WireError> {
     let beat: messages::Heartbeat = business_data(request)?;
-    same_device("sbxlh", &beat.sbxlh, sender)?;
     let status: Value = business_data(request)?;
     state
-        .commands
-        .log()
-        .platform()
-        .record_heartbeat(
-            &sender.ei,
-            &status.to_string(),
-            received.now.timestamp_millis(),
-        )
+        .application
+        .record_heartbeat(intake, &beat.sbxlh, &status.to_string())
         .await?;
     let mut reply = Reply::new("", false);
     // Clock calibration for the device; no firmware upgrade and no alarm-configuration change
@@ -142,12 +107,10 @@ async fn heartbeat(
 
 async fn document_operation(
     state: &AppState,
-    sender: &Sender,
+    intake: &Intake,
     request: &SignedRequest,
-    received: &Received<'_>,
 ) -> Result<Reply, WireError> {
     let report: messages::DocumentOperation = business_data(request)?;
-    same_device("Deviceid", &report.device_id, sender)?;
     let serial_kind = match report.optype.as_str() {
         "11" | "12" => SerialKind::Deposit,
         "21" | "22" | "23" => SerialKind::Withdrawal,
@@ -166,35 +129,13 @@ async fn document_operation(
         row: report.row,
         column: report.column,
     };
-    if let Some(cabinet) = &sender.cabinet {
-        cabinet.check_drawer(&sender.ei, &drawer)?;
-    }
-    let location = Location {
-        unit: sender
-            .unit
-            .as_deref()
-            .unwrap_or_default()
-            .parse()
-            .map_err(|e| WireError::new(ErrorCode::Internal, format!("enrolled unit: {e}")))?,
-        device: sender
-            .ei
-            .parse()
-            .map_err(|e: custody_domain::DomainError| invalid("Deviceid", e))?,
-        drawer,
-    };
-    let document_id = record.document_id();
-    let command = match report.optype.as_str() {
-        "11" | "12" => DocumentCommand::Deposit(Deposited {
-            kind: if report.optype == "11" {
-                DepositKind::New
-            } else {
-                DepositKind::Return
-            },
-            record,
-            location,
-            operator: None,
-            operated_at,
-        }),
+    let operation = match report.optype.as_str() {
+        "11" => CabinetOperation::Deposit {
+            kind: DepositKind::New,
+        },
+        "12" => CabinetOperation::Deposit {
+            kind: DepositKind::Return,
+        },
         "21" | "22" => {
             let lend = report.optype == "21";
             let planned_return = match (lend, report.retdate.as_str()) {
@@ -202,38 +143,19 @@ async fn document_operation(
                 (false, "") => None,
                 (false, date) => Some(business_date("retdate", date)?),
             };
-            DocumentCommand::Withdraw {
-                withdrawal: Withdrawn {
-                    kind: if lend {
-                        WithdrawalKind::Lend
-                    } else {
-                        WithdrawalKind::TakeOut
-                    },
-                    location,
-                    operator: None,
-                    operated_at,
-                    purpose: optional(&report.qzyt),
-                    planned_return,
-                    destination: optional(&report.mdd),
-                    travel_approval: optional(&report.cgspywlsh),
-                    anomaly: None,
-                },
-                // A lend needs a valid approval of the holder on the day it leaves the
-                // cabinet; without one it is still recorded, flagged (SPEC §3.3).
-                approval: if lend {
-                    super::unit::lend_approval(
-                        state,
-                        &report.cgspywlsh,
-                        &record.holder_id(),
-                        operated_at.date_naive(),
-                    )
-                    .await?
+            CabinetOperation::Withdraw {
+                kind: if lend {
+                    WithdrawalKind::Lend
                 } else {
-                    ApprovalCheck::Missing
+                    WithdrawalKind::TakeOut
                 },
+                purpose: optional(&report.qzyt),
+                planned_return,
+                destination: optional(&report.mdd),
+                travel_approval: optional(&report.cgspywlsh),
             }
         }
-        _ => DocumentCommand::WithdrawAbnormally(custody_domain::document::AbnormalWithdrawal {
+        _ => CabinetOperation::WithdrawAbnormally {
             reason: match required("ycyy", &report.ycyy)? {
                 "chip_unreadable" => AbnormalReason::ChipUnreadable,
                 "missing" => AbnormalReason::Missing,
@@ -245,22 +167,20 @@ async fn document_operation(
                     ))
                 }
             },
-            location,
-            operator: None,
-            operated_at,
-        }),
+        },
     };
     let outcome = state
-        .commands
-        .document(
-            document_id.as_str(),
-            command,
-            metadata(
-                request,
-                received,
-                Some(serial.as_str()),
-                Some(serial.to_string()),
-            ),
+        .application
+        .report_document_operation(
+            intake,
+            DocumentOperationReport {
+                serial: serial.clone(),
+                device: report.device_id,
+                record,
+                drawer,
+                operated_at,
+                operation,
+            },
         )
         .await?;
     Ok(reply(serial.as_str(), outcome))
@@ -291,13 +211,12 @@ fn open_record(state: &AppState, zjdata: &str) -> Result<DocumentRecord, WireErr
 
 async fn cancellation(
     state: &AppState,
-    _sender: &Sender,
+    intake: &Intake,
     request: &SignedRequest,
-    received: &Received<'_>,
 ) -> Result<Reply, WireError> {
     let report: messages::Cancellation = business_data(request)?;
     let serial = serial_of("ywlsh", SerialKind::Cancellation, &report.ywlsh)?;
-    let document_id: DocumentId = required("zjbs", &report.zjbs)?
+    let document: DocumentId = required("zjbs", &report.zjbs)?
         .parse()
         .map_err(|e| invalid("zjbs", e))?;
     let reason = match required("zxyy", &report.zxyy)? {
@@ -313,19 +232,15 @@ async fn cancellation(
         }
     };
     let outcome = state
-        .commands
-        .document(
-            document_id.as_str(),
-            DocumentCommand::Cancel(Cancelled {
+        .application
+        .report_cancellation(
+            intake,
+            CancellationReport {
+                serial: serial.clone(),
+                document,
                 reason,
                 proof: optional(&report.zmwjqm),
-            }),
-            metadata(
-                request,
-                received,
-                Some(serial.as_str()),
-                Some(serial.to_string()),
-            ),
+            },
         )
         .await?;
     Ok(reply(serial.as_str(), outcome))
@@ -333,28 +248,29 @@ async fn cancellation(
 
 async fn alarm(
     state: &AppState,
-    sender: &Sender,
+    intake: &Intake,
     request: &SignedRequest,
-    received: &Received<'_>,
 ) -> Result<Reply, WireError> {
     let report: messages::Alarm = business_data(request)?;
-    same_device("sbxlh", &report.sbxlh, sender)?;
     // Alarms have no serial prefix of their own in the source; any 1 to 64 letters and digits.
     let serial = required("ywlsh", &report.ywlsh)?;
     if serial.len() > 64 || !serial.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(invalid("ywlsh", "1 to 64 letters or digits"));
     }
-    let command = CabinetCommand::RaiseAlarm(AlarmRaised {
+    let alarm = AlarmRaised {
         kind: required("gjlx", &report.gjlx)?.to_string(),
         content: report.gjnr,
         raised_at: business_time("gjsj", &report.gjsj)?,
-    });
+    };
     let outcome = state
-        .commands
-        .cabinet(
-            &sender.ei,
-            command,
-            metadata(request, received, Some(serial), Some(serial.to_string())),
+        .application
+        .raise_alarm(
+            intake,
+            AlarmReport {
+                serial: serial.to_string(),
+                device: report.sbxlh,
+                alarm,
+            },
         )
         .await?;
     Ok(reply(serial, outcome))
@@ -366,19 +282,16 @@ async fn alarm(
 /// unit lists all of them. Nothing is appended.
 async fn reminder_pull(
     state: &AppState,
-    sender: &Sender,
+    intake: &Intake,
     request: &SignedRequest,
     received: &Received<'_>,
 ) -> Result<Reply, WireError> {
     let pull: messages::ReminderPull = business_data(request)?;
-    same_device("devid", required("devid", &pull.devid)?, sender)?;
+    let device = required("devid", &pull.devid)?;
     let unit = required("orgid", &pull.orgid)?;
-    if sender.unit.as_deref() != Some(unit) {
-        return Err(WireError::new(
-            ErrorCode::SenderMismatch,
-            format!("orgid {unit:?} is not the unit the cabinet is enrolled for"),
-        ));
-    }
+    state
+        .application
+        .authorise_reminder_pull(&intake.principal, device, unit)?;
     let today = received
         .now
         .with_timezone(&custody_domain::values::china_standard_time())

@@ -1,45 +1,43 @@
-//! What the exit-entry adapter's messages do (`sjts-*`): border crossings, newly issued documents
-//! and the answers to filing lists. Each is a list; every item becomes one command, judged and
-//! made idempotent on its own (SPEC §5.1).
+//! The exit-entry adapter's messages at the wire (`sjts-*`): border crossings, newly issued
+//! documents and the answers to filing lists. Each is a list; every item becomes one use case
+//! call, judged and made idempotent on its own (SPEC §5.1).
 //!
 //! The second half of this file is the field and list plumbing that the unit clients' messages
 //! (`unit.rs`) share.
 
 use base64::Engine;
+use custody_application::exit_entry::FilingAnswer;
+use custody_application::unit::FilingKind;
+use custody_application::Intake;
 use custody_commands::Outcome;
-use custody_domain::document::{
-    BorderCrossed, CrossingDirection, DocumentCommand, IssuanceConfirmed,
-};
+use custody_domain::document::{BorderCrossed, CrossingDirection, IssuanceConfirmed};
 use custody_domain::identifiers::{
     BusinessSerial, DocumentId, DocumentNumber, DocumentType, PersonId, SerialKind,
 };
-use custody_domain::person::{FilingAnswered, PersonCommand, PersonEventKind};
-use custody_domain::transitions::Named;
 use custody_eventlog::Rejection;
 use custody_protocol::SignedRequest;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use super::fields::{
-    business_data, business_date, business_time, invalid, metadata, optional, required, serial_of,
+    business_data, business_date, business_time, invalid, optional, required, serial_of,
 };
 use super::ingress::{Received, Reply};
 use super::messages::{self, MessageType};
 use crate::error::{ErrorCode, WireError};
-use crate::registry::Sender;
 use crate::server::AppState;
 
 pub async fn handle(
     state: &AppState,
     message: MessageType,
-    _sender: &Sender,
+    intake: &Intake,
     request: &SignedRequest,
     received: &Received<'_>,
 ) -> Result<Reply, WireError> {
     match message {
-        MessageType::BorderCrossings => border_crossings(state, request, received).await,
-        MessageType::IssuedDocuments => issued_documents(state, request, received).await,
-        MessageType::FilingResults => filing_results(state, request, received).await,
+        MessageType::BorderCrossings => border_crossings(state, intake, request, received).await,
+        MessageType::IssuedDocuments => issued_documents(state, intake, request, received).await,
+        MessageType::FilingResults => filing_results(state, intake, request, received).await,
         other => Err(WireError::new(
             ErrorCode::UnsupportedMstype,
             format!("{other:?} is not an exit-entry message"),
@@ -47,26 +45,9 @@ pub async fn handle(
     }
 }
 
-/// Idempotency-key namespaces of the list feeds: record ids of different feeds may coincide.
-pub(super) mod keys {
-    pub fn crossing(jlbh: &str) -> String {
-        format!("crjjl:{jlbh}")
-    }
-    pub fn issuance(jlbh: &str) -> String {
-        format!("bzjg:{jlbh}")
-    }
-    /// A person's entry in a filing list (`sjsb-bbxx`).
-    pub fn filing_prefix(bbywlsh: &str) -> String {
-        format!("bbxx:{bbywlsh}:")
-    }
-    /// The exit-entry administration's answer for a person of a filing list (`sjts-bbjg`).
-    pub fn answer_prefix(bbywlsh: &str) -> String {
-        format!("bbjg:{bbywlsh}:")
-    }
-}
-
 async fn border_crossings(
     state: &AppState,
+    intake: &Intake,
     request: &SignedRequest,
     received: &Received<'_>,
 ) -> Result<Reply, WireError> {
@@ -75,7 +56,7 @@ async fn border_crossings(
     let mut results = Vec::with_capacity(list.records.len());
     // In order, one by one: two crossings of one document in a list must apply in order.
     for item in &list.records {
-        let outcome = border_crossing(state, request, received, item).await;
+        let outcome = border_crossing(state, intake, item).await;
         results.push(ItemResult::new(item_key(item, "jlbh"), outcome));
     }
     Ok(list_reply(state, request, received, None, results).await)
@@ -83,13 +64,12 @@ async fn border_crossings(
 
 async fn border_crossing(
     state: &AppState,
-    request: &SignedRequest,
-    received: &Received<'_>,
+    intake: &Intake,
     item: &Value,
 ) -> Result<Outcome, WireError> {
     let record: messages::BorderCrossing = list_item(item)?;
     let jlbh = record_id("jlbh", &record.jlbh)?;
-    let document_id = document_id(&record.zjlx, &record.zjhm)?;
+    let document = document_id(&record.zjlx, &record.zjhm)?;
     let direction = match required("crjlx", &record.crjlx)? {
         "1" => CrossingDirection::Exit,
         "2" => CrossingDirection::Entry,
@@ -102,26 +82,23 @@ async fn border_crossing(
     };
     // The aggregate decides the state and the anomalies (exit while in a cabinet, a document
     // it has never seen); every crossing is kept.
-    let command = DocumentCommand::RecordCrossing(BorderCrossed {
+    let crossing = BorderCrossed {
         record_id: jlbh.to_string(),
         direction,
         crossed_at: business_time("crjsj", &record.crjsj)?,
         port: required("kadm", &record.kadm)?.to_string(),
         country: country_code("gjdq", &record.gjdq)?,
         anomaly: None,
-    });
+    };
     Ok(state
-        .commands
-        .document(
-            document_id.as_str(),
-            command,
-            metadata(request, received, Some(jlbh), Some(keys::crossing(jlbh))),
-        )
+        .application
+        .record_crossing(intake, &document, crossing)
         .await?)
 }
 
 async fn issued_documents(
     state: &AppState,
+    intake: &Intake,
     request: &SignedRequest,
     received: &Received<'_>,
 ) -> Result<Reply, WireError> {
@@ -129,7 +106,7 @@ async fn issued_documents(
     check_list_length("records", list.records.len())?;
     let mut results = Vec::with_capacity(list.records.len());
     for item in &list.records {
-        let outcome = issued_document(state, request, received, item).await;
+        let outcome = issued_document(state, intake, item).await;
         results.push(ItemResult::new(item_key(item, "jlbh"), outcome));
     }
     Ok(list_reply(state, request, received, None, results).await)
@@ -137,42 +114,24 @@ async fn issued_documents(
 
 async fn issued_document(
     state: &AppState,
-    request: &SignedRequest,
-    received: &Received<'_>,
+    intake: &Intake,
     item: &Value,
 ) -> Result<Outcome, WireError> {
     let record: messages::IssuedDocument = list_item(item)?;
-    let jlbh = record_id("jlbh", &record.jlbh)?;
-    let document_type = document_type(&record.zjlx)?;
-    let number = document_number(&record.zjhm)?;
-    let issued_on = business_date("qfrq", &record.qfrq)?;
-    let valid_until = business_date("yxqz", &record.yxqz)?;
-    if valid_until <= issued_on {
-        return Err(invalid(
-            "yxqz",
-            format!("expiry {valid_until} is not after the issue date {issued_on}"),
-        ));
-    }
-    let command = DocumentCommand::ConfirmIssuance(IssuanceConfirmed {
-        record_id: jlbh.to_string(),
+    let issuance = IssuanceConfirmed {
+        record_id: record_id("jlbh", &record.jlbh)?.to_string(),
         holder: person_id(&record.rybs)?,
-        document_type,
-        number: number.clone(),
-        issued_on,
-        valid_until,
-    });
-    Ok(state
-        .commands
-        .document(
-            DocumentId::of(document_type, &number).as_str(),
-            command,
-            metadata(request, received, Some(jlbh), Some(keys::issuance(jlbh))),
-        )
-        .await?)
+        document_type: document_type(&record.zjlx)?,
+        number: document_number(&record.zjhm)?,
+        issued_on: business_date("qfrq", &record.qfrq)?,
+        valid_until: business_date("yxqz", &record.yxqz)?,
+    };
+    Ok(state.application.confirm_issuance(intake, issuance).await?)
 }
 
 async fn filing_results(
     state: &AppState,
+    intake: &Intake,
     request: &SignedRequest,
     received: &Received<'_>,
 ) -> Result<Reply, WireError> {
@@ -181,64 +140,34 @@ async fn filing_results(
     check_list_length("bbjg", answers.bbjg.len())?;
     let mut results = Vec::with_capacity(answers.bbjg.len());
     for item in &answers.bbjg {
-        let outcome = filing_result(state, request, received, &serial, item).await;
+        let outcome = filing_result(state, intake, &serial, item).await;
         results.push(ItemResult::new(item_key(item, "rybs"), outcome));
     }
     Ok(list_reply(state, request, received, Some(serial.as_str()), results).await)
 }
 
-/// How a filing list named a person: what it asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum FilingKind {
-    New,
-    Change,
-    Revoke,
-}
-
-impl FilingKind {
-    pub(super) fn parse(value: &str) -> Result<FilingKind, WireError> {
-        match required("bblx", value)? {
-            "new" => Ok(FilingKind::New),
-            "change" => Ok(FilingKind::Change),
-            "revoke" => Ok(FilingKind::Revoke),
-            other => Err(invalid(
-                "bblx",
-                format!("{other:?} is not new, change or revoke"),
-            )),
-        }
-    }
-
-    pub(super) fn code(self) -> &'static str {
-        match self {
-            FilingKind::New => "new",
-            FilingKind::Change => "change",
-            FilingKind::Revoke => "revoke",
-        }
-    }
-
-    /// The kind of a stored submission event (`FilingSubmitted`, ...), if it is one.
-    pub(super) fn of_submission(event_type: &str) -> Option<FilingKind> {
-        [
-            (PersonEventKind::FilingSubmitted, FilingKind::New),
-            (PersonEventKind::ChangeSubmitted, FilingKind::Change),
-            (PersonEventKind::RevocationSubmitted, FilingKind::Revoke),
-        ]
-        .into_iter()
-        .find(|(kind, _)| kind.name() == event_type)
-        .map(|(_, filing)| filing)
+/// `bblx`: what a filing list asked for a person.
+pub(super) fn filing_kind(value: &str) -> Result<FilingKind, WireError> {
+    match required("bblx", value)? {
+        "new" => Ok(FilingKind::New),
+        "change" => Ok(FilingKind::Change),
+        "revoke" => Ok(FilingKind::Revoke),
+        other => Err(invalid(
+            "bblx",
+            format!("{other:?} is not new, change or revoke"),
+        )),
     }
 }
 
 async fn filing_result(
     state: &AppState,
-    request: &SignedRequest,
-    received: &Received<'_>,
+    intake: &Intake,
     serial: &BusinessSerial,
     item: &Value,
 ) -> Result<Outcome, WireError> {
     let answer: messages::FilingResult = list_item(item)?;
     let person = person_id(&answer.rybs)?;
-    let kind = FilingKind::parse(&answer.bblx)?;
+    let kind = filing_kind(&answer.bblx)?;
     let accepted = match required("bbzt", &answer.bbzt)? {
         "accepted" => true,
         "refused" => false,
@@ -249,53 +178,15 @@ async fn filing_result(
             ))
         }
     };
-    // An answer must be to what this list asked for this person: the administration answers
-    // the lists the platform forwarded, so anything else is a mix-up, not a state to record.
-    let submitted = format!("{}{}", keys::filing_prefix(serial.as_str()), person);
-    let submission = state
-        .commands
-        .log()
-        .event_by_idempotency_key(&submitted)
-        .await?;
-    match submission.and_then(|event| FilingKind::of_submission(&event.event_type)) {
-        None => {
-            return Err(invalid(
-                "rybs",
-                format!("{person} is not in filing list {serial}"),
-            ))
-        }
-        Some(asked) if asked != kind => {
-            return Err(invalid(
-                "bblx",
-                format!(
-                    "filing list {serial} asked {} for {person}, not {}",
-                    asked.code(),
-                    kind.code()
-                ),
-            ))
-        }
-        Some(_) => {}
-    }
-    let answered = FilingAnswered {
-        filing_serial: serial.to_string(),
+    let answer = FilingAnswer {
+        person,
+        kind,
+        accepted,
         remark: optional(&answer.bz),
     };
-    let command = match (kind, accepted) {
-        (FilingKind::New, true) => PersonCommand::AcceptFiling(answered),
-        (FilingKind::New, false) => PersonCommand::RefuseFiling(answered),
-        (FilingKind::Change, true) => PersonCommand::AcceptChange(answered),
-        (FilingKind::Change, false) => PersonCommand::RefuseChange(answered),
-        (FilingKind::Revoke, true) => PersonCommand::AcceptRevocation(answered),
-        (FilingKind::Revoke, false) => PersonCommand::RefuseRevocation(answered),
-    };
-    let key = format!("{}{}", keys::answer_prefix(serial.as_str()), person);
     Ok(state
-        .commands
-        .person(
-            person.as_str(),
-            command,
-            metadata(request, received, Some(serial.as_str()), Some(key)),
-        )
+        .application
+        .answer_filing(intake, serial, answer)
         .await?)
 }
 
@@ -485,6 +376,7 @@ async fn keep_item_rejection(
         authenticated: true,
         body: String::from_utf8_lossy(received.body).into_owned(),
         body_sm3: received.body_sm3.clone(),
+        touched_unit: error.touched_unit.clone(),
     };
     if let Err(error) = state
         .commands
@@ -528,22 +420,5 @@ mod tests {
         for bad in ["HK", "hkg", "HKGX", "H1G"] {
             assert!(country_code("gjdq", bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn submissions_name_their_filing_kind() {
-        assert_eq!(
-            FilingKind::of_submission("FilingSubmitted"),
-            Some(FilingKind::New)
-        );
-        assert_eq!(
-            FilingKind::of_submission("ChangeSubmitted"),
-            Some(FilingKind::Change)
-        );
-        assert_eq!(
-            FilingKind::of_submission("RevocationSubmitted"),
-            Some(FilingKind::Revoke)
-        );
-        assert_eq!(FilingKind::of_submission("FilingAccepted"), None);
     }
 }

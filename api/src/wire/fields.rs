@@ -4,11 +4,9 @@
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
 use custody_domain::identifiers::{BusinessSerial, SerialKind};
 use custody_domain::values::china_standard_time;
-use custody_domain::EventMetadata;
 use custody_protocol::{EnvelopeError, SignedRequest};
 use serde::de::DeserializeOwned;
 
-use super::ingress::Received;
 use crate::error::{ErrorCode, WireError};
 use crate::server::AppState;
 
@@ -16,24 +14,6 @@ pub(super) fn business_data<T: DeserializeOwned>(request: &SignedRequest) -> Res
     request
         .business_data()
         .map_err(|e| WireError::new(ErrorCode::Malformed, e.to_string()))
-}
-
-/// The metadata of the event a report yields: its business serial (or record id), if it has
-/// one, and the key that makes it idempotent.
-pub(super) fn metadata(
-    request: &SignedRequest,
-    received: &Received<'_>,
-    serial: Option<&str>,
-    idempotency_key: Option<String>,
-) -> EventMetadata {
-    EventMetadata {
-        business_serial: serial.map(str::to_string),
-        idempotency_key,
-        sender: request.c.ei.clone(),
-        request_id: Some(request.c.reqid.clone()),
-        envelope_sm3: Some(received.body_sm3.clone()),
-        recorded_at: Some(received.now),
-    }
 }
 
 pub(super) fn invalid(field: &str, reason: impl std::fmt::Display) -> WireError {

@@ -6,6 +6,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
+use custody_application::Intake;
 use custody_domain::cabinet::CabinetState;
 use custody_domain::identifiers::sm3_hex;
 use custody_eventlog::Rejection;
@@ -118,6 +119,7 @@ pub async fn receive(
             (StatusCode::OK, Json(Value::Object(answer))).into_response()
         }
         Err(refusal) => {
+            refusal.error.log_if_internal();
             let summary = Summary::of(&received);
             if refusal.error.code != ErrorCode::RateLimited {
                 keep_rejection(&state, &received, &summary, &refusal).await;
@@ -206,13 +208,25 @@ async fn judge(state: &AppState, received: &Received<'_>) -> Result<Reply, Refus
             format!("reqid {} was seen before", request.c.reqid),
         )));
     }
+    // A gateway only countersigns (rsig); no message is its own.
+    let Some(principal) = sender.principal() else {
+        return Err(authenticated(WireError::new(
+            ErrorCode::UnsupportedMstype,
+            format!("{} is not sent by a gateway", received.mstype),
+        )));
+    };
+    let intake = Intake {
+        principal,
+        request_id: request.c.reqid.clone(),
+        envelope_sm3: received.body_sm3.clone(),
+        received_at: received.now,
+    };
     let handled = match message.sender_kind() {
-        SenderKind::Cabinet => cabinet::handle(state, message, &sender, &request, received).await,
+        SenderKind::Cabinet => cabinet::handle(state, message, &intake, &request, received).await,
         SenderKind::ExitEntry => {
-            exit_entry::handle(state, message, &sender, &request, received).await
+            exit_entry::handle(state, message, &intake, &request, received).await
         }
-        SenderKind::Unit => unit::handle(state, message, &sender, &request, received).await,
-        // A gateway only countersigns (rsig); no message is its own.
+        SenderKind::Unit => unit::handle(state, message, &intake, &request, received).await,
         SenderKind::Gateway => Err(WireError::new(
             ErrorCode::UnsupportedMstype,
             format!("{} is not sent by a gateway", received.mstype),
@@ -358,6 +372,7 @@ async fn keep_rejection(
         authenticated: refusal.authenticated,
         body: String::from_utf8_lossy(received.body).into_owned(),
         body_sm3: received.body_sm3.clone(),
+        touched_unit: refusal.error.touched_unit.clone(),
     };
     if let Err(error) = state
         .commands

@@ -10,7 +10,9 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Days, FixedOffset};
+use custody_application::{keys, ApplicationError, Intake, Principal};
 use custody_commands::{CommandError, Outcome};
+use custody_domain::custody::{self, Act, Actor, Decision};
 use custody_domain::document::{
     DepositKind, Document, DocumentCommand, DocumentEvent, ReconciliationCorrected, WithdrawalKind,
 };
@@ -30,14 +32,11 @@ use custody_protocol::SignedRequest;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use super::fields::{
-    business_data, business_date, business_time, invalid, metadata, required, serial_of,
-};
+use super::fields::{business_data, business_date, business_time, invalid, required, serial_of};
 use super::ingress::{Received, Reply};
 use super::messages::{self, NumberOrText};
 use crate::error::{ErrorCode, WireError};
 use crate::read::database;
-use crate::registry::Sender;
 use crate::server::AppState;
 
 /// Ids bound in one `IN (...)` list.
@@ -45,10 +44,11 @@ const CHUNK: usize = 500;
 
 pub async fn handle(
     state: &AppState,
-    sender: &Sender,
+    intake: &Intake,
     request: &SignedRequest,
     received: &Received<'_>,
 ) -> Result<Reply, WireError> {
+    let principal = &intake.principal;
     let now = received.now.with_timezone(&china_standard_time());
     let window = state.reconciliation_window;
     if !window.contains(now.time()) {
@@ -63,32 +63,16 @@ pub async fn handle(
         ));
     }
     let batch: messages::ReconciliationBatch = business_data(request)?;
-    if batch.sbxlh != sender.ei {
-        return Err(mismatch(format!(
-            "sbxlh {:?} is not the signing device {:?}",
-            batch.sbxlh, sender.ei
-        )));
-    }
-    let enrolled_unit = sender.unit.as_deref().unwrap_or_default();
-    if batch.tyshxydm != enrolled_unit {
-        return Err(mismatch(format!(
-            "tyshxydm {:?} is not the unit the cabinet is enrolled for",
-            batch.tyshxydm
-        )));
-    }
+    principal.check_device("sbxlh", &batch.sbxlh)?;
+    principal.check_unit("tyshxydm", &batch.tyshxydm)?;
     let serial = serial_of("dzywlsh", SerialKind::Reconciliation, &batch.dzywlsh)?;
     let date = business_date("dzrq", &batch.dzrq)?;
     if date > now.date_naive() {
         return Err(invalid("dzrq", format!("{date} has not begun yet")));
     }
-    let device: DeviceSerial = sender
-        .ei
-        .parse()
-        .map_err(|e: DomainError| invalid("sbxlh", e))?;
-    let unit: CreditCode = enrolled_unit
-        .parse()
-        .map_err(|e| WireError::new(ErrorCode::Internal, format!("enrolled unit: {e}")))?;
-    let reported = reported_documents(sender, &batch.zjzt)?;
+    let device: DeviceSerial = principal.device()?;
+    let unit: CreditCode = principal.own_unit()?.clone();
+    let reported = reported_documents(principal, &batch.zjzt)?;
     let logged = logged_operations(&batch.czls)?;
 
     let id = Reconciliation::id(&device, date);
@@ -119,12 +103,7 @@ pub async fn handle(
                 .execute::<Reconciliation>(
                     &id,
                     ReconciliationCommand::RecordDiff(diff),
-                    metadata(
-                        request,
-                        received,
-                        Some(serial.as_str()),
-                        Some(serial.to_string()),
-                    ),
+                    intake.metadata(Some(serial.as_str()), Some(serial.to_string()), None),
                 )
                 .await?;
             // Whoever won, the stored diff is the one that counts from here on.
@@ -133,17 +112,16 @@ pub async fn handle(
         }
     };
     if reconciliation.state == ReconciliationState::Diffed {
-        let outcomes = repair(state, request, received, &serial, &reconciliation).await?;
+        let outcomes = repair(state, intake, &serial, &reconciliation).await?;
         state
             .commands
             .execute::<Reconciliation>(
                 &id,
                 ReconciliationCommand::RecordRepairs(RepairsRecorded { outcomes }),
-                metadata(
-                    request,
-                    received,
+                intake.metadata(
                     Some(serial.as_str()),
-                    Some(format!("dzsj:{serial}:repairs")),
+                    Some(keys::repairs(serial.as_str())),
+                    None,
                 ),
             )
             .await?;
@@ -151,10 +129,6 @@ pub async fn handle(
     }
     crate::reconciliations::store(state.commands.log().platform().pool(), &reconciliation).await?;
     Ok(answer(&serial, duplicate, &reconciliation))
-}
-
-fn mismatch(message: String) -> WireError {
-    WireError::new(ErrorCode::SenderMismatch, message)
 }
 
 /// A code given as a number or a string of digits.
@@ -188,7 +162,7 @@ fn drawer_index(field: &str, value: &NumberOrText) -> Result<u16, WireError> {
 /// The batch's document states (`zjzt`), each checked: a document listed once, a drawer of
 /// the enrolled geometry for one in the cabinet.
 fn reported_documents(
-    sender: &Sender,
+    principal: &Principal,
     items: &[messages::DocumentStateItem],
 ) -> Result<Vec<ReportedDocument>, WireError> {
     let mut seen = HashSet::new();
@@ -211,8 +185,8 @@ fn reported_documents(
                     row: drawer_index(&at("cth"), &item.cth)?,
                     column: drawer_index(&at("ctl"), &item.ctl)?,
                 };
-                if let Some(cabinet) = &sender.cabinet {
-                    cabinet.check_drawer(&sender.ei, &drawer)?;
+                if let Some(cabinet) = &principal.cabinet {
+                    cabinet.check_drawer(&principal.sender, &drawer)?;
                 }
                 CabinetClaim::InCabinet(drawer)
             }
@@ -308,8 +282,7 @@ fn placeholders(from: usize, count: usize) -> String {
 }
 
 fn internal(what: &str, error: impl std::fmt::Display) -> WireError {
-    tracing::error!(%error, what, "reconciliation diff failed");
-    WireError::new(ErrorCode::Internal, format!("{what}: {error}"))
+    WireError::internal(what, error)
 }
 
 /// A stored document event, decoded, with its recorded time and business serial.
@@ -449,9 +422,18 @@ async fn diff(state: &AppState, batch: &Batch<'_>) -> Result<BatchDiffed, WireEr
     let mut deviations = Vec::new();
     for reported in batch.reported {
         let document = platform(&reported.document);
-        let Some((reason, repair)) = compare(reported, &document, batch.device, batch.unit) else {
+        let Some((mut reason, mut repair)) = compare(reported, &document, batch.device, batch.unit)
+        else {
             continue;
         };
+        // Another unit's document is a deviation for operators, never a repair (docs/custody.md).
+        let whereabouts =
+            custody::document_whereabouts(&document, None, batch.unit, Some(batch.device));
+        let custodian = custody::judge(Actor::Cabinet, Act::ReconciliationRepair, whereabouts);
+        if repair.is_some() && custodian == Decision::NotCustodian {
+            reason = DeviationReason::OtherUnitsDocument;
+            repair = None;
+        }
         let (cabinet_state, cabinet_drawer) = match &reported.claim {
             CabinetClaim::InCabinet(drawer) => (CabinetView::InCabinet, Some(drawer.clone())),
             CabinetClaim::Out => (CabinetView::Out, None),
@@ -588,8 +570,7 @@ async fn name_holders(
 /// its newer state, and the repair is recorded as not made, with the reason.
 async fn repair(
     state: &AppState,
-    request: &SignedRequest,
-    received: &Received<'_>,
+    intake: &Intake,
     serial: &BusinessSerial,
     reconciliation: &Reconciliation,
 ) -> Result<Vec<RepairOutcome>, WireError> {
@@ -599,13 +580,14 @@ async fn repair(
             reconciliation_serial: serial.to_string(),
             location: location.clone(),
         });
-        let key = format!("dzsj:{serial}:{document}");
+        let key = keys::repair(serial.as_str(), document.as_str());
         let outcome = state
-            .commands
-            .document(
-                document.as_str(),
+            .application
+            .repair_by_reconciliation(
+                intake,
+                document,
                 command,
-                metadata(request, received, Some(serial.as_str()), Some(key)),
+                intake.metadata(Some(serial.as_str()), Some(key), None),
             )
             .await;
         outcomes.push(match outcome {
@@ -614,13 +596,19 @@ async fn repair(
                 repaired: true,
                 note: None,
             },
-            Err(CommandError::Domain(refusal @ DomainError::IllegalTransition { .. })) => {
-                RepairOutcome {
-                    document: document.clone(),
-                    repaired: false,
-                    note: Some(refusal.to_string()),
-                }
-            }
+            Err(ApplicationError::Command(CommandError::Domain(
+                refusal @ DomainError::IllegalTransition { .. },
+            ))) => RepairOutcome {
+                document: document.clone(),
+                repaired: false,
+                note: Some(refusal.to_string()),
+            },
+            // The document passed to another unit's custody since the diff: not repaired.
+            Err(refusal @ ApplicationError::NotCustodian { .. }) => RepairOutcome {
+                document: document.clone(),
+                repaired: false,
+                note: Some(refusal.to_string()),
+            },
             Err(other) => return Err(other.into()),
         });
     }

@@ -48,6 +48,10 @@ pub enum DeviationReason {
     /// The platform recorded an operation of this cabinet on the document that day, but the
     /// batch does not list it.
     NotReported,
+    /// The cabinet lists as in its drawer a document that another unit holds, while the
+    /// platform has it out: the custody policy allows no repair across units (docs/custody.md);
+    /// listed for operators and both units.
+    OtherUnitsDocument,
 }
 
 /// One row of the state deviation table (证件状态偏离): document, holder, unit, cabinet state,

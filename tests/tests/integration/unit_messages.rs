@@ -476,8 +476,9 @@ async fn unit_refusals() {
                     .expect("approval"),
             )
             .await,
-            422,
-            "E_SENDER_MISMATCH",
+            // SPEC §3.6: custody, not the sender's identity, refuses this (docs/custody.md).
+            403,
+            "E_NOT_CUSTODIAN",
             "approval of another unit's person",
         );
         assert_eq!(event_count(&app).await, events_before, "nothing appended");
@@ -492,7 +493,7 @@ async fn unit_refusals() {
             )
             .await;
         assert_accepted(&answer, "the envelope is fine");
-        assert_eq!(codes(&answer), ["E_SENDER_MISMATCH"]);
+        assert_eq!(codes(&answer), ["E_NOT_CUSTODIAN"]);
         assert_eq!(person(&app, &staff).await.state, PersonState::Filed);
         assert_eq!(event_count(&app).await, events_before);
         assert_eq!(rejection_count(&app).await, rejections_before + 7);

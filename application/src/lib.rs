@@ -1,0 +1,40 @@
+//! The application layer: one use case per intake (SPEC §5.1), each taking domain types and the
+//! authenticated [`Principal`], asking the custody policy ([`custody`]) where the document or
+//! person is and whether the sender may act on it, then running one command through
+//! [`custody_commands::Commands`]. The HTTP edge (`api`) only reads wire fields into domain
+//! types, calls one use case and writes the reply; it holds no business rule.
+//!
+//! - [`cabinet`]: activation, heartbeats, deposits and withdrawals, cancellations, alarms;
+//! - [`unit`]: filing lists, their answers, travel approvals, consent letters;
+//! - [`exit_entry`]: crossings, issued documents, filing answers.
+
+pub mod cabinet;
+pub mod custody;
+mod error;
+pub mod exit_entry;
+mod intake;
+pub mod keys;
+pub mod unit;
+
+use std::sync::Arc;
+
+use custody_commands::Commands;
+
+pub use error::ApplicationError;
+pub use intake::{fingerprint, Intake, Principal};
+
+/// The use cases over one event log.
+#[derive(Clone)]
+pub struct Application {
+    commands: Arc<Commands>,
+}
+
+impl Application {
+    pub fn new(commands: Arc<Commands>) -> Self {
+        Application { commands }
+    }
+
+    pub fn commands(&self) -> &Arc<Commands> {
+        &self.commands
+    }
+}
