@@ -431,6 +431,7 @@ async fn rejections(
                 "error_code": r.error_code,
                 "error_msg": r.error_message,
                 "authenticated": r.authenticated,
+                "touched_unit": r.touched_unit,
                 "envelope": envelope,
                 "envelope_sm3": r.body_sm3,
             })

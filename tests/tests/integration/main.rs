@@ -1,6 +1,7 @@
 //! Integration tests: one binary, so the throwaway PostgreSQL and nats-server start once.
 
 mod concurrency;
+mod custody;
 mod exit_entry;
 mod faults;
 mod feed;
