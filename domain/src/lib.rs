@@ -9,6 +9,7 @@ pub mod cabinet;
 pub mod consent_letter;
 pub mod document;
 pub mod error;
+pub mod history;
 pub mod identifiers;
 pub mod metadata;
 pub mod person;
