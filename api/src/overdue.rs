@@ -9,6 +9,7 @@
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use custody_domain::reminder::china_date;
 use custody_processes::{OpenReminder, ProcessError};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -41,7 +42,9 @@ async fn overdue(
     Query(query): Query<OverdueQuery>,
 ) -> Result<Json<Value>, WireError> {
     let scope = Scope::of(&state, caller).await?;
-    let today = state.commands.clock().now().date_naive();
+    // Days count in China time, whatever offset the clock's moment carries (one rule:
+    // `custody_domain::reminder`).
+    let today = china_date(state.commands.clock().now());
     let mut open: Vec<OpenReminder> = state
         .processes
         .open_reminders(query.unit.as_deref().filter(|u| !u.is_empty()))
