@@ -254,7 +254,7 @@ async fn documents(
     })))
 }
 
-/// A filed person.
+/// A filed person, or one known only as a document's holder (`state` `HolderOnly`).
 async fn person(
     State(state): State<AppState>,
     caller: Caller,

@@ -6,7 +6,7 @@
 //! projection's `active_generation`), so a rebuild swapping generations is never half seen.
 //!
 //! - [`documents`]: one document, a page of documents, a holder's documents;
-//! - [`persons`]: a filed person;
+//! - [`persons`]: a person, filed or known only as a document's holder ([`PersonStatus`]);
 //! - [`cabinets`]: a cabinet with its drawers' occupancy and last heartbeat;
 //! - [`access_records`]: the deposits, withdrawals and corrections (存取记录);
 //! - [`alerts`]: anomalies, device alarms and rejected reports;
