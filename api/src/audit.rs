@@ -1,5 +1,5 @@
 //! The audit API (SPEC §8), for auditors: the history of a document or person from the event
-//! store itself, the state as of a past moment by replaying events up to it, and a check that
+//! store itself, the state as of a past moment by replaying the events recorded by then, and a check that
 //! no stored event was altered, removed or reordered (each event's `prev_hash` must be the SM3 of
 //! the previous event of its aggregate).
 
@@ -8,6 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use cqrs_es::Aggregate;
 use custody_domain::document::{Document, DocumentEvent};
+use custody_domain::history::{document_as_of, EventTime};
 use custody_domain::person::Person;
 use custody_eventlog::{event_hash, StoredEvent, GENESIS_HASH, PREVIOUS_HASH};
 use serde::Deserialize;
@@ -159,21 +160,27 @@ async fn document_state(
         std::slice::from_ref(&zjbs),
     )
     .await?;
-    // Replay the events recorded up to `at`, in order.
-    let mut document = Document::default();
-    let mut version = 0;
+    // The one "as of" rule (docs/architecture.md, "Time"): the events recorded by `at`. An
+    // event without a recorded time cannot be placed, so replay stops there.
+    let mut history = Vec::with_capacity(events.len());
     for event in &events {
-        let recorded = event.metadata["recorded_at"]
+        let Some(recorded) = event.metadata["recorded_at"]
             .as_str()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-        if recorded.is_none_or(|t| t > at) {
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        else {
             break;
-        }
+        };
         let payload: DocumentEvent = serde_json::from_value(event.payload.clone())
-            .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
-        document.apply(payload);
-        version = event.sequence;
+            .map_err(|e| WireError::internal("stored document event", e))?;
+        history.push((payload, recorded));
     }
+    let as_of = document_as_of(history, at, EventTime::Recorded);
+    let document = as_of.aggregate;
+    let version = as_of
+        .applied
+        .checked_sub(1)
+        .and_then(|last| events.get(last))
+        .map_or(0, |event| event.sequence);
     Ok(Json(json!({
         "zjbs": zjbs,
         "at": at.to_rfc3339(),

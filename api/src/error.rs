@@ -174,6 +174,15 @@ impl From<DomainError> for WireError {
     }
 }
 
+impl From<custody_projections::ProjectionError> for WireError {
+    fn from(error: custody_projections::ProjectionError) -> Self {
+        match error {
+            custody_projections::ProjectionError::Store(error) => error.into(),
+            other => WireError::internal("view read", other),
+        }
+    }
+}
+
 impl From<custody_eventlog::EventLogError> for WireError {
     fn from(error: custody_eventlog::EventLogError) -> Self {
         WireError::internal("database", error)

@@ -9,12 +9,13 @@
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use custody_domain::reminder::china_date;
 use custody_processes::{OpenReminder, ProcessError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
-use crate::error::{ErrorCode, WireError};
+use crate::error::WireError;
 use crate::read::Scope;
 use crate::server::AppState;
 
@@ -31,8 +32,7 @@ struct OverdueQuery {
 }
 
 pub(crate) fn process_error(error: ProcessError) -> WireError {
-    tracing::error!(%error, "process manager failed");
-    WireError::new(ErrorCode::Internal, error.to_string())
+    WireError::internal("process manager", error)
 }
 
 async fn overdue(
@@ -41,7 +41,9 @@ async fn overdue(
     Query(query): Query<OverdueQuery>,
 ) -> Result<Json<Value>, WireError> {
     let scope = Scope::of(&state, caller).await?;
-    let today = state.commands.clock().now().date_naive();
+    // Days count in China time, whatever offset the clock's moment carries (one rule:
+    // `custody_domain::reminder`).
+    let today = china_date(state.commands.clock().now());
     let mut open: Vec<OpenReminder> = state
         .processes
         .open_reminders(query.unit.as_deref().filter(|u| !u.is_empty()))

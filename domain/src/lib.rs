@@ -10,6 +10,7 @@ pub mod consent_letter;
 pub mod custody;
 pub mod document;
 pub mod error;
+pub mod history;
 pub mod identifiers;
 pub mod metadata;
 pub mod person;

@@ -20,5 +20,5 @@ pub use chain::{canonical_json, event_hash, GENESIS_HASH, PREVIOUS_HASH};
 pub use commit_order::{CommitPosition, CommittedEvent};
 pub use error::EventLogError;
 pub use log::{Backend, EventLog, StoredEvent, StoredEventRef};
-pub use platform::{Org, PlatformStore, Rejection, SenderRecord, TokenRecord};
+pub use platform::{Org, PlatformStore, QueryAuditEntry, Rejection, SenderRecord, TokenRecord};
 pub use store::{ChainContext, ChainedEventStore};

@@ -1,9 +1,11 @@
 //! The platform's own tables beside the event log (`migrations/*/0002_platform.sql`): the org
-//! tree, signed senders, API tokens, the anti-replay memory, the rejected-reports log and the
-//! devices' latest heartbeat.
+//! tree, signed senders, API tokens, the anti-replay memory, the rejected-reports log, the
+//! devices' latest heartbeat, and the query audit log (`0003_views.sql`).
 //!
 //! The SQL is written once, over sqlx's `Any` driver, with `$n` placeholders in order of
 //! appearance (which SQLite reads as numbered parameters too). Times are epoch milliseconds.
+
+use std::collections::{BTreeSet, HashMap};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -39,6 +41,17 @@ pub struct TokenRecord {
     pub org: Option<String>,
     pub scopes: Vec<String>,
     pub revoked: bool,
+}
+
+/// One read of unmasked personal data (SPEC §7, §2.6.5.4.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryAuditEntry<'a> {
+    pub at_ms: i64,
+    pub token_id: &'a str,
+    pub org: Option<&'a str>,
+    pub path: &'a str,
+    /// The ids (ZJBS, RYBS) whose personal data the answer carried.
+    pub subjects: &'a [String],
 }
 
 /// A refused report, kept with its whole body as received.
@@ -118,6 +131,44 @@ impl PlatformStore {
             .iter()
             .map(org)
             .collect()
+    }
+
+    /// The codes of the org node `root` and of every node below it (a reader's org subtree).
+    /// Just `root` when it has no children, or is not a node at all.
+    pub async fn org_subtree(&self, root: &str) -> Result<BTreeSet<String>, EventLogError> {
+        let mut children: HashMap<String, Vec<String>> = HashMap::new();
+        for org in self.orgs().await? {
+            if let Some(parent) = org.parent {
+                children.entry(parent).or_default().push(org.code);
+            }
+        }
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![root.to_string()];
+        while let Some(code) = stack.pop() {
+            if let Some(below) = children.get(&code).filter(|_| !seen.contains(&code)) {
+                stack.extend(below.iter().cloned());
+            }
+            seen.insert(code);
+        }
+        Ok(seen)
+    }
+
+    // --- query audit log ------------------------------------------------------------------
+
+    /// Writes one row of the query audit log.
+    pub async fn record_query(&self, entry: &QueryAuditEntry<'_>) -> Result<(), EventLogError> {
+        sqlx::query(
+            "INSERT INTO query_audit (at_ms, token_id, org, path, subjects) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(entry.at_ms)
+        .bind(entry.token_id)
+        .bind(entry.org)
+        .bind(entry.path)
+        .bind(entry.subjects.join(","))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     // --- signed senders -------------------------------------------------------------------

@@ -21,11 +21,11 @@ use custody_domain::cabinet::{Administrator, Cabinet, CabinetEvent};
 use custody_domain::document::{CrossingDirection, Document, DocumentEvent, DocumentState};
 use custody_domain::identifiers::DocumentId;
 use custody_domain::reminder::{
-    within_sending_window, CloseReason, Closed, Opened, Reminder, ReminderCommand, ReminderEvent,
-    ReminderKind, ReminderState, Sent, SENDING_FROM, SENDING_UNTIL,
+    china_date, overdue_days, within_sending_window, CloseReason, Closed, Opened, Reminder,
+    ReminderCommand, ReminderEvent, ReminderKind, ReminderState, Sent, SENDING_FROM, SENDING_UNTIL,
 };
 use custody_domain::transitions::Named;
-use custody_domain::values::{china_standard_time, Timestamp};
+use custody_domain::values::Timestamp;
 use custody_eventlog::StoredEvent;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -255,13 +255,11 @@ async fn document_event(
             DocumentEvent::BorderCrossed(crossing)
                 if crossing.direction == CrossingDirection::Entry =>
             {
-                let day = crossing
-                    .crossed_at
-                    .with_timezone(&china_standard_time())
-                    .date_naive();
-                match document.planned_return {
-                    Some(planned) if day > planned => ReminderKind::Overdue,
-                    _ => ReminderKind::Entered,
+                let day = china_date(crossing.crossed_at);
+                if overdue_days(document.planned_return, day) > 0 {
+                    ReminderKind::Overdue
+                } else {
+                    ReminderKind::Entered
                 }
             }
             _ => ReminderKind::Overdue,
@@ -436,7 +434,7 @@ pub(crate) async fn send_due(
         return Ok(pass);
     }
     let per_day = per_day.max(1);
-    let day = now.with_timezone(&china_standard_time()).date_naive();
+    let day = china_date(now);
     let spacing = (SENDING_UNTIL - SENDING_FROM) / i32::try_from(per_day).unwrap_or(i32::MAX);
     let mut recipients_of: HashMap<Option<String>, Vec<Administrator>> = HashMap::new();
     for candidate in open {

@@ -9,7 +9,8 @@
 
 use custody_commands::{CommandError, Commands, Outcome};
 use custody_domain::document::{Document, DocumentCommand};
-use custody_domain::values::{china_standard_time, Timestamp};
+use custody_domain::reminder::china_date;
+use custody_domain::values::Timestamp;
 use sqlx::{AnyPool, Row};
 
 use crate::consumer::platform_metadata;
@@ -32,8 +33,9 @@ pub(crate) async fn mark_due(
     pool: &AnyPool,
     now: Timestamp,
 ) -> Result<ReturnDatePass, ProcessError> {
-    let today = now.with_timezone(&china_standard_time()).date_naive();
-    // ISO dates compare as text.
+    let today = china_date(now);
+    // ISO dates compare as text: `planned_return < today` is "at least one overdue day"
+    // (`custody_domain::reminder::overdue_days`), which the aggregate checks again.
     let rows = sqlx::query(
         "SELECT zjbs, state_since, planned_return FROM process_documents \
          WHERE state = 'Withdrawn' AND planned_return IS NOT NULL AND planned_return < $1 \

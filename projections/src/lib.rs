@@ -7,11 +7,13 @@
 //! - [`projector`]: applies a feed to a view, exactly once per aggregate sequence, and rebuilds
 //!   a view into a fresh generation while the old one serves.
 //! - [`lag`]: the projection-lag histogram each projector keeps of the events it applies live.
+//! - [`read`]: the typed readers of the views, the only queries the read API makes of them.
 
 mod bulk;
 pub mod feed;
 pub mod lag;
 pub mod projector;
+pub mod read;
 pub mod relay;
 mod scan;
 pub mod views;

@@ -72,7 +72,8 @@ impl Document {
                 let planned_return = self
                     .planned_return
                     .ok_or(DomainError::MissingField("planned_return"))?;
-                if today <= planned_return {
+                // The shared overdue rule: due back from the first overdue day.
+                if crate::reminder::overdue_days(Some(planned_return), today) == 0 {
                     return Err(DomainError::NotYetDue {
                         planned_return,
                         today,

@@ -3,12 +3,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use cqrs_es::Aggregate;
-
 use super::events::{DeviationReason, LogDeviation, LogSide};
 use crate::document::{Document, DocumentEvent, DocumentState};
+use crate::history::{document_as_of, last_instant_before, EventTime};
 use crate::identifiers::{CreditCode, DocumentId, PersonId};
 use crate::values::{DeviceSerial, Drawer, Location, Timestamp};
+
+pub use crate::history::effective_time;
 
 /// What the cabinet says about one document (`zt`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,35 +28,14 @@ pub struct ReportedDocument {
     pub claim: CabinetClaim,
 }
 
-/// When an event took effect for the business: the cabinet's operation time for what a
-/// cabinet reports, the crossing time for a border crossing, else when the platform recorded
-/// it. The cabinet's batch is written by the cabinet's clock, so an operation at 23:50 that
-/// reached the platform after midnight still belongs to its day.
-pub fn effective_time(event: &DocumentEvent, recorded_at: Timestamp) -> Timestamp {
-    match event {
-        DocumentEvent::Deposited(e) => e.operated_at,
-        DocumentEvent::Withdrawn(e) => e.operated_at,
-        DocumentEvent::AbnormalWithdrawal(e) => e.operated_at,
-        DocumentEvent::BorderCrossed(e) => e.crossed_at,
-        _ => recorded_at,
-    }
-}
-
-/// The document as its events (in sequence order, each with its recorded time) make it just
-/// before `end`. Replay stops at the first event that took effect at or after `end`: the
-/// state machine cannot apply a later event before an earlier one.
+/// The document as its events (in sequence order, each with its recorded time) make it at the
+/// end of a business date that ends, excluded, at `end`: the events that took effect by the
+/// date's last instant (`crate::history`, the one "as of" rule, with the effective time).
 pub fn replay_until(
     events: impl IntoIterator<Item = (DocumentEvent, Timestamp)>,
     end: Timestamp,
 ) -> Document {
-    let mut document = Document::default();
-    for (event, recorded_at) in events {
-        if effective_time(&event, recorded_at) >= end {
-            break;
-        }
-        document.apply(event);
-    }
-    document
+    document_as_of(events, last_instant_before(end), EventTime::Effective).aggregate
 }
 
 /// Whether the cabinet's report of a document deviates from the platform's state, and why;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::commands::ReminderCommand;
 use super::events::*;
+use super::overdue::{china_date, overdue_days};
 use super::state::{ReminderEventKind, ReminderState, TRANSITIONS};
 use crate::transitions::{next_state, require};
 use crate::values::{china_standard_time, Timestamp};
@@ -26,13 +27,6 @@ pub const SENDING_UNTIL: NaiveTime = match NaiveTime::from_hms_opt(17, 0, 0) {
 pub fn within_sending_window(at: Timestamp) -> bool {
     let local = at.with_timezone(&china_standard_time()).time();
     SENDING_FROM <= local && local < SENDING_UNTIL
-}
-
-/// Days past the planned return date on `today`; 0 before it, on it, or without one.
-pub fn overdue_days(planned_return: Option<NaiveDate>, today: NaiveDate) -> i64 {
-    planned_return
-        .map(|planned| (today - planned).num_days().max(0))
-        .unwrap_or(0)
 }
 
 /// A reminder, folded from its events.
@@ -102,7 +96,7 @@ impl Reminder {
                         ),
                     });
                 }
-                let day = at.with_timezone(&china_standard_time()).date_naive();
+                let day = china_date(at);
                 let already = self.sent_on(day);
                 if already >= per_day {
                     return Err(DomainError::InvalidField {

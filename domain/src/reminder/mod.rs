@@ -10,9 +10,11 @@
 mod aggregate;
 mod commands;
 mod events;
+mod overdue;
 mod state;
 
-pub use aggregate::{overdue_days, within_sending_window, Reminder, SENDING_FROM, SENDING_UNTIL};
+pub use aggregate::{within_sending_window, Reminder, SENDING_FROM, SENDING_UNTIL};
 pub use commands::ReminderCommand;
 pub use events::*;
+pub use overdue::{china_date, is_overdue, overdue_days};
 pub use state::{ReminderEventKind, ReminderState, TRANSITIONS};

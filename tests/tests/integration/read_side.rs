@@ -245,6 +245,62 @@ async fn readers_see_their_subtree_only_masked_unless_pii() {
     }
 }
 
+/// A person never filed, whose passport a cabinet holds, is a person of the read side:
+/// `HolderOnly`, named and numbered by the document record, of the unit holding the document,
+/// and scoped, masked and audited like any person.
+#[tokio::test]
+async fn a_holder_never_filed_is_a_person_of_the_read_side() {
+    for kind in StoreKind::ALL {
+        let app = TestApp::spawn(kind).await;
+        let department = app.org_under(None, "组织部").await;
+        let ours = app.org_under(Some(&department), "本单位").await;
+        let theirs = app.org_under(Some(&department), "兄弟单位").await;
+        let cabinet = app.active_cabinet_of(&ours).await;
+        let record = random_document_record(&mut rand::rng());
+        let deposit = cabinet.deposit(&record, &cabinet.drawer(0), DepositKind::New, app.now_ms());
+        let (status, body) = app.send(&deposit.expect("deposit")).await;
+        assert_eq!(status, 200, "{body}");
+        app.caught_up().await;
+        let zjbs = document_id(&record).expect("zjbs");
+        let rybs =
+            custody_simulator::generate::person_id(&record.citizen_id_number, &record.chinese_name)
+                .expect("rybs");
+        let path = format!("/api/v1/persons/{rybs}");
+
+        let reader = app.token("reader", &ours, &[]).await;
+        let (status, person) = app.read(&reader, &path).await;
+        assert_eq!(status, 200, "{kind:?}: {person}");
+        assert_eq!(person["rybs"], rybs.as_str());
+        assert_eq!(person["state"], "HolderOnly");
+        assert_eq!(person["xm"], record.chinese_name.as_str());
+        let id = &record.citizen_id_number;
+        assert_eq!(
+            person["gmsfhm"],
+            format!("{}********{}", &id[..6], &id[14..]),
+            "masked without pii"
+        );
+        assert_eq!(person["unit"], ours.as_str());
+        assert_eq!(person["documents"], serde_json::json!([zjbs]));
+        assert_eq!(query_audit_rows(&app).await, 0);
+
+        let with_pii = app.token("reader", &ours, &["pii"]).await;
+        let (status, clear) = app.read(&with_pii, &path).await;
+        assert_eq!(status, 200, "{clear}");
+        assert_eq!(clear["gmsfhm"], id.as_str());
+        assert_eq!(query_audit_rows(&app).await, 1, "the pii read is audited");
+
+        // Outside the subtree: as if the person did not exist; above it: seen.
+        let sibling = app.token("reader", &theirs, &["pii"]).await;
+        assert_eq!(app.read(&sibling, &path).await.0, 404);
+        let above = app.token("reader", &department, &[]).await;
+        assert_eq!(app.read(&above, &path).await.0, 200);
+        // Nobody at all is still nobody.
+        let nobody = format!("/api/v1/persons/{}", "0".repeat(64));
+        assert_eq!(app.read(&above, &nobody).await.0, 404);
+        app.stop().await;
+    }
+}
+
 async fn query_audit_rows(app: &TestApp) -> i64 {
     use sqlx::Row;
     sqlx::query("SELECT COUNT(*) AS n FROM query_audit")

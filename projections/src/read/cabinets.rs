@@ -1,0 +1,150 @@
+//! `view_cabinets`, with drawer occupancy from `view_documents` and the device's latest
+//! heartbeat from the platform's `device_status`.
+
+use std::collections::HashMap;
+
+use custody_domain::cabinet::{Cabinet, CabinetState};
+use sqlx::Row as _;
+
+use super::{state, Reader, Scope};
+use crate::{Projection, ProjectionError};
+
+/// A cabinet (SBXLH) with what each drawer holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CabinetRecord {
+    /// SBXLH.
+    pub device: String,
+    pub unit: Option<String>,
+    pub state: CabinetState,
+    /// Its bodies (ZJGXLH) in enrolment order.
+    pub bodies: Vec<BodyOccupancy>,
+    pub last_heartbeat: Option<Heartbeat>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyOccupancy {
+    /// ZJGXLH.
+    pub serial: String,
+    pub rows: u16,
+    pub columns: u16,
+    /// Every drawer, row by row, each column in order.
+    pub drawers: Vec<DrawerOccupancy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrawerOccupancy {
+    pub row: i64,
+    pub column: i64,
+    /// The ZJBS of the documents in it, in order.
+    pub documents: Vec<String>,
+}
+
+/// The latest heartbeat (heartbeats are device status, not events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub received_ms: i64,
+    /// What the device said, as JSON text.
+    pub status: String,
+}
+
+impl Reader {
+    /// A cabinet, if it exists and `scope` sees it.
+    pub async fn cabinet(
+        &self,
+        scope: &Scope,
+        device: &str,
+    ) -> Result<Option<CabinetRecord>, ProjectionError> {
+        let cabinets = self.generation(Projection::Cabinets).await?;
+        let Some(row) = sqlx::query(
+            "SELECT aggregate, state, unit FROM view_cabinets WHERE generation = $1 AND sbxlh = $2",
+        )
+        .bind(cabinets)
+        .bind(device)
+        .fetch_optional(self.pool())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let unit: Option<String> = row.try_get("unit")?;
+        if !scope.sees(unit.as_deref()) {
+            return Ok(None);
+        }
+        let aggregate: String = row.try_get("aggregate")?;
+        let aggregate: Cabinet = serde_json::from_str(&aggregate)
+            .map_err(|e| ProjectionError::Decode(format!("cabinet {device}: {e}")))?;
+        let occupants = self.occupants(device).await?;
+        let bodies = aggregate
+            .bodies
+            .iter()
+            .map(|body| {
+                let mut drawers = Vec::new();
+                for row in 1..=i64::from(body.rows) {
+                    for column in 1..=i64::from(body.columns) {
+                        let documents = occupants
+                            .get(&(body.serial.clone(), row, column))
+                            .cloned()
+                            .unwrap_or_default();
+                        drawers.push(DrawerOccupancy {
+                            row,
+                            column,
+                            documents,
+                        });
+                    }
+                }
+                BodyOccupancy {
+                    serial: body.serial.clone(),
+                    rows: body.rows,
+                    columns: body.columns,
+                    drawers,
+                }
+            })
+            .collect();
+        let last_heartbeat =
+            self.log
+                .platform()
+                .heartbeat(device)
+                .await?
+                .map(|(received_ms, status)| Heartbeat {
+                    received_ms,
+                    status,
+                });
+        Ok(Some(CabinetRecord {
+            device: device.to_string(),
+            unit,
+            state: state(&row, "state")?,
+            bodies,
+            last_heartbeat,
+        }))
+    }
+
+    /// The documents in the cabinet's drawers, by (body, row, column), each list in ZJBS order.
+    async fn occupants(
+        &self,
+        device: &str,
+    ) -> Result<HashMap<(String, i64, i64), Vec<String>>, ProjectionError> {
+        let documents = self.generation(Projection::Documents).await?;
+        let mut occupants: HashMap<(String, i64, i64), Vec<String>> = HashMap::new();
+        for row in sqlx::query(
+            "SELECT zjbs, zjgxlh, drawer_row, drawer_col FROM view_documents \
+             WHERE generation = $1 AND sbxlh = $2 AND state = 'InCabinet' ORDER BY zjbs",
+        )
+        .bind(documents)
+        .bind(device)
+        .fetch_all(self.pool())
+        .await?
+        {
+            let drawer: (Option<String>, Option<i64>, Option<i64>) = (
+                row.try_get("zjgxlh")?,
+                row.try_get("drawer_row")?,
+                row.try_get("drawer_col")?,
+            );
+            if let (Some(body), Some(r), Some(c)) = drawer {
+                occupants
+                    .entry((body, r, c))
+                    .or_default()
+                    .push(row.try_get("zjbs")?);
+            }
+        }
+        Ok(occupants)
+    }
+}

@@ -1,0 +1,177 @@
+//! `view_persons`, and the persons the read side knows only as a document's holder.
+//!
+//! A person is on the read side when they are filed (a Person aggregate, `view_persons`) or
+//! when a document names them as its holder: a cabinet can hold the passport of someone never
+//! filed. Such a person has no Person aggregate; their state is [`PersonStatus::HolderOnly`],
+//! their name and ID number are the document record's, and their unit is the unit holding
+//! their document.
+
+use chrono::DateTime;
+use custody_domain::person::PersonState;
+use custody_domain::transitions::Named;
+use sqlx::Row as _;
+
+use super::{state, Reader, Scope};
+use crate::{Projection, ProjectionError};
+
+/// Where a person stands on the read side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonStatus {
+    /// Filed: the Person aggregate's state.
+    Filed(PersonState),
+    /// Never filed, known only as the holder of a document. A read-side state, not one of the
+    /// Person aggregate's.
+    HolderOnly,
+}
+
+impl PersonStatus {
+    pub const HOLDER_ONLY: &'static str = "HolderOnly";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PersonStatus::Filed(state) => state.name(),
+            PersonStatus::HolderOnly => Self::HOLDER_ONLY,
+        }
+    }
+}
+
+/// A person as the read side knows them; personal data unmasked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonRecord {
+    /// RYBS.
+    pub id: String,
+    /// Chinese name (XM).
+    pub name: Option<String>,
+    /// Citizen ID number (GMSFHM).
+    pub citizen_id: Option<String>,
+    pub status: PersonStatus,
+    pub unit: Option<String>,
+    /// The ZJBS of every document naming them as holder, in order.
+    pub documents: Vec<String>,
+}
+
+/// A document naming the person as its holder.
+struct Held {
+    id: String,
+    name: Option<String>,
+    citizen_id: Option<String>,
+    unit: Option<String>,
+    updated_at: String,
+}
+
+impl Reader {
+    /// A person, filed or known as a document's holder, if `scope` sees them.
+    pub async fn person(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<Option<PersonRecord>, ProjectionError> {
+        let persons = self.generation(Projection::Persons).await?;
+        let filed = sqlx::query(
+            "SELECT rybs, xm, gmsfhm, state, unit FROM view_persons \
+             WHERE generation = $1 AND rybs = $2",
+        )
+        .bind(persons)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        let held = self.held_by(id).await?;
+        let documents = held.iter().map(|d| d.id.clone()).collect();
+        let person = match filed {
+            Some(row) => PersonRecord {
+                id: row.try_get("rybs")?,
+                name: row.try_get("xm")?,
+                citizen_id: row.try_get("gmsfhm")?,
+                status: PersonStatus::Filed(state(&row, "state")?),
+                unit: row.try_get("unit")?,
+                documents,
+            },
+            None => match identifying(&held) {
+                // Named by no document either: nobody.
+                None => return Ok(None),
+                Some(document) => PersonRecord {
+                    id: id.to_string(),
+                    name: document.name.clone(),
+                    citizen_id: document.citizen_id.clone(),
+                    status: PersonStatus::HolderOnly,
+                    unit: document.unit.clone(),
+                    documents,
+                },
+            },
+        };
+        Ok(Some(person).filter(|p| scope.sees(p.unit.as_deref())))
+    }
+
+    /// The documents naming `holder`, in ZJBS order.
+    async fn held_by(&self, holder: &str) -> Result<Vec<Held>, ProjectionError> {
+        let documents = self.generation(Projection::Documents).await?;
+        sqlx::query(
+            "SELECT zjbs, holder_xm, holder_gmsfhm, unit, updated_at FROM view_documents \
+             WHERE generation = $1 AND holder_rybs = $2 ORDER BY zjbs",
+        )
+        .bind(documents)
+        .bind(holder)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(Held {
+                id: row.try_get("zjbs")?,
+                name: row.try_get("holder_xm")?,
+                citizen_id: row.try_get("holder_gmsfhm")?,
+                unit: row.try_get("unit")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        })
+        .collect()
+    }
+}
+
+/// The document that speaks for a holder-only person: the one changed last among those a unit
+/// holds (where their passport is now), else the one changed last.
+fn identifying(held: &[Held]) -> Option<&Held> {
+    let changed = |d: &Held| DateTime::parse_from_rfc3339(&d.updated_at).ok();
+    held.iter().max_by_key(|d| {
+        (
+            d.unit.is_some(),
+            changed(d),
+            std::cmp::Reverse(d.id.as_str()),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(id: &str, unit: Option<&str>, updated_at: &str) -> Held {
+        Held {
+            id: id.into(),
+            name: Some(format!("name of {id}")),
+            citizen_id: None,
+            unit: unit.map(str::to_string),
+            updated_at: updated_at.into(),
+        }
+    }
+
+    #[test]
+    fn the_latest_document_a_unit_holds_speaks_for_the_holder() {
+        let documents = [
+            held("A", Some("U1"), "2026-11-23T10:00:00+08:00"),
+            held("B", Some("U2"), "2026-11-23T11:00:00+08:00"),
+            held("C", None, "2026-11-23T12:00:00+08:00"),
+        ];
+        assert_eq!(identifying(&documents).map(|d| d.id.as_str()), Some("B"));
+        // Times are compared as instants: 02:30Z is 10:30 China time, though "02" < "10".
+        let documents = [
+            held("A", Some("U1"), "2026-11-23T10:00:00+08:00"),
+            held("B", Some("U2"), "2026-11-23T02:30:00Z"),
+        ];
+        assert_eq!(identifying(&documents).map(|d| d.id.as_str()), Some("B"));
+        assert_eq!(
+            identifying(&[held("C", None, "x")]).map(|d| d.id.as_str()),
+            Some("C")
+        );
+        assert!(identifying(&[]).is_none());
+    }
+}
