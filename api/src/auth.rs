@@ -7,7 +7,7 @@ use custody_domain::identifiers::sm3_hex;
 use custody_eventlog::TokenRecord;
 
 use crate::error::{ErrorCode, WireError};
-use crate::server::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

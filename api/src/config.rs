@@ -1,9 +1,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::readside::Transport;
 use crate::wire::admission::AdmissionConfig;
-use crate::wire::ProtocolConfig;
 
 /// Which event store to run on; chosen once at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +55,24 @@ impl ServeConfig {
             transport: Transport::Store,
             processes: custody_processes::ProcessConfig::default(),
             reconciliation_window: Default::default(),
+        }
+    }
+}
+
+/// How the ingress judges envelopes.
+#[derive(Debug, Clone, Copy)]
+pub struct ProtocolConfig {
+    /// How far `c.time` may be from the server clock.
+    pub freshness: Duration,
+    /// Whether every request must carry a gateway signature (`rsig`).
+    pub require_gateway_signature: bool,
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        ProtocolConfig {
+            freshness: Duration::from_secs(300),
+            require_gateway_signature: false,
         }
     }
 }

@@ -3,7 +3,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Liveness and readiness: the service answers, and its event store answers a round trip.
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {

@@ -16,9 +16,11 @@ pub mod readside;
 pub mod reconciliations;
 pub mod registry;
 mod server;
+mod state;
 pub mod wire;
 
-pub use config::{ServeConfig, StoreChoice};
+pub use config::{ProtocolConfig, ServeConfig, StoreChoice};
 pub use error::{ErrorCode, WireError};
 pub use readside::Transport;
-pub use server::{App, AppState, StartError};
+pub use server::{App, StartError};
+pub use state::AppState;

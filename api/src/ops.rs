@@ -19,7 +19,7 @@ use crate::auth::{secret_digest, Caller, Role};
 use crate::error::{ErrorCode, WireError};
 use crate::readside::RebuildState;
 use crate::registry::{verifier, Sender, SenderKind};
-use crate::server::AppState;
+use crate::state::AppState;
 use custody_projections::Projection;
 
 pub fn routes() -> Router<AppState> {

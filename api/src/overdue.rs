@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::auth::Caller;
 use crate::error::WireError;
 use crate::read::Scope;
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/overdue", get(overdue))

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::auth::{Caller, Role};
 use crate::error::WireError;
 use crate::overdue::process_error;
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -36,7 +36,7 @@ use sqlx::{AnyPool, Row};
 use crate::auth::Caller;
 use crate::error::{ErrorCode, WireError};
 use crate::read::{database, generation, Scope};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// At most this many results, gaps or missing uploads in one answer.
 const LIMIT: usize = 500;

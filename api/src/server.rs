@@ -16,26 +16,9 @@ use crate::health::health;
 use crate::platform_key::{PlatformKey, PlatformKeyError};
 use crate::readside::ReadSide;
 use crate::registry::{Registry, RegistryError};
+use crate::state::AppState;
+use crate::wire;
 use crate::wire::admission::Admission;
-use crate::wire::{self, ProtocolConfig};
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub commands: Arc<Commands>,
-    /// The use cases every intake calls (application layer).
-    pub application: Application,
-    pub registry: Arc<Registry>,
-    pub platform_key: Arc<PlatformKey>,
-    pub admission: Arc<Admission>,
-    pub protocol: ProtocolConfig,
-    pub read_side: Arc<ReadSide>,
-    /// The return-date scheduler, reminders and the revocation cascade; they stop when the last
-    /// handle is dropped.
-    pub processes: Arc<custody_processes::Processes>,
-    /// When `sjsb-dzsj` is taken (docs/reconciliation.md).
-    pub reconciliation_window: crate::reconciliations::ReconciliationWindow,
-}
 
 /// A built service, bound to its address but not yet serving.
 pub struct App {

@@ -17,10 +17,10 @@ use super::fields::{
     business_data, business_date, business_time, invalid, open_envelope, optional, required,
     serial_of,
 };
-use super::ingress::{Received, Reply};
 use super::messages::{self, MessageType};
+use super::reply::{Received, Reply};
 use crate::error::{ErrorCode, WireError};
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub async fn handle(
     state: &AppState,

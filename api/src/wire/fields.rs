@@ -1,14 +1,18 @@
 //! Reading wire fields into domain types, shared by every message family: each refusal names
 //! the field and carries the code of the wire error table.
 
+use base64::Engine;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
-use custody_domain::identifiers::{BusinessSerial, SerialKind};
+use custody_application::unit::FilingKind;
+use custody_domain::identifiers::{
+    BusinessSerial, DocumentId, DocumentNumber, DocumentType, PersonId, SerialKind,
+};
 use custody_domain::values::china_standard_time;
 use custody_protocol::{EnvelopeError, SignedRequest};
 use serde::de::DeserializeOwned;
 
 use crate::error::{ErrorCode, WireError};
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub(super) fn business_data<T: DeserializeOwned>(request: &SignedRequest) -> Result<T, WireError> {
     request
@@ -85,4 +89,123 @@ pub(super) fn open_envelope(
             }
             other => WireError::new(ErrorCode::BadEnvelope, format!("{field}: {other}")),
         })
+}
+
+/// A feed's own record id: the source gives it no format, so 1 to 64 letters, digits, `-` or
+/// `_` (enough to key it, nothing that could be mistaken for a key separator).
+pub(super) fn record_id<'a>(field: &str, value: &'a str) -> Result<&'a str, WireError> {
+    let value = required(field, value)?;
+    let ok = value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(value)
+    } else {
+        Err(invalid(field, "1 to 64 letters, digits, '-' or '_'"))
+    }
+}
+
+pub(super) fn person_id(value: &str) -> Result<PersonId, WireError> {
+    required("rybs", value)?
+        .parse()
+        .map_err(|e| invalid("rybs", e))
+}
+
+pub(super) fn document_type(value: &str) -> Result<DocumentType, WireError> {
+    required("zjlx", value)?
+        .parse()
+        .map_err(|e| invalid("zjlx", e))
+}
+
+pub(super) fn document_number(value: &str) -> Result<DocumentNumber, WireError> {
+    required("zjhm", value)?
+        .parse()
+        .map_err(|e| invalid("zjhm", e))
+}
+
+pub(super) fn document_id(zjlx: &str, zjhm: &str) -> Result<DocumentId, WireError> {
+    Ok(DocumentId::of(
+        document_type(zjlx)?,
+        &document_number(zjhm)?,
+    ))
+}
+
+/// ISO 3166-1 alpha-3: three capital letters.
+pub(super) fn country_code(field: &str, value: &str) -> Result<String, WireError> {
+    let value = required(field, value)?;
+    if value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(value.to_string())
+    } else {
+        Err(invalid(
+            field,
+            format!("{value:?} is not an ISO 3166-1 alpha-3 code"),
+        ))
+    }
+}
+
+/// A scanned form (base64 PDF) with its signature, as the platform keeps it: digest, size and
+/// signature.
+pub(super) fn signed_form(
+    field: &str,
+    form: &str,
+    signature_field: &str,
+    signature: &str,
+) -> Result<custody_domain::travel_approval::SignedForm, WireError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(required(field, form)?)
+        .map_err(|_| WireError::new(ErrorCode::Malformed, format!("{field} is not base64")))?;
+    let signature = required(signature_field, signature)?;
+    base64::engine::general_purpose::STANDARD
+        .decode(signature)
+        .map_err(|_| {
+            WireError::new(
+                ErrorCode::Malformed,
+                format!("{signature_field} is not base64"),
+            )
+        })?;
+    Ok(custody_domain::travel_approval::SignedForm {
+        sm3: custody_domain::identifiers::sm3_hex(&bytes),
+        size: bytes.len() as u64,
+        signature: signature.to_string(),
+    })
+}
+
+/// `bblx`: what a filing list asked for a person.
+pub(super) fn filing_kind(value: &str) -> Result<FilingKind, WireError> {
+    match required("bblx", value)? {
+        "new" => Ok(FilingKind::New),
+        "change" => Ok(FilingKind::Change),
+        "revoke" => Ok(FilingKind::Revoke),
+        other => Err(invalid(
+            "bblx",
+            format!("{other:?} is not new, change or revoke"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn record_ids_and_countries_are_checked() {
+        assert!(record_id("jlbh", "CRJ-2026_000001").is_ok());
+        assert_eq!(
+            record_id("jlbh", "").map_err(|e| e.code),
+            Err(ErrorCode::MissingField)
+        );
+        for bad in ["a:b", "a b", &"x".repeat(65)] {
+            assert_eq!(
+                record_id("jlbh", bad).map_err(|e| e.code),
+                Err(ErrorCode::InvalidField),
+                "{bad}"
+            );
+        }
+        assert_eq!(country_code("gjdq", "HKG").as_deref(), Ok("HKG"));
+        for bad in ["HK", "hkg", "HKGX", "H1G"] {
+            assert!(country_code("gjdq", bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use axum::body::{to_bytes, Body};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -14,48 +12,14 @@ use custody_protocol::{RequestError, SignedRequest};
 use serde_json::{json, Map, Value};
 
 use super::messages::MessageType;
+use super::reply::{Received, Reply};
 use super::{cabinet, exit_entry, unit};
 use crate::error::{ErrorCode, WireError};
 use crate::registry::{Sender, SenderKind};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Bodies above this are refused with 413 before anything is parsed.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// How the ingress judges envelopes.
-#[derive(Debug, Clone, Copy)]
-pub struct ProtocolConfig {
-    /// How far `c.time` may be from the server clock.
-    pub freshness: Duration,
-    /// Whether every request must carry a gateway signature (`rsig`).
-    pub require_gateway_signature: bool,
-}
-
-impl Default for ProtocolConfig {
-    fn default() -> Self {
-        ProtocolConfig {
-            freshness: Duration::from_secs(300),
-            require_gateway_signature: false,
-        }
-    }
-}
-
-/// What an accepted message answers beyond the common fields.
-pub struct Reply {
-    pub ywlsh: String,
-    pub duplicate: bool,
-    pub extra: Map<String, Value>,
-}
-
-impl Reply {
-    pub fn new(ywlsh: impl Into<String>, duplicate: bool) -> Reply {
-        Reply {
-            ywlsh: ywlsh.into(),
-            duplicate,
-            extra: Map::new(),
-        }
-    }
-}
 
 /// A refusal, and whether the sender had been authenticated when it was refused.
 struct Refusal {
@@ -74,14 +38,6 @@ impl From<WireError> for Refusal {
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
     WireError::new(code, message).into()
-}
-
-/// The request as received, for the rejected-reports log and the events' metadata.
-pub struct Received<'a> {
-    pub mstype: &'a str,
-    pub body: &'a [u8],
-    pub body_sm3: String,
-    pub now: chrono::DateTime<chrono::FixedOffset>,
 }
 
 /// `POST /yth_g1xt/api/v1/{mstype}`

@@ -11,8 +11,10 @@ mod cabinet;
 mod exit_entry;
 mod fields;
 mod ingress;
+mod lists;
 mod messages;
 mod reconciliation;
+mod reply;
 mod unit;
 
-pub use ingress::{receive, ProtocolConfig, MAX_BODY_BYTES};
+pub use ingress::{receive, MAX_BODY_BYTES};

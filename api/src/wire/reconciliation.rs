@@ -33,11 +33,11 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use super::fields::{business_data, business_date, business_time, invalid, required, serial_of};
-use super::ingress::{Received, Reply};
 use super::messages::{self, NumberOrText};
+use super::reply::{Received, Reply};
 use crate::error::{ErrorCode, WireError};
 use crate::read::database;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Ids bound in one `IN (...)` list.
 const CHUNK: usize = 500;

@@ -13,17 +13,15 @@ use custody_domain::travel_approval::ApprovalRecorded;
 use custody_protocol::SignedRequest;
 use serde_json::{json, Value};
 
-use super::exit_entry::{
-    check_list_length, document_type, filing_kind, item_key, list_item, list_reply, person_id,
-    signed_form, ItemResult,
-};
 use super::fields::{
-    business_data, business_date, invalid, open_envelope, optional, required, serial_of,
+    business_data, business_date, document_type, filing_kind, invalid, open_envelope, optional,
+    person_id, required, serial_of, signed_form,
 };
-use super::ingress::{Received, Reply};
+use super::lists::{check_list_length, item_key, list_item, list_reply, ItemResult};
 use super::messages::{self, MessageType};
+use super::reply::{Received, Reply};
 use crate::error::{ErrorCode, WireError};
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub async fn handle(
     state: &AppState,

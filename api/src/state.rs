@@ -1,0 +1,31 @@
+//! What every handler shares. A leaf: it names the services, and no route module is imported
+//! here, so routes import it and nothing imports them back but the router in `server`.
+
+use std::sync::Arc;
+
+use custody_application::Application;
+use custody_commands::Commands;
+
+use crate::config::ProtocolConfig;
+use crate::platform_key::PlatformKey;
+use crate::readside::ReadSide;
+use crate::registry::Registry;
+use crate::wire::admission::Admission;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub commands: Arc<Commands>,
+    /// The use cases every intake calls (application layer).
+    pub application: Application,
+    pub registry: Arc<Registry>,
+    pub platform_key: Arc<PlatformKey>,
+    pub admission: Arc<Admission>,
+    pub protocol: ProtocolConfig,
+    pub read_side: Arc<ReadSide>,
+    /// The return-date scheduler, reminders and the revocation cascade; they stop when the last
+    /// handle is dropped.
+    pub processes: Arc<custody_processes::Processes>,
+    /// When `sjsb-dzsj` is taken (docs/reconciliation.md).
+    pub reconciliation_window: crate::reconciliations::ReconciliationWindow,
+}
