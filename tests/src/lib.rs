@@ -107,6 +107,8 @@ impl Default for AppOptions {
                 per_sender_burst: 100_000.0,
                 global_rate: 100_000.0,
                 global_burst: 100_000.0,
+                per_source_rate: 100_000.0,
+                per_source_burst: 100_000.0,
                 ..AdmissionConfig::default()
             },
             protocol: ProtocolConfig::default(),

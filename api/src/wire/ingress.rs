@@ -1,6 +1,8 @@
-use axum::body::{to_bytes, Body};
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use axum::body::to_bytes;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
@@ -44,9 +46,17 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
 pub async fn receive(
     State(state): State<AppState>,
     Path(mstype): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
+    // The peer address, for the pre-authentication bucket; a router served without connect
+    // information (in-process tests) counts every request as one unnamed source.
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+        .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -63,7 +73,7 @@ pub async fn receive(
         body_sm3: sm3_hex(&body),
         now: state.commands.clock().now(),
     };
-    match judge(&state, &received).await {
+    match judge(&state, &received, source).await {
         Ok(reply) => {
             let mut answer = Map::new();
             answer.insert("ywlsh".into(), reply.ywlsh.into());
@@ -103,7 +113,11 @@ fn too_large() -> Response {
     (ErrorCode::TooLarge.status(), Json(body)).into_response()
 }
 
-async fn judge(state: &AppState, received: &Received<'_>) -> Result<Reply, Refusal> {
+async fn judge(
+    state: &AppState,
+    received: &Received<'_>,
+    source: IpAddr,
+) -> Result<Reply, Refusal> {
     let request = SignedRequest::from_json(received.body)
         .map_err(|e| refuse(ErrorCode::Malformed, e.to_string()))?;
     if request.mstype != received.mstype {
@@ -121,18 +135,34 @@ async fn judge(state: &AppState, received: &Received<'_>) -> Result<Reply, Refus
             format!("this service does not take {:?}", received.mstype),
         )
     })?;
-    if !state.admission.admit(&request.c.ei).await {
-        return Err(refuse(
-            ErrorCode::RateLimited,
-            "no admission within 200 ms; retry later",
-        ));
-    }
+    // Before anything is verified, only the source's own pre-authentication budget is charged:
+    // naming a genuine sender's `ei` spends none of that sender's tokens (docs/security.md).
+    let pending = state
+        .admission
+        .unauthenticated(source)
+        .await
+        .map_err(|_| {
+            refuse(
+                ErrorCode::RateLimited,
+                "this address failed to authenticate too often; retry later",
+            )
+        })?;
     check_freshness(state, &request, received)?;
     let sender = registered_sender(state, &request, message)?;
     request
         .verify_sender(&sender.verifier)
         .map_err(|e| refuse(ErrorCode::BadSignature, e.to_string()))?;
     check_gateway_signature(state, &request)?;
+    state
+        .admission
+        .authenticated(pending, &sender.ei)
+        .await
+        .map_err(|_| {
+            refuse(
+                ErrorCode::RateLimited,
+                "no admission within 200 ms; retry later",
+            )
+        })?;
 
     // From here on the sender is authenticated.
     let authenticated = |error: WireError| Refusal {
