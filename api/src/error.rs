@@ -50,6 +50,7 @@ error_codes! {
     Forbidden => ("E_FORBIDDEN", 403, "the token's role may not make this call"),
     NotCustodian => ("E_NOT_CUSTODIAN", 403, "the sender may not act on this document or person: it lies in another cabinet, or another unit holds or filed it (docs/custody.md)"),
     NotFound => ("E_NOT_FOUND", 404, "no such resource (or none visible to this token or sender)"),
+    MethodNotAllowed => ("E_METHOD_NOT_ALLOWED", 405, "the route does not take this HTTP method"),
     Stale => ("E_STALE", 409, "c.time is more than 300 s away from the server clock"),
     Replay => ("E_REPLAY", 409, "c.reqid was seen before"),
     IllegalTransition => ("E_ILLEGAL_TRANSITION", 409, "the aggregate's state machine does not allow this event now; the message names the current state"),
@@ -58,6 +59,7 @@ error_codes! {
     SerialReused => ("E_SERIAL_REUSED", 409, "the business serial was already used for another document, person or cabinet, or for a report with other business content"),
     Exists => ("E_EXISTS", 409, "the org, device, sender or token exists already"),
     TooLarge => ("E_TOO_LARGE", 413, "the body is over 1 MiB"),
+    UnsupportedMediaType => ("E_UNSUPPORTED_MEDIA_TYPE", 415, "a JSON body was sent without Content-Type: application/json"),
     InvalidField => ("E_INVALID_FIELD", 422, "a field is present but invalid (check character, code list, date, serial)"),
     MissingField => ("E_MISSING_FIELD", 422, "a field the operation needs is empty (e.g. retdate of a lend)"),
     SenderMismatch => ("E_SENDER_MISMATCH", 422, "the message names another device or unit than its signer"),
@@ -199,4 +201,51 @@ impl IntoResponse for WireError {
         });
         (self.status(), Json(body)).into_response()
     }
+}
+
+/// Every error answer is the JSON error body (SPEC §7.1): axum's own refusals (a body that is not
+/// JSON, a query or path that does not parse, an unknown route, a method the route does not
+/// take) arrive here as plain text or empty and leave as `{"error_code", "error_msg"}`.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status.as_u16() {
+        400 | 422 => ErrorCode::Malformed,
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        413 => ErrorCode::TooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        429 => ErrorCode::RateLimited,
+        _ => ErrorCode::Internal,
+    };
+    // axum's rejection texts describe the client's input (which field, which line); they are
+    // kept, cut short. Anything of the service's own is not.
+    let message = if code == ErrorCode::Internal {
+        String::new()
+    } else {
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap_or_default();
+        String::from_utf8_lossy(&body).chars().take(300).collect()
+    };
+    let message = if message.is_empty() {
+        code.meaning().to_string()
+    } else {
+        message
+    };
+    WireError::new(code, message).into_response()
+}
+
+/// The fallback of the router: an unknown route is the JSON 404.
+pub async fn no_such_route() -> WireError {
+    WireError::new(ErrorCode::NotFound, "no such route")
 }

@@ -141,8 +141,9 @@ fn main() -> ExitCode {
 async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
     let app = App::build(&config).await?;
     if let Some(secret) = &app.first_operator_token {
-        // Shown once: only its SM3 is stored.
-        println!("custody: first operator token (shown once, keep it): {secret}");
+        // Shown once, on standard error apart from the logs: only its SM3 is stored. The
+        // listener is already bound, so a start that fails cannot have made it unseen.
+        eprintln!("custody: first operator token (shown once, keep it): {secret}");
     }
     tracing::info!(
         address = %app.local_addr()?,

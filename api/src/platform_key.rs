@@ -40,12 +40,15 @@ impl PlatformKey {
             None => data_dir.join(format!("{STEM}.key.pem")),
         };
         if key_file.is_none() && !key_path.exists() {
-            std::fs::create_dir_all(data_dir).map_err(|e| file_error(data_dir, e))?;
+            custody_eventlog::files::private_directory(data_dir)
+                .map_err(|e| file_error(data_dir, e))?;
             let generated = generate_platform_encryption_key(SUBJECT, TEN_YEARS, &mut rand::rng())
                 .map_err(|e| PlatformKeyError::Key(e.to_string()))?;
             generated
                 .write_files(data_dir, STEM)
                 .map_err(|e| file_error(data_dir, e))?;
+            custody_eventlog::files::private_file(&key_path)
+                .map_err(|e| file_error(&key_path, e))?;
             tracing::info!(path = %key_path.display(), "generated the platform encryption key");
         }
         let key_pem = std::fs::read_to_string(&key_path).map_err(|e| file_error(&key_path, e))?;

@@ -64,6 +64,15 @@ impl App {
             processes,
             reconciliation_window: config.reconciliation_window,
         };
+        // Bound before the first operator token is made: a start that cannot listen must not
+        // create a token it never shows (docs/security.md).
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    address: config.listen,
+                    source,
+                })?;
         let first_operator_token = bootstrap_operator(&state, config.ops_token.as_deref()).await?;
         let router = Router::new()
             .route("/health", get(health))
@@ -73,17 +82,12 @@ impl App {
             .merge(crate::overdue::routes())
             .merge(crate::audit::routes())
             .merge(crate::reconciliations::routes())
+            .fallback(crate::error::no_such_route)
+            .layer(axum::middleware::map_response(crate::error::json_errors))
             // The ingress reads its body itself (413 with a protocol answer); the other routes
             // take JSON bodies no larger.
             .layer(DefaultBodyLimit::max(wire::MAX_BODY_BYTES))
             .with_state(state.clone());
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    address: config.listen,
-                    source,
-                })?;
         spawn_request_id_sweeper(&state);
         crate::reconciliations::spawn_missing_upload_check(&state);
         Ok(App {
@@ -109,12 +113,15 @@ impl App {
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-            .with_graceful_shutdown(shutdown)
-            .await;
+        .with_graceful_shutdown(shutdown)
+        .await;
         read_side.stop();
         served
     }
 }
+
+/// A shorter operator secret is refused at start: it could be guessed.
+pub const MIN_OPS_TOKEN_CHARS: usize = 32;
 
 /// The first operator token: the one named by `CUSTODY_OPS_TOKEN`, or, when there is no operator
 /// token at all yet, a new one whose secret is returned to be shown once.
@@ -124,6 +131,11 @@ async fn bootstrap_operator(
 ) -> Result<Option<String>, StartError> {
     let platform = state.commands.log().platform();
     if let Some(secret) = configured.filter(|s| !s.is_empty()) {
+        if secret.chars().count() < MIN_OPS_TOKEN_CHARS {
+            return Err(StartError::Bootstrap(format!(
+                "CUSTODY_OPS_TOKEN must be at least {MIN_OPS_TOKEN_CHARS} characters"
+            )));
+        }
         if platform
             .token_by_secret_sm3(&secret_digest(secret))
             .await?

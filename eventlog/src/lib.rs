@@ -10,6 +10,7 @@
 mod chain;
 mod commit_order;
 mod error;
+pub mod files;
 mod log;
 mod lookups;
 mod platform;

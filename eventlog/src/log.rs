@@ -76,10 +76,11 @@ impl EventLog {
     /// Opens (creating if needed) the embedded store `custody.db` in `data_dir` and applies
     /// `migrations/sqlite`.
     pub async fn open_embedded(data_dir: &Path) -> Result<Self, EventLogError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| EventLogError::DataDirectory {
+        let data_directory = |source| EventLogError::DataDirectory {
             path: data_dir.display().to_string(),
             source,
-        })?;
+        };
+        crate::files::private_directory(data_dir).map_err(data_directory)?;
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(data_dir.join("custody.db"))
             .create_if_missing(true)
@@ -92,6 +93,10 @@ impl EventLog {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        // SQLite creates its files with the umask's mode; they hold personal data.
+        for name in ["custody.db", "custody.db-wal", "custody.db-shm"] {
+            crate::files::private_file(&data_dir.join(name)).map_err(data_directory)?;
+        }
         let url = format!("sqlite://{}", data_dir.join("custody.db").display());
         Ok(EventLog {
             backend: Backend::Sqlite(pool),

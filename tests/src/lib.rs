@@ -118,7 +118,7 @@ impl Default for AppOptions {
 }
 
 /// The operator token every test app starts with.
-pub const OPS_TOKEN: &str = "test-operator-token";
+pub const OPS_TOKEN: &str = "test-operator-token-0123456789abcdef";
 
 /// The app, serving on a random loopback port.
 pub struct TestApp {
@@ -303,7 +303,17 @@ impl TestApp {
                 .as_array()
                 .map(|all| all.iter().any(|p| p["lag"].as_i64() != Some(0)))
                 .unwrap_or(true);
-            if !behind {
+            // On PostgreSQL the feed sees only what lies below the cluster's oldest running
+            // transaction (docs/architecture.md): an event another test's transaction holds
+            // back is not yet lag, so wait until the feed sees every stored event too.
+            let visible = self
+                .store
+                .log
+                .count_committed_after(custody_eventlog::CommitPosition::START)
+                .await
+                .expect("count visible events");
+            let stored = self.store.log.count().await.expect("count events");
+            if !behind && visible == stored {
                 return;
             }
             assert!(

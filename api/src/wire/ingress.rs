@@ -137,16 +137,12 @@ async fn judge(
     })?;
     // Before anything is verified, only the source's own pre-authentication budget is charged:
     // naming a genuine sender's `ei` spends none of that sender's tokens (docs/security.md).
-    let pending = state
-        .admission
-        .unauthenticated(source)
-        .await
-        .map_err(|_| {
-            refuse(
-                ErrorCode::RateLimited,
-                "this address failed to authenticate too often; retry later",
-            )
-        })?;
+    let pending = state.admission.unauthenticated(source).await.map_err(|_| {
+        refuse(
+            ErrorCode::RateLimited,
+            "this address failed to authenticate too often; retry later",
+        )
+    })?;
     check_freshness(state, &request, received)?;
     let sender = registered_sender(state, &request, message)?;
     request

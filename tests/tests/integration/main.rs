@@ -2,6 +2,7 @@
 
 mod concurrency;
 mod custody;
+mod errors;
 mod exit_entry;
 mod faults;
 mod feed;

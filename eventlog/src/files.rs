@@ -1,0 +1,30 @@
+//! The data directory holds personal data (the event store) and secret keys: whatever the
+//! process's umask, it is made readable by its owner only (docs/security.md).
+
+use std::path::Path;
+
+/// Creates `dir` (and its parents) if needed and restricts it to its owner (0700).
+pub fn private_directory(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    restrict(dir, 0o700)
+}
+
+/// Restricts an existing file to its owner (0600); a file that does not exist is left alone.
+pub fn private_file(file: &Path) -> std::io::Result<()> {
+    match std::fs::metadata(file) {
+        Ok(_) => restrict(file, 0o600),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn restrict(_: &Path, _: u32) -> std::io::Result<()> {
+    Ok(())
+}
