@@ -32,12 +32,23 @@ async fn call(
     (status, kind, body)
 }
 
+/// (what, method, path, content type, body, status, code)
+type Case<'a> = (
+    &'a str,
+    reqwest::Method,
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    u16,
+    &'a str,
+);
+
 #[tokio::test]
 async fn every_error_is_the_json_error_body() {
     let app = TestApp::spawn(StoreKind::Embedded).await;
     let json = Some("application/json");
     let state_path = format!("/api/v1/audit/documents/{}/state", "0".repeat(64));
-    let cases: Vec<(&str, reqwest::Method, &str, Option<&str>, &str, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "a page that is not a number",
             reqwest::Method::GET,
