@@ -10,6 +10,7 @@
 mod chain;
 mod commit_order;
 mod error;
+mod history;
 mod log;
 mod lookups;
 mod platform;

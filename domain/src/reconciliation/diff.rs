@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use cqrs_es::Aggregate;
+use serde::Serialize;
 
 use super::events::{DeviationReason, LogDeviation, LogSide};
 use crate::document::{Document, DocumentEvent, DocumentState};
@@ -11,7 +12,7 @@ use crate::identifiers::{CreditCode, DocumentId, PersonId};
 use crate::values::{DeviceSerial, Drawer, Location, Timestamp};
 
 /// What the cabinet says about one document (`zt`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum CabinetClaim {
     /// `zt` 1, in this drawer.
     InCabinet(Drawer),
@@ -20,7 +21,7 @@ pub enum CabinetClaim {
 }
 
 /// One document state of the batch (a `zjzt` item).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReportedDocument {
     pub document: DocumentId,
     pub holder: PersonId,
@@ -110,7 +111,7 @@ pub fn compare(
 }
 
 /// An entry of the cabinet's operation log (`czls`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LoggedOperation {
     pub serial: String,
     pub operation: String,
