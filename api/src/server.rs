@@ -34,7 +34,7 @@ pub struct AppState {
     /// handle is dropped.
     pub processes: Arc<custody_processes::Processes>,
     /// When `sjsb-dzsj` is taken (docs/reconciliation.md).
-    pub reconciliation_window: crate::reconciliations::ReconciliationWindow,
+    pub reconciliation_window: custody_domain::reconciliation::ReconciliationWindow,
 }
 
 /// A built service, bound to its address but not yet serving.
@@ -68,10 +68,16 @@ impl App {
         let commands = Arc::new(Commands::new(log, clock));
         let registry = Registry::load(&commands).await?;
         let read_side = ReadSide::start(commands.log(), &config.transport).await?;
+        // The missing-upload check closes each business date with the upload window.
+        let process_config = custody_processes::ProcessConfig {
+            reconciliation_window: config.reconciliation_window,
+            ..config.processes.clone()
+        };
         let processes =
-            custody_processes::Processes::start(commands.clone(), config.processes.clone()).await?;
+            custody_processes::Processes::start(commands.clone(), process_config).await?;
         let state = AppState {
-            application: Application::new(commands.clone()),
+            application: Application::new(commands.clone())
+                .with_reconciliation_window(config.reconciliation_window),
             commands,
             registry: Arc::new(registry),
             platform_key: Arc::new(platform_key),
@@ -102,7 +108,6 @@ impl App {
                     source,
                 })?;
         spawn_request_id_sweeper(&state);
-        crate::reconciliations::spawn_missing_upload_check(&state);
         Ok(App {
             listener,
             router,
