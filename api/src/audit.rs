@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::auth::{Caller, Role};
 use crate::error::{ErrorCode, WireError};
-use crate::read::{record_query, Scope};
+use crate::scope::{record_query, Scope};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {

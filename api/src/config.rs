@@ -34,7 +34,7 @@ pub struct ServeConfig {
     /// The return-date scheduler, reminders (per day, webhook) and the revocation cascade.
     pub processes: custody_processes::ProcessConfig,
     /// When cabinets may upload their nightly reconciliation batch (`sjsb-dzsj`), China time.
-    pub reconciliation_window: crate::reconciliations::ReconciliationWindow,
+    pub reconciliation_window: custody_domain::reconciliation::ReconciliationWindow,
 }
 
 impl ServeConfig {

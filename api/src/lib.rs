@@ -15,6 +15,7 @@ pub mod read;
 pub mod readside;
 pub mod reconciliations;
 pub mod registry;
+pub mod scope;
 mod server;
 mod state;
 pub mod wire;

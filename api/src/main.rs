@@ -75,7 +75,7 @@ struct ServeArgs {
     /// When cabinets may upload the nightly reconciliation batch, China time (`HH:MM-HH:MM`;
     /// the end is excluded, and a window may run past midnight).
     #[arg(long, default_value = "20:00-06:00")]
-    reconciliation_window: custody_api::reconciliations::ReconciliationWindow,
+    reconciliation_window: custody_domain::reconciliation::ReconciliationWindow,
 }
 
 fn main() -> ExitCode {

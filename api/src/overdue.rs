@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::error::WireError;
-use crate::read::Scope;
+use crate::scope::Scope;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {

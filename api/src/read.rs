@@ -9,19 +9,17 @@
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use custody_domain::identifiers::mask;
 use custody_domain::reminder::china_date;
 use custody_domain::transitions::Named;
-use custody_eventlog::QueryAuditEntry;
 use custody_projections::read::{
     self, AccessRecordFilter, DocumentFilter, DocumentRow, Page, Reader,
 };
-use custody_projections::Projection;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{Caller, Role};
+use crate::auth::Caller;
 use crate::error::{ErrorCode, WireError};
+use crate::scope::Scope;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -35,112 +33,12 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/stats", get(stats))
 }
 
-/// What a caller may see, and whether unmasked.
-pub struct Scope {
-    units: read::Scope,
-    pii: bool,
-    caller: Caller,
-}
-
-impl Scope {
-    pub async fn of(state: &AppState, caller: Caller) -> Result<Scope, WireError> {
-        let units = match (&caller.org, caller.role) {
-            (None, Role::Operator) => read::Scope::everything(),
-            (None, _) => {
-                return Err(WireError::new(ErrorCode::Forbidden, "the token has no org"));
-            }
-            (Some(org), _) => {
-                read::Scope::units(state.commands.log().platform().org_subtree(org).await?)
-            }
-        };
-        Ok(Scope {
-            units,
-            pii: caller.scopes.iter().any(|s| s == "pii"),
-            caller,
-        })
-    }
-
-    pub fn sees(&self, unit: Option<&str>) -> bool {
-        self.units.sees(unit)
-    }
-
-    /// The units, for the views' readers.
-    pub fn units(&self) -> &read::Scope {
-        &self.units
-    }
-
-    fn citizen_id(&self, value: Option<&str>) -> Value {
-        value
-            .map(|v| {
-                if self.pii {
-                    v.to_string()
-                } else {
-                    mask(v, 6, 4)
-                }
-            })
-            .map(Value::String)
-            .unwrap_or(Value::Null)
-    }
-
-    fn document_number(&self, value: Option<&str>) -> Value {
-        value
-            .map(|v| {
-                if self.pii {
-                    v.to_string()
-                } else {
-                    mask(v, 4, 3)
-                }
-            })
-            .map(Value::String)
-            .unwrap_or(Value::Null)
-    }
-
-    /// Records a read of unmasked personal data.
-    pub async fn audit(
-        &self,
-        state: &AppState,
-        path: &str,
-        subjects: &[String],
-    ) -> Result<(), WireError> {
-        if !self.pii || subjects.is_empty() {
-            return Ok(());
-        }
-        record_query(state, &self.caller, path, subjects).await
-    }
-}
-
-/// Writes one row of the query audit log.
-pub async fn record_query(
-    state: &AppState,
-    caller: &Caller,
-    path: &str,
-    subjects: &[String],
-) -> Result<(), WireError> {
-    let entry = QueryAuditEntry {
-        at_ms: state.commands.clock().now().timestamp_millis(),
-        token_id: &caller.token_id,
-        org: caller.org.as_deref(),
-        path,
-        subjects,
-    };
-    Ok(state.commands.log().platform().record_query(&entry).await?)
-}
-
-pub(crate) fn database(error: sqlx::Error) -> WireError {
-    WireError::internal("view query", error)
-}
-
 fn not_found(what: &str) -> WireError {
     WireError::new(ErrorCode::NotFound, format!("no such {what}"))
 }
 
 fn reader(state: &AppState) -> Reader {
     Reader::new(state.commands.log().clone())
-}
-
-/// The generation of a view that readers see now.
-pub(crate) async fn generation(state: &AppState, projection: Projection) -> Result<i64, WireError> {
-    Ok(reader(state).generation(projection).await?)
 }
 
 fn document_json(scope: &Scope, document: &DocumentRow) -> Value {

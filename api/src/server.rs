@@ -51,10 +51,16 @@ impl App {
         let commands = Arc::new(Commands::new(log, clock));
         let registry = Registry::load(&commands).await?;
         let read_side = ReadSide::start(commands.log(), &config.transport).await?;
+        // The missing-upload check closes each business date with the upload window.
+        let process_config = custody_processes::ProcessConfig {
+            reconciliation_window: config.reconciliation_window,
+            ..config.processes.clone()
+        };
         let processes =
-            custody_processes::Processes::start(commands.clone(), config.processes.clone()).await?;
+            custody_processes::Processes::start(commands.clone(), process_config).await?;
         let state = AppState {
-            application: Application::new(commands.clone()),
+            application: Application::new(commands.clone())
+                .with_reconciliation_window(config.reconciliation_window),
             commands,
             registry: Arc::new(registry),
             platform_key: Arc::new(platform_key),
@@ -89,7 +95,6 @@ impl App {
             .layer(DefaultBodyLimit::max(wire::MAX_BODY_BYTES))
             .with_state(state.clone());
         spawn_request_id_sweeper(&state);
-        crate::reconciliations::spawn_missing_upload_check(&state);
         Ok(App {
             listener,
             router,

@@ -27,5 +27,5 @@ pub struct AppState {
     /// handle is dropped.
     pub processes: Arc<custody_processes::Processes>,
     /// When `sjsb-dzsj` is taken (docs/reconciliation.md).
-    pub reconciliation_window: crate::reconciliations::ReconciliationWindow,
+    pub reconciliation_window: custody_domain::reconciliation::ReconciliationWindow,
 }

@@ -6,7 +6,8 @@
 //!
 //! - [`cabinet`]: activation, heartbeats, deposits and withdrawals, cancellations, alarms;
 //! - [`unit`]: filing lists, their answers, travel approvals, consent letters;
-//! - [`exit_entry`]: crossings, issued documents, filing answers.
+//! - [`exit_entry`]: crossings, issued documents, filing answers;
+//! - [`reconciliation`]: the cabinet's nightly batch, its diff and the one automatic repair.
 
 pub mod cabinet;
 pub mod custody;
@@ -14,11 +15,13 @@ mod error;
 pub mod exit_entry;
 mod intake;
 pub mod keys;
+pub mod reconciliation;
 pub mod unit;
 
 use std::sync::Arc;
 
 use custody_commands::Commands;
+use custody_domain::reconciliation::ReconciliationWindow;
 
 pub use error::ApplicationError;
 pub use intake::{fingerprint, Intake, Principal};
@@ -27,11 +30,16 @@ pub use intake::{fingerprint, Intake, Principal};
 #[derive(Clone)]
 pub struct Application {
     commands: Arc<Commands>,
+    /// When `sjsb-dzsj` is taken (see [`Application::with_reconciliation_window`]).
+    reconciliation_window: ReconciliationWindow,
 }
 
 impl Application {
     pub fn new(commands: Arc<Commands>) -> Self {
-        Application { commands }
+        Application {
+            commands,
+            reconciliation_window: ReconciliationWindow::default(),
+        }
     }
 
     pub fn commands(&self) -> &Arc<Commands> {

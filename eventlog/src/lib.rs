@@ -11,6 +11,7 @@ mod chain;
 mod commit_order;
 mod error;
 pub mod files;
+mod history;
 mod log;
 mod lookups;
 mod platform;

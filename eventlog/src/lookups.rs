@@ -62,13 +62,23 @@ impl EventLog {
     }
 
     /// The events matching `condition` (placeholders bound to `values` in order), in log order.
-    async fn select(
+    pub(crate) async fn select(
         &self,
         condition: &str,
         values: &[String],
     ) -> Result<Vec<StoredEvent>, EventLogError> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM events WHERE {condition} ORDER BY global_position");
+        self.select_ordered(condition, values, "global_position")
+            .await
+    }
+
+    /// As [`EventLog::select`], in the order of `order` (column names).
+    pub(crate) async fn select_ordered(
+        &self,
+        condition: &str,
+        values: &[String],
+        order: &str,
+    ) -> Result<Vec<StoredEvent>, EventLogError> {
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE {condition} ORDER BY {order}");
         match self.backend() {
             Backend::Postgres(pool) => {
                 let mut query = sqlx::query(&sql);

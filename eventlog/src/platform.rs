@@ -12,6 +12,9 @@ use sqlx::{AnyPool, Row};
 
 use crate::EventLogError;
 
+/// Serials bound in one `IN (…)` list.
+const SERIALS_PER_QUERY: usize = 500;
+
 #[derive(Clone, Debug)]
 pub struct PlatformStore {
     pool: AnyPool,
@@ -368,6 +371,30 @@ impl PlatformStore {
             })
         })
         .collect()
+    }
+
+    /// The error code of the latest refusal of each of `serials` (`ywlsh`) that was refused.
+    pub async fn latest_refusals(
+        &self,
+        serials: &[&str],
+    ) -> Result<HashMap<String, String>, EventLogError> {
+        let mut refused = HashMap::new();
+        for chunk in serials.chunks(SERIALS_PER_QUERY) {
+            let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT ywlsh, error_code FROM rejected_reports WHERE ywlsh IN ({}) ORDER BY id",
+                list.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for serial in chunk {
+                query = query.bind(*serial);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                // In id order, so the latest refusal of a serial is the one kept.
+                refused.insert(row.try_get("ywlsh")?, row.try_get("error_code")?);
+            }
+        }
+        Ok(refused)
     }
 
     pub async fn count_rejections(&self) -> Result<i64, EventLogError> {

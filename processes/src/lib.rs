@@ -6,6 +6,8 @@
 //!   by the clock inside 10:00–17:00 China time, at most N a day, into the notification
 //!   [`outbox`], which an HTTP webhook adapter drains with retries.
 //! - [`cascade`]: the revocation cascade (SPEC §3.2).
+//! - [`missing_uploads`]: once a business date's reconciliation window has closed, the active
+//!   cabinets that sent no batch for it (SPEC §6), checked by the clock every minute.
 //!
 //! The reactive ones follow the commit-ordered event log like projectors do, each from its own
 //! cursor (`process_cursors`), keeping the state they decide on in their own tables, and issue
@@ -14,6 +16,7 @@
 
 mod cascade;
 mod consumer;
+pub mod missing_uploads;
 mod outbox;
 mod reminders;
 mod scheduler;
@@ -23,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use custody_commands::{CommandError, Commands};
+use custody_domain::reconciliation::ReconciliationWindow;
 use custody_eventlog::EventLogError;
 use custody_projections::feed::FeedError;
 use tokio::sync::{watch, Mutex};
@@ -33,6 +37,7 @@ use crate::outbox::Deliverer;
 use crate::reminders::RemindersHandler;
 
 pub use consumer::ProcessStatus;
+pub use missing_uploads::{check_missing_uploads, check_missing_uploads_for, MissingUpload};
 pub use outbox::{DeliveryPass, Notification};
 pub use reminders::{OpenReminder, SendingPass};
 pub use scheduler::ReturnDatePass;
@@ -50,6 +55,9 @@ pub struct ProcessConfig {
     pub poll: Duration,
     /// Events per batch of a reactive process.
     pub batch: usize,
+    /// When cabinets upload their nightly batch: a date's missing uploads are looked for once
+    /// its window has closed.
+    pub reconciliation_window: ReconciliationWindow,
 }
 
 impl ProcessConfig {
@@ -65,6 +73,7 @@ impl Default for ProcessConfig {
             webhook: None,
             poll: Duration::from_millis(200),
             batch: 200,
+            reconciliation_window: ReconciliationWindow::default(),
         }
     }
 }
@@ -103,6 +112,9 @@ pub enum ProcessError {
     Store(#[from] EventLogError),
     #[error(transparent)]
     Feed(#[from] FeedError),
+    /// A view the process reads (the reconciliations view) failed.
+    #[error(transparent)]
+    View(#[from] custody_projections::ProjectionError),
     #[error("command: {0}")]
     Command(#[from] CommandError),
     #[error("stored data does not decode: {0}")]
@@ -206,6 +218,30 @@ impl Processes {
                 }
                 if let Err(error) = inner.tick().await {
                     tracing::warn!(%error, "scheduler tick failed; the next one retries");
+                }
+            }
+        });
+
+        // The missing-upload check: every minute, each closed business date once (and again
+        // after a restart; it is idempotent).
+        let inner = self.inner.clone();
+        let mut stop = self.shutdown.subscribe();
+        tokio::spawn(async move {
+            let window = inner.config.reconciliation_window;
+            let mut done: Option<chrono::NaiveDate> = None;
+            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every_minute.tick() => {},
+                    _ = stop.changed() => return,
+                }
+                let date = window.last_closed_date(inner.commands.clock().now());
+                if date.is_none() || date == done {
+                    continue;
+                }
+                match check_missing_uploads(&inner.commands, window).await {
+                    Ok(_) => done = date,
+                    Err(error) => tracing::warn!(%error, "could not check for missing uploads"),
                 }
             }
         });

@@ -303,22 +303,28 @@ async fn snapshot(
     projection: Projection,
     generation: i64,
 ) -> BTreeMap<String, String> {
-    let table = match projection {
-        Projection::Documents => "view_documents",
-        Projection::Persons => "view_persons",
-        Projection::Cabinets => "view_cabinets",
-        Projection::AccessRecords => "view_access_records",
-        Projection::Alerts => "view_alerts",
+    let tables: &[&str] = match projection {
+        Projection::Documents => &["view_documents"],
+        Projection::Persons => &["view_persons"],
+        Projection::Cabinets => &["view_cabinets"],
+        Projection::AccessRecords => &["view_access_records"],
+        Projection::Alerts => &["view_alerts"],
+        Projection::Reconciliations => &["view_reconciliations", "view_reconciliation_deviations"],
     };
     let pool = log.platform().pool();
     let mut out = BTreeMap::new();
-    let rows = sqlx::query(&format!("SELECT * FROM {table} WHERE generation = $1"))
-        .bind(generation)
-        .fetch_all(pool)
-        .await
-        .expect("snapshot");
-    for row in rows {
-        let mut key = String::new();
+    let mut rows = Vec::new();
+    for table in tables {
+        let sql = format!("SELECT * FROM {table} WHERE generation = $1");
+        let found = sqlx::query(&sql)
+            .bind(generation)
+            .fetch_all(pool)
+            .await
+            .expect("snapshot");
+        rows.extend(found.into_iter().map(|row| (table, row)));
+    }
+    for (table, row) in rows {
+        let mut key = format!("{table}/");
         let mut text = String::new();
         for (i, column) in sqlx::Row::columns(&row).iter().enumerate() {
             let name = sqlx::Column::name(column);

@@ -6,6 +6,7 @@
 //! - [`views`]: the views of SPEC §7 and how each event changes them.
 //! - [`projector`]: applies a feed to a view, exactly once per aggregate sequence, and rebuilds
 //!   a view into a fresh generation while the old one serves.
+//! - [`reconciliations`]: the nightly reconciliation's results as a view, and their readers.
 //! - [`lag`]: the projection-lag histogram each projector keeps of the events it applies live.
 //! - [`read`]: the typed readers of the views, the only queries the read API makes of them.
 
@@ -14,6 +15,7 @@ pub mod feed;
 pub mod lag;
 pub mod projector;
 pub mod read;
+pub mod reconciliations;
 pub mod relay;
 mod scan;
 pub mod views;

@@ -19,6 +19,7 @@ use custody_domain::cabinet::{Cabinet, CabinetEvent};
 use custody_domain::document::{DepositKind, Document};
 use custody_domain::document::{DocumentEvent, WithdrawalKind};
 use custody_domain::person::Person;
+use custody_domain::reconciliation::Reconciliation;
 use custody_domain::transitions::Named;
 use custody_eventlog::{EventLog, StoredEvent};
 use serde::de::DeserializeOwned;
@@ -27,6 +28,7 @@ use serde_json::{json, Value};
 use sqlx::{Any, Row as _, Transaction};
 
 use crate::bulk::{self, OnConflict, Placeholders, Row, Table};
+use crate::reconciliations::rows::{deviation_rows, DEVIATIONS, RECONCILIATIONS};
 use crate::ProjectionError;
 
 /// A projection: one view, built by one projector, rebuildable on its own.
@@ -37,15 +39,18 @@ pub enum Projection {
     Cabinets,
     AccessRecords,
     Alerts,
+    /// The nightly reconciliation's results (see [`crate::reconciliations`]).
+    Reconciliations,
 }
 
 impl Projection {
-    pub const ALL: [Projection; 5] = [
+    pub const ALL: [Projection; 6] = [
         Projection::Documents,
         Projection::Persons,
         Projection::Cabinets,
         Projection::AccessRecords,
         Projection::Alerts,
+        Projection::Reconciliations,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +60,7 @@ impl Projection {
             Projection::Cabinets => "cabinets",
             Projection::AccessRecords => "access_records",
             Projection::Alerts => "alerts",
+            Projection::Reconciliations => "reconciliations",
         }
     }
 
@@ -69,6 +75,7 @@ impl Projection {
             Projection::Persons => aggregate_type == "Person",
             Projection::Cabinets => aggregate_type == "Cabinet",
             Projection::Alerts => matches!(aggregate_type, "Document" | "Cabinet"),
+            Projection::Reconciliations => aggregate_type == Reconciliation::AGGREGATE,
         }
     }
 
@@ -80,6 +87,7 @@ impl Projection {
             Projection::Cabinets => &["view_cabinets"],
             Projection::AccessRecords => &["view_access_records"],
             Projection::Alerts => &["view_alerts"],
+            Projection::Reconciliations => &[RECONCILIATIONS.name, DEVIATIONS.name],
         }
     }
 }
@@ -564,13 +572,15 @@ enum AggregateType {
     Document,
     Person,
     Cabinet,
+    Reconciliation,
 }
 
 impl AggregateType {
-    const ALL: [AggregateType; 3] = [
+    const ALL: [AggregateType; 4] = [
         AggregateType::Document,
         AggregateType::Person,
         AggregateType::Cabinet,
+        AggregateType::Reconciliation,
     ];
 
     fn parse(name: &str) -> Option<AggregateType> {
@@ -582,6 +592,7 @@ impl AggregateType {
             AggregateType::Document => "Document",
             AggregateType::Person => "Person",
             AggregateType::Cabinet => "Cabinet",
+            AggregateType::Reconciliation => Reconciliation::AGGREGATE,
         }
     }
 
@@ -658,6 +669,11 @@ impl<A: ViewAggregate> Aggregates<A> {
         Ok(())
     }
 
+    /// The aggregate as the fold holds it.
+    fn get(&self, id: &str) -> Option<&A> {
+        self.entries.get(id).map(|entry| &entry.aggregate)
+    }
+
     fn apply(&mut self, event: &EventRef) -> Result<(), ProjectionError> {
         let decoded = event.decode::<A::Event>()?;
         let entry = match self.entries.get_mut(event.aggregate_id) {
@@ -726,6 +742,8 @@ enum Built {
     Documents(Aggregates<Document>),
     Persons(Aggregates<Person>),
     Cabinets(Aggregates<Cabinet>),
+    /// The reconciliations, and the deviation rows of those reconciled, not yet written.
+    Reconciliations(Aggregates<Reconciliation>, Vec<Row>),
     /// Rows derived from single events, not yet written.
     Rows(&'static Table, Vec<Row>),
 }
@@ -735,7 +753,7 @@ pub(crate) struct Fold {
     projection: Projection,
     generation: i64,
     /// The last applied sequence per aggregate, by [`AggregateType::index`].
-    positions: [HashMap<String, Position>; 3],
+    positions: [HashMap<String, Position>; 4],
     built: Built,
     /// Epoch milliseconds of `recorded_at` of every event applied, when measuring lag.
     recorded: Option<Vec<i64>>,
@@ -753,6 +771,7 @@ impl Fold {
             Projection::Cabinets => Built::Cabinets(Aggregates::new()),
             Projection::AccessRecords => Built::Rows(&ACCESS_RECORDS, Vec::new()),
             Projection::Alerts => Built::Rows(&ALERTS, Vec::new()),
+            Projection::Reconciliations => Built::Reconciliations(Aggregates::new(), Vec::new()),
         };
         Fold {
             projection,
@@ -819,6 +838,9 @@ impl Fold {
             Built::Documents(aggregates) => aggregates.load(tx, self.generation, &ids).await,
             Built::Persons(aggregates) => aggregates.load(tx, self.generation, &ids).await,
             Built::Cabinets(aggregates) => aggregates.load(tx, self.generation, &ids).await,
+            Built::Reconciliations(aggregates, _) => {
+                aggregates.load(tx, self.generation, &ids).await
+            }
             Built::Rows(..) => Ok(()),
         }
     }
@@ -879,6 +901,15 @@ impl Fold {
             Built::Documents(aggregates) => aggregates.apply(event)?,
             Built::Persons(aggregates) => aggregates.apply(event)?,
             Built::Cabinets(aggregates) => aggregates.apply(event)?,
+            Built::Reconciliations(aggregates, rows) => {
+                aggregates.apply(event)?;
+                // The deviations are final once the repairs are recorded, and only then.
+                if event.event_type == "RepairsRecorded" {
+                    if let Some(reconciliation) = aggregates.get(event.aggregate_id) {
+                        rows.extend(deviation_rows(generation, reconciliation));
+                    }
+                }
+            }
             Built::Rows(table, rows) => {
                 if table.name == ACCESS_RECORDS.name {
                     rows.extend(access_record_row(generation, event)?);
@@ -904,7 +935,7 @@ impl Fold {
     /// Derived rows waiting to be written.
     pub(crate) fn pending_rows(&self) -> usize {
         match &self.built {
-            Built::Rows(_, rows) => rows.len(),
+            Built::Rows(_, rows) | Built::Reconciliations(_, rows) => rows.len(),
             _ => 0,
         }
     }
@@ -945,6 +976,12 @@ impl Fold {
             Built::Cabinets(aggregates) => {
                 bulk::insert(&mut *tx, &CABINETS, &aggregates.changed_rows(generation)?).await?
             }
+            Built::Reconciliations(aggregates, rows) => {
+                let changed = aggregates.changed_rows(generation)?;
+                bulk::insert(&mut *tx, &RECONCILIATIONS, &changed).await?;
+                bulk::insert(&mut *tx, &DEVIATIONS, rows).await?;
+                rows.clear();
+            }
             Built::Rows(table, rows) => {
                 bulk::insert(&mut *tx, table, rows).await?;
                 rows.clear();
@@ -958,14 +995,17 @@ impl Fold {
     /// The derived rows waiting, sorted by key, to be written (by a rebuild into an empty
     /// generation, in transactions of its own).
     pub(crate) fn take_rows(&mut self) -> Option<(&'static Table, Vec<Row>)> {
-        match &mut self.built {
-            Built::Rows(table, rows) if !rows.is_empty() => {
-                let mut rows = std::mem::take(rows);
-                bulk::sort_by_key(table, &mut rows);
-                Some((*table, rows))
-            }
-            _ => None,
+        let (table, rows) = match &mut self.built {
+            Built::Rows(table, rows) => (*table, rows),
+            Built::Reconciliations(_, rows) => (&DEVIATIONS, rows),
+            _ => return None,
+        };
+        if rows.is_empty() {
+            return None;
         }
+        let mut rows = std::mem::take(rows);
+        bulk::sort_by_key(table, &mut rows);
+        Some((table, rows))
     }
 
     /// Up to `max` rows of what the fold still holds (derived rows, then aggregates, then
@@ -976,12 +1016,17 @@ impl Fold {
         max: usize,
     ) -> Result<Option<(&'static Table, Vec<Row>)>, ProjectionError> {
         let max = max.max(1);
-        if let Built::Rows(table, rows) = &mut self.built {
+        let derived = match &mut self.built {
+            Built::Rows(table, rows) => Some((*table, rows)),
+            Built::Reconciliations(_, rows) => Some((&DEVIATIONS, rows)),
+            _ => None,
+        };
+        if let Some((table, rows)) = derived {
             if !rows.is_empty() {
                 let rest = rows.split_off(rows.len().min(max));
                 let mut chunk = std::mem::replace(rows, rest);
                 bulk::sort_by_key(table, &mut chunk);
-                return Ok(Some((*table, chunk)));
+                return Ok(Some((table, chunk)));
             }
         }
         let generation = self.generation;
@@ -989,6 +1034,9 @@ impl Fold {
             Built::Documents(aggregates) => Some((&DOCUMENTS, aggregates.drain(generation, max)?)),
             Built::Persons(aggregates) => Some((&PERSONS, aggregates.drain(generation, max)?)),
             Built::Cabinets(aggregates) => Some((&CABINETS, aggregates.drain(generation, max)?)),
+            Built::Reconciliations(aggregates, _) => {
+                Some((&RECONCILIATIONS, aggregates.drain(generation, max)?))
+            }
             Built::Rows(..) => None,
         };
         if let Some((table, rows)) = aggregates {

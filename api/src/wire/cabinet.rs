@@ -35,9 +35,7 @@ pub async fn handle(
         MessageType::DocumentOperation => document_operation(state, intake, request).await,
         MessageType::Cancellation => cancellation(state, intake, request).await,
         MessageType::Alarm => alarm(state, intake, request).await,
-        MessageType::Reconciliation => {
-            super::reconciliation::handle(state, intake, request, received).await
-        }
+        MessageType::Reconciliation => super::reconciliation::handle(state, intake, request).await,
         MessageType::ReminderPull => reminder_pull(state, intake, request, received).await,
         other => Err(WireError::new(
             ErrorCode::UnsupportedMstype,

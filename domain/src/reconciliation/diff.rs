@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde::Serialize;
+
 use super::events::{DeviationReason, LogDeviation, LogSide};
 use crate::document::{Document, DocumentEvent, DocumentState};
 use crate::history::{document_as_of, last_instant_before, EventTime};
@@ -12,7 +14,7 @@ use crate::values::{DeviceSerial, Drawer, Location, Timestamp};
 pub use crate::history::effective_time;
 
 /// What the cabinet says about one document (`zt`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum CabinetClaim {
     /// `zt` 1, in this drawer.
     InCabinet(Drawer),
@@ -21,7 +23,7 @@ pub enum CabinetClaim {
 }
 
 /// One document state of the batch (a `zjzt` item).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReportedDocument {
     pub document: DocumentId,
     pub holder: PersonId,
@@ -90,7 +92,7 @@ pub fn compare(
 }
 
 /// An entry of the cabinet's operation log (`czls`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LoggedOperation {
     pub serial: String,
     pub operation: String,

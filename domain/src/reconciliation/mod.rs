@@ -12,6 +12,7 @@ mod commands;
 mod diff;
 mod events;
 mod state;
+mod window;
 
 pub use aggregate::Reconciliation;
 pub use commands::ReconciliationCommand;
@@ -21,3 +22,6 @@ pub use diff::{
 };
 pub use events::*;
 pub use state::{ReconciliationEventKind, ReconciliationState, TRANSITIONS};
+pub use window::{
+    end_of_business_date, start_of_business_date, ReconciliationWindow, WindowParseError,
+};

@@ -3,12 +3,12 @@
 //! same batch sent again, the upload window's edges, missing uploads as alerts, and the read
 //! API's scope, on both stores.
 
-use custody_api::reconciliations::check_missing_uploads;
 use custody_commands::ManualClock;
 use custody_domain::document::{Document, DocumentCommand, DocumentState};
 use custody_domain::identifiers::SerialKind;
 use custody_domain::values::Drawer;
 use custody_domain::EventMetadata;
+use custody_processes::check_missing_uploads;
 use custody_protocol::{DocumentRecord, SignedRequest};
 use custody_simulator::generate::{document_id, person_id, random_document_record};
 use custody_simulator::reconciliation::{DayLedger, RECONCILIATION};
@@ -121,8 +121,10 @@ impl Scene {
         body
     }
 
-    /// The cabinet's result for [`DAY`] as the reader sees it.
+    /// The cabinet's result for [`DAY`] as the reader sees it, once the projections have
+    /// applied everything recorded.
     async fn result(&self) -> Value {
+        self.app.caught_up().await;
         let (status, body) = self
             .app
             .read(
@@ -681,6 +683,7 @@ async fn inventory_gaps_show_in_the_reconciliation_view() {
             expected.sort();
             assert_eq!(listed, expected, "{result}");
         }
+        scene.app.caught_up().await;
         let csv = csv(&scene.app, &scene.reader, &format!("date={DAY}")).await;
         assert_eq!(
             csv.lines()
@@ -741,6 +744,7 @@ async fn the_same_batch_again_gives_the_same_result_and_no_events() {
         assert_eq!(status, 200, "{first}");
         assert_eq!(first["duplicate"], false);
         let query = format!("date={DAY}&sbxlh={}", scene.cabinet.device_serial());
+        scene.app.caught_up().await;
         let json_before = raw(
             &scene.app,
             &scene.reader,
@@ -765,6 +769,7 @@ async fn the_same_batch_again_gives_the_same_result_and_no_events() {
             scene.app.store.log.count().await.expect("count"),
             events_before
         );
+        scene.app.caught_up().await;
         let json_after = raw(
             &scene.app,
             &scene.reader,
@@ -1011,6 +1016,7 @@ async fn cabinets_that_did_not_upload_are_alerts_after_06_00() {
         );
 
         let head = app.token("reader", &department, &[]).await;
+        app.caught_up().await;
         let (status, alerts) = app
             .read(&head, "/api/v1/alerts?kind=reconciliation_missing")
             .await;
@@ -1064,6 +1070,111 @@ async fn cabinets_that_did_not_upload_are_alerts_after_06_00() {
             .read(&their_reader, "/api/v1/reconciliations?date=23.11.2026")
             .await;
         assert_eq!(status, 422);
+        scene.app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_serial_sent_again_with_other_content_is_refused() {
+    for kind in StoreKind::ALL {
+        let scene = Scene::new(kind).await;
+        let (record, drawer) = scene.deposit(0).await;
+        scene.lend(&record, &drawer).await;
+        scene.at("2026-11-23T21:00:00+08:00");
+        let mut ledger = DayLedger::new();
+        ledger.in_cabinet(&record, &drawer).expect("ledger");
+        let data = scene
+            .cabinet
+            .reconciliation_data(day(), &ledger, scene.app.now_ms())
+            .expect("data");
+        let first = scene
+            .cabinet
+            .sign(RECONCILIATION, &data, scene.app.now_ms())
+            .expect("sign");
+        let (status, body) = scene.app.send(&first).await;
+        assert_eq!(status, 200, "{body}");
+        let events = scene.app.store.log.count().await.expect("count");
+
+        // The same dzywlsh, now saying the document is out.
+        let mut other = serde_json::to_value(&data).expect("JSON");
+        other["zjzt"][0]["zt"] = "2".into();
+        let request = scene
+            .cabinet
+            .sign(RECONCILIATION, &other, scene.app.now_ms())
+            .expect("sign");
+        let (status, body) = scene.app.send(&request).await;
+        assert_eq!(
+            (status, body["error_code"].as_str()),
+            (409, Some("E_SERIAL_REUSED")),
+            "{body}"
+        );
+        assert_eq!(scene.app.store.log.count().await.expect("count"), events);
+        // The same content again is still a duplicate.
+        let again = scene
+            .cabinet
+            .sign(RECONCILIATION, &data, scene.app.now_ms())
+            .expect("sign");
+        let (status, body) = scene.app.send(&again).await;
+        assert_eq!(
+            (status, &body["duplicate"]),
+            (200, &Value::Bool(true)),
+            "{body}"
+        );
+        scene.app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_rebuilt_reconciliations_view_reads_the_same() {
+    for kind in StoreKind::ALL {
+        let scene = Scene::new(kind).await;
+        let (record, drawer) = scene.deposit(0).await;
+        scene.lend(&record, &drawer).await;
+        let mut ledger = scene.logged_ledger();
+        ledger.in_cabinet(&record, &drawer).expect("ledger");
+        ledger
+            .in_cabinet(
+                &random_document_record(&mut rand::rng()),
+                &scene.cabinet.drawer(1),
+            )
+            .expect("ledger");
+        scene.reconcile(&ledger).await;
+        scene.app.caught_up().await;
+        let query = format!("date={DAY}&sbxlh={}", scene.cabinet.device_serial());
+        let path = format!("/api/v1/reconciliations?{query}");
+        let before = raw(&scene.app, &scene.reader, &path).await;
+        let (status, body) = scene
+            .app
+            .ops(
+                reqwest::Method::POST,
+                "/api/v1/ops/projections/reconciliations/rebuild",
+                None,
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let generation = loop {
+            let (_, body) = scene
+                .app
+                .ops(reqwest::Method::GET, "/api/v1/ops/projections", None)
+                .await;
+            let view = body["projections"]
+                .as_array()
+                .and_then(|all| all.iter().find(|p| p["name"] == "reconciliations").cloned())
+                .expect("reconciliations projection");
+            match view["rebuild"]["state"].as_str() {
+                Some("finished") => break view["generation"].as_i64(),
+                Some("failed") => panic!("rebuild failed: {view}"),
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        };
+        assert_eq!(generation, Some(2));
+        let after = raw(&scene.app, &scene.reader, &path).await;
+        assert_eq!(
+            String::from_utf8_lossy(&before),
+            String::from_utf8_lossy(&after)
+        );
+        let result = scene.result().await;
+        assert_eq!(state_deviations(&result).len(), 2, "{result}");
         scene.app.stop().await;
     }
 }
