@@ -130,3 +130,77 @@ impl DocumentRecord {
         PersonId::of(&self.citizen_id, &self.chinese_name)
     }
 }
+
+/// An ISO 3166-1 alpha-3 country or region code (`mdd`, `gjdq`), checked against the standard's
+/// table (the `celes` crate): `HKG`, `MAC` and `TWN` are in it, as the exit-entry administration
+/// uses them.
+pub fn country_code(field: &'static str, value: &str) -> Result<String, DomainError> {
+    let known = value.len() == 3
+        && value.bytes().all(|b| b.is_ascii_uppercase())
+        && celes::Country::from_alpha3(value).is_ok();
+    if known {
+        Ok(value.to_string())
+    } else {
+        Err(DomainError::InvalidField {
+            field,
+            reason: format!("{value:?} is not an ISO 3166-1 alpha-3 code"),
+        })
+    }
+}
+
+/// A free-text field as the platform keeps and shows it: at most `max_chars` characters, with
+/// no control characters (NUL, line breaks, escape) and no bidirectional overrides (U+202A to
+/// U+202E, U+2066 to U+2069), which would make a list read other than it is.
+pub fn plain_text(
+    field: &'static str,
+    value: &str,
+    max_chars: usize,
+) -> Result<String, DomainError> {
+    let refuse = |reason: String| Err(DomainError::InvalidField { field, reason });
+    if value.chars().count() > max_chars {
+        return refuse(format!("longer than {max_chars} characters"));
+    }
+    let hidden = |c: char| {
+        c.is_control()
+            || ('\u{202A}'..='\u{202E}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if let Some(c) = value.chars().find(|c| hidden(*c)) {
+        return refuse(format!("holds the character U+{:04X}", u32::from(c)));
+    }
+    Ok(value.to_string())
+}
+
+#[cfg(test)]
+mod text_rules {
+    use super::*;
+
+    #[test]
+    fn country_codes_come_from_the_table() {
+        for known in ["HKG", "MAC", "TWN", "FRA", "USA", "CHN"] {
+            assert_eq!(country_code("gjdq", known).as_deref(), Ok(known));
+        }
+        for unknown in ["XXX", "hkg", "HK", "HKGX", "", "H1G", "ZZZ"] {
+            assert!(country_code("gjdq", unknown).is_err(), "{unknown}");
+        }
+    }
+
+    #[test]
+    fn text_refuses_hidden_characters_and_length() {
+        assert_eq!(
+            plain_text("qzyt", "探亲 visit", 10).as_deref(),
+            Ok("探亲 visit")
+        );
+        for bad in [
+            "a\0b",
+            "line\nbreak",
+            "\u{202E}evil",
+            "tab\there",
+            "\u{2066}x",
+        ] {
+            assert!(plain_text("qzyt", bad, 100).is_err(), "{bad:?}");
+        }
+        assert!(plain_text("qzyt", &"字".repeat(11), 10).is_err());
+        assert!(plain_text("qzyt", &"字".repeat(10), 10).is_ok());
+    }
+}

@@ -14,9 +14,14 @@ use custody_protocol::SignedRequest;
 use serde_json::Value;
 
 use super::fields::{
-    business_data, business_date, business_time, invalid, open_envelope, optional, required,
-    serial_of,
+    business_data, business_date, business_time, invalid, open_envelope, optional,
+    optional_country, optional_text, required, serial_of, text,
 };
+
+/// A text field that may be empty, with the rules of every text field.
+fn plain(field: &'static str, value: &str, max_chars: usize) -> Result<String, WireError> {
+    Ok(optional_text(field, value, max_chars)?.unwrap_or_default())
+}
 use super::messages::{self, MessageType};
 use super::reply::{Received, Reply};
 use crate::error::{ErrorCode, WireError};
@@ -57,9 +62,9 @@ async fn activate(
     let report = ActivationReport {
         device: init.sbxlh,
         unit: init.tyshxydm,
-        unit_name: init.dwmc,
-        contact: optional(&init.gzlxr),
-        contact_phone: optional(&init.gzlxdh),
+        unit_name: plain("dwmc", &init.dwmc, 200)?,
+        contact: optional_text("gzlxr", &init.gzlxr, 64)?,
+        contact_phone: optional_text("gzlxdh", &init.gzlxdh, 32)?,
         administrators: init
             .glylb
             .into_iter()
@@ -147,9 +152,9 @@ async fn document_operation(
                 } else {
                     WithdrawalKind::TakeOut
                 },
-                purpose: optional(&report.qzyt),
+                purpose: optional_text("qzyt", &report.qzyt, 200)?,
                 planned_return,
-                destination: optional(&report.mdd),
+                destination: optional_country("mdd", &report.mdd)?,
                 travel_approval: optional(&report.cgspywlsh),
             }
         }
@@ -237,7 +242,7 @@ async fn cancellation(
                 serial: serial.clone(),
                 document,
                 reason,
-                proof: optional(&report.zmwjqm),
+                proof: optional_text("zmwjqm", &report.zmwjqm, 4096)?,
             },
         )
         .await?;
@@ -256,8 +261,8 @@ async fn alarm(
         return Err(invalid("ywlsh", "1 to 64 letters or digits"));
     }
     let alarm = AlarmRaised {
-        kind: required("gjlx", &report.gjlx)?.to_string(),
-        content: report.gjnr,
+        kind: text("gjlx", &report.gjlx, 64)?,
+        content: plain("gjnr", &report.gjnr, 1000)?,
         raised_at: business_time("gjsj", &report.gjsj)?,
     };
     let outcome = state

@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::fields::{
     business_data, business_date, business_time, country_code, document_id, document_number,
-    document_type, filing_kind, invalid, optional, person_id, record_id, required, serial_of,
+    document_type, filing_kind, invalid, optional_text, person_id, record_id, required, serial_of,
+    text,
 };
 use super::lists::{check_list_length, item_key, list_item, list_reply, ItemResult};
 use super::messages::{self, MessageType};
@@ -79,7 +80,7 @@ async fn border_crossing(
         record_id: jlbh.to_string(),
         direction,
         crossed_at: business_time("crjsj", &record.crjsj)?,
-        port: required("kadm", &record.kadm)?.to_string(),
+        port: text("kadm", &record.kadm, 32)?,
         country: country_code("gjdq", &record.gjdq)?,
         anomaly: None,
     };
@@ -162,7 +163,7 @@ async fn filing_result(
         person,
         kind,
         accepted,
-        remark: optional(&answer.bz),
+        remark: optional_text("bz", &answer.bz, 500)?,
     };
     Ok(state
         .application

@@ -132,15 +132,43 @@ pub(super) fn document_id(zjlx: &str, zjhm: &str) -> Result<DocumentId, WireErro
 }
 
 /// ISO 3166-1 alpha-3: three capital letters.
-pub(super) fn country_code(field: &str, value: &str) -> Result<String, WireError> {
-    let value = required(field, value)?;
-    if value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase()) {
-        Ok(value.to_string())
-    } else {
-        Err(invalid(
-            field,
-            format!("{value:?} is not an ISO 3166-1 alpha-3 code"),
-        ))
+pub(super) fn country_code(field: &'static str, value: &str) -> Result<String, WireError> {
+    custody_domain::values::country_code(field, required(field, value)?).map_err(WireError::from)
+}
+
+/// An optional country code: `""` is none.
+pub(super) fn optional_country(
+    field: &'static str,
+    value: &str,
+) -> Result<Option<String>, WireError> {
+    match value {
+        "" => Ok(None),
+        code => country_code(field, code).map(Some),
+    }
+}
+
+/// A required free-text field (docs/protocol.md, "Field rules": no control characters, at most
+/// `max_chars` characters).
+pub(super) fn text(
+    field: &'static str,
+    value: &str,
+    max_chars: usize,
+) -> Result<String, WireError> {
+    custody_domain::values::plain_text(field, required(field, value)?, max_chars)
+        .map_err(WireError::from)
+}
+
+/// An optional free-text field: `""` is none.
+pub(super) fn optional_text(
+    field: &'static str,
+    value: &str,
+    max_chars: usize,
+) -> Result<Option<String>, WireError> {
+    match value {
+        "" => Ok(None),
+        text => custody_domain::values::plain_text(field, text, max_chars)
+            .map(Some)
+            .map_err(WireError::from),
     }
 }
 

@@ -14,8 +14,8 @@ use custody_protocol::SignedRequest;
 use serde_json::{json, Value};
 
 use super::fields::{
-    business_data, business_date, document_type, filing_kind, invalid, open_envelope, optional,
-    person_id, required, serial_of, signed_form,
+    business_data, business_date, country_code, document_type, filing_kind, invalid, open_envelope,
+    optional_text, person_id, required, serial_of, signed_form, text,
 };
 use super::lists::{check_list_length, item_key, list_item, list_reply, ItemResult};
 use super::messages::{self, MessageType};
@@ -110,7 +110,7 @@ fn person_details(
             format!("rydata is not UTF-8 JSON {{xm, gmsfhm, lxdh}}: {e}"),
         )
     })?;
-    let name = required("xm", data.xm.trim())?.to_string();
+    let name = text("xm", data.xm.trim(), 64)?;
     let citizen_id: CitizenId = required("gmsfhm", &data.gmsfhm)?
         .parse()
         .map_err(|e| invalid("gmsfhm", e))?;
@@ -123,9 +123,9 @@ fn person_details(
     Ok(PersonDetails {
         name,
         citizen_id,
-        phone: optional(&data.lxdh),
-        position: optional(&entry.zw),
-        registered_documents: optional(&entry.zjhzc),
+        phone: optional_text("lxdh", &data.lxdh, 32)?,
+        position: optional_text("zw", &entry.zw, 100)?,
+        registered_documents: optional_text("zjhzc", &entry.zjhzc, 500)?,
     })
 }
 
@@ -175,10 +175,10 @@ async fn travel_approval(
     let approval = ApprovalRecorded {
         holder: person_id(&report.rybs)?,
         unit: intake.principal.own_unit()?.clone(),
-        destination: required("mdd", &report.mdd)?.to_string(),
+        destination: country_code("mdd", &report.mdd)?,
         departure: business_date("cfsj", &report.cfsj)?,
         return_date: business_date("fhsj", &report.fhsj)?,
-        reason: optional(&report.cgsy),
+        reason: optional_text("cgsy", &report.cgsy, 500)?,
         document_type: document_type(&report.zjlx)?,
         approved_on: business_date("tysj", &report.tysj)?,
         form: signed_form("spbwj", &report.spbwj, "spbwjqm", &report.spbwjqm)?,

@@ -987,3 +987,61 @@ async fn a_forger_naming_a_genuine_sender_cannot_spend_its_tokens() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn text_and_codes_follow_their_rules() {
+    for kind in StoreKind::ALL {
+        let app = TestApp::spawn(kind).await;
+        let cabinet = app.active_cabinet().await;
+        let document = record();
+        let drawer = cabinet.drawer(0);
+        let now = app.now_ms();
+        assert_accepted(
+            &app.send(
+                &cabinet
+                    .deposit(&document, &drawer, DepositKind::New, now)
+                    .expect("deposit"),
+            )
+            .await,
+            "deposit",
+        );
+        let events = event_count(&app).await;
+        let cases = [
+            ("a destination that is no country", "XXX", "旅游"),
+            (
+                "a destination with a direction override",
+                "\u{202E}GKH",
+                "旅游",
+            ),
+            ("a purpose with a NUL", "HKG", "旅\0游"),
+            ("a purpose of 201 characters", "HKG", &"游".repeat(201)),
+        ];
+        for (case, destination, purpose) in cases {
+            let trip = Trip {
+                purpose: purpose.to_string(),
+                destination: destination.to_string(),
+                travel_approval_serial: None,
+            };
+            let lend = cabinet
+                .lend(&document, &drawer, date(2026, 12, 24), &trip, app.now_ms())
+                .expect("lend");
+            assert_refused(&app.send(&lend).await, 422, "E_INVALID_FIELD", case);
+        }
+        assert_eq!(event_count(&app).await, events, "nothing appended");
+        let fine = Trip {
+            purpose: "探亲".into(),
+            destination: "MAC".into(),
+            travel_approval_serial: None,
+        };
+        assert_accepted(
+            &app.send(
+                &cabinet
+                    .lend(&document, &drawer, date(2026, 12, 24), &fine, app.now_ms())
+                    .expect("lend"),
+            )
+            .await,
+            "a real destination",
+        );
+        app.stop().await;
+    }
+}
