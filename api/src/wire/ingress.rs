@@ -9,12 +9,11 @@ use base64::Engine;
 use custody_application::Intake;
 use custody_domain::cabinet::CabinetState;
 use custody_domain::identifiers::sm3_hex;
-use custody_eventlog::Rejection;
 use custody_protocol::{RequestError, SignedRequest};
 use serde_json::{json, Map, Value};
 
 use super::messages::MessageType;
-use super::reply::{Received, Reply};
+use super::reply::{keep_rejection, Named, Received, Reply};
 use super::{cabinet, exit_entry, unit};
 use crate::error::{ErrorCode, WireError};
 use crate::registry::{Sender, SenderKind};
@@ -88,7 +87,21 @@ pub async fn receive(
             refusal.error.log_if_internal();
             let summary = Summary::of(&received);
             if refusal.error.code != ErrorCode::RateLimited {
-                keep_rejection(&state, &received, &summary, &refusal).await;
+                let named = Named {
+                    ei: &summary.ei,
+                    reqid: &summary.reqid,
+                    ywlsh: &summary.ywlsh,
+                };
+                let message = refusal.error.message.clone();
+                keep_rejection(
+                    &state,
+                    &received,
+                    named,
+                    &refusal.error,
+                    message,
+                    refusal.authenticated,
+                )
+                .await;
             }
             let body = json!({
                 "ywlsh": summary.ywlsh,
@@ -331,39 +344,5 @@ impl Summary {
             reqid: text(&envelope["c"]["reqid"]),
             ywlsh,
         }
-    }
-}
-
-/// A refused report is kept, never dropped (SPEC §3.1, §9).
-async fn keep_rejection(
-    state: &AppState,
-    received: &Received<'_>,
-    summary: &Summary,
-    refusal: &Refusal,
-) {
-    let rejection = Rejection {
-        id: 0,
-        received_ms: received.now.timestamp_millis(),
-        mstype: received.mstype.to_string(),
-        ei: summary.ei.clone(),
-        reqid: summary.reqid.clone(),
-        ywlsh: summary.ywlsh.clone(),
-        http_status: i64::from(refusal.error.status().as_u16()),
-        error_code: refusal.error.code.as_str().to_string(),
-        error_message: refusal.error.message.clone(),
-        authenticated: refusal.authenticated,
-        body: String::from_utf8_lossy(received.body).into_owned(),
-        body_sm3: received.body_sm3.clone(),
-        touched_unit: refusal.error.touched_unit.clone(),
-    };
-    if let Err(error) = state
-        .commands
-        .log()
-        .platform()
-        .insert_rejection(&rejection)
-        .await
-    {
-        // The refusal still reaches the sender, which keeps its report and retries.
-        tracing::error!(%error, code = rejection.error_code, "could not keep a rejected report");
     }
 }

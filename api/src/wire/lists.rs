@@ -2,13 +2,12 @@
 //! and their answer, one result per item (docs/protocol.md, "List messages").
 
 use custody_commands::Outcome;
-use custody_eventlog::Rejection;
 use custody_protocol::SignedRequest;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use super::fields::invalid;
-use super::reply::{Received, Reply};
+use super::reply::{keep_rejection, Named, Received, Reply};
 use crate::error::{ErrorCode, WireError};
 use crate::state::AppState;
 
@@ -80,7 +79,13 @@ pub(super) async fn list_reply(
 ) -> Reply {
     for result in &results {
         if let Err(error) = &result.outcome {
-            keep_item_rejection(state, request, received, serial, &result.key, error).await;
+            let named = Named {
+                ei: &request.c.ei,
+                reqid: &request.c.reqid,
+                ywlsh: serial.unwrap_or(&result.key),
+            };
+            let message = format!("item {:?}: {}", result.key, error.message);
+            keep_rejection(state, received, named, error, message, true).await;
         }
     }
     let all_duplicates = !results.is_empty()
@@ -93,41 +98,6 @@ pub(super) async fn list_reply(
         Value::Array(results.iter().map(ItemResult::to_json).collect()),
     );
     reply
-}
-
-async fn keep_item_rejection(
-    state: &AppState,
-    request: &SignedRequest,
-    received: &Received<'_>,
-    serial: Option<&str>,
-    key: &str,
-    error: &WireError,
-) {
-    let rejection = Rejection {
-        id: 0,
-        received_ms: received.now.timestamp_millis(),
-        mstype: received.mstype.to_string(),
-        ei: request.c.ei.clone(),
-        reqid: request.c.reqid.clone(),
-        ywlsh: serial.unwrap_or(key).to_string(),
-        http_status: i64::from(error.status().as_u16()),
-        error_code: error.code.as_str().to_string(),
-        error_message: format!("item {key:?}: {}", error.message),
-        authenticated: true,
-        body: String::from_utf8_lossy(received.body).into_owned(),
-        body_sm3: received.body_sm3.clone(),
-        touched_unit: error.touched_unit.clone(),
-    };
-    if let Err(error) = state
-        .commands
-        .log()
-        .platform()
-        .insert_rejection(&rejection)
-        .await
-    {
-        // The item's refusal still reaches the sender in its result.
-        tracing::error!(%error, code = rejection.error_code, "could not keep a refused item");
-    }
 }
 
 #[cfg(test)]
