@@ -225,6 +225,18 @@ fn drawer_field(drawer: &DrawerRef) -> String {
     )
 }
 
+/// A cell a spreadsheet would read as a formula (it begins with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return: OWASP's CSV injection rule) is prefixed with `'`, so that it shows as text.
+fn neutralised<'a>(cells: impl IntoIterator<Item = &'a str>) -> Vec<std::borrow::Cow<'a, [u8]>> {
+    cells
+        .into_iter()
+        .map(|cell| match cell.chars().next() {
+            Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into_bytes().into(),
+            _ => cell.as_bytes().into(),
+        })
+        .collect()
+}
+
 /// The work list: UTF-8 with a byte-order mark (so that spreadsheet programs read the Chinese
 /// names as UTF-8), CRLF lines, RFC 4180 quoting (by the `csv` crate: a field is quoted when it
 /// holds a comma, a quote or a line break).
@@ -241,7 +253,7 @@ fn work_list(results: &Results) -> Result<Vec<u8>, csv::Error> {
         ];
         for d in &batch.state_deviations {
             let drawer = d.cabinet_drawer.as_ref().map(drawer_field);
-            out.write_record([
+            out.write_record(neutralised([
                 "state",
                 common[0],
                 common[1],
@@ -258,11 +270,11 @@ fn work_list(results: &Results) -> Result<Vec<u8>, csv::Error> {
                 "",
                 text(&d.note),
                 text(&drawer),
-            ])?;
+            ]))?;
         }
         for d in &batch.log_deviations {
             let kind = format!("log_{}", text(&d.side));
-            out.write_record([
+            out.write_record(neutralised([
                 kind.as_str(),
                 common[0],
                 common[1],
@@ -279,12 +291,12 @@ fn work_list(results: &Results) -> Result<Vec<u8>, csv::Error> {
                 text(&d.operated_at),
                 text(&d.note),
                 "",
-            ])?;
+            ]))?;
         }
     }
     for gap in &results.gaps {
         let day: String = text(&gap.operated_at).chars().take(10).collect();
-        out.write_record([
+        out.write_record(neutralised([
             "inventory_gap",
             &day,
             text(&gap.device),
@@ -301,7 +313,7 @@ fn work_list(results: &Results) -> Result<Vec<u8>, csv::Error> {
             text(&gap.operated_at),
             "",
             &drawer_field(&gap.drawer),
-        ])?;
+        ]))?;
     }
     for missing in &results.missing {
         let mut row = vec![
@@ -314,7 +326,7 @@ fn work_list(results: &Results) -> Result<Vec<u8>, csv::Error> {
             text(&missing.unit),
         ];
         row.resize(CSV_HEADER.len(), "");
-        out.write_record(row)?;
+        out.write_record(neutralised(row))?;
     }
     out.into_inner().map_err(|e| e.into_error().into())
 }
@@ -412,5 +424,27 @@ mod tests {
         assert!(text.starts_with("\u{feff}kind,date,sbxlh,"), "{text}");
         assert!(text
             .ends_with("\r\nmissing_upload,2026-11-23,SIM-1,,,,\"a,\"\"b\"\"\nc\",,,,,,,,,\r\n"));
+    }
+
+    #[test]
+    fn a_cell_that_would_be_a_formula_is_text() {
+        for formula in ["=HYPERLINK(\"x\")", "+1", "-1+1", "@SUM(A1)", "\tx", "\rx"] {
+            let results = Results {
+                batches: vec![],
+                gaps: vec![],
+                missing: vec![MissingUpload {
+                    device: "SIM-1".into(),
+                    business_date: "2026-11-23".into(),
+                    unit: Some(formula.into()),
+                    detected_ms: 0,
+                }],
+            };
+            let text = String::from_utf8(work_list(&results).expect("csv")).expect("UTF-8");
+            let line = text.lines().last().expect("a row");
+            assert!(
+                line.contains(",'") || line.contains(",\"'"),
+                "{formula:?}: {line}"
+            );
+        }
     }
 }
