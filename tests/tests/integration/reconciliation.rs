@@ -1178,3 +1178,59 @@ async fn a_rebuilt_reconciliations_view_reads_the_same() {
         scene.app.stop().await;
     }
 }
+
+/// SPEC §3.6 and §6.1: a batch repairs only documents of its own unit. Another unit's document
+/// that the cabinet lists as in its drawer, while the platform has it out, is a deviation for
+/// operators (`other_units_document`), never a repair; the document stays where its unit has it.
+#[tokio::test]
+async fn another_units_document_listed_in_the_cabinet_is_never_repaired() {
+    for kind in StoreKind::ALL {
+        let scene = Scene::new(kind).await;
+        let other_unit = scene.app.unit().await;
+        let other = scene.app.active_cabinet_of(&other_unit).await;
+        let other_reader = scene.app.token("reader", &other_unit, &[]).await;
+        // The other unit's document, lent out by the other unit's cabinet.
+        let record = random_document_record(&mut rand::rng());
+        let drawer = other.drawer(0);
+        let now = scene.app.now_ms();
+        scene
+            .send_ok(other.deposit(&record, &drawer, DepositKind::New, now))
+            .await;
+        scene
+            .send_ok(other.lend(&record, &drawer, date(2026, 12, 24), &Trip::default(), now))
+            .await;
+        let events = scene.app.store.log.count().await.expect("count");
+        // This unit's cabinet says it holds it.
+        let mut ledger = DayLedger::new();
+        ledger
+            .in_cabinet(&record, &scene.cabinet.drawer(3))
+            .expect("ledger");
+        let answer = scene.reconcile(&ledger).await;
+        let deviation = &answer["zjztdzpl"][0];
+        assert_eq!(deviation["pllx"], "other_units_document", "{answer}");
+        assert_eq!(deviation["sfxfcg"], false, "{answer}");
+        assert_eq!(
+            scene.document(&record).await.state,
+            DocumentState::Withdrawn,
+            "not repaired"
+        );
+        // The batch's own events only: its diff and its (empty) repairs.
+        let appended = scene.app.store.log.count().await.expect("count") - events;
+        assert_eq!(
+            appended, 2,
+            "BatchDiffed and RepairsRecorded, no correction"
+        );
+        scene.app.caught_up().await;
+        let (status, view) = scene
+            .app
+            .read(
+                &other_reader,
+                &format!("/api/v1/documents/{}", zjbs(&record)),
+            )
+            .await;
+        assert_eq!(status, 200, "{view}");
+        assert_eq!(view["state"], "Withdrawn");
+        assert_eq!(view["unit"], other_unit.as_str());
+        scene.app.stop().await;
+    }
+}
