@@ -2,6 +2,7 @@
 //! rebuild (with progress), and log verification.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -32,8 +33,34 @@ pub enum ProjectionsCommand {
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Check that no stored event was altered, removed or reordered.
-    Verify(Connection),
+    /// Check that no stored event was altered, removed or reordered: the running service's
+    /// live store, or, with --bundle and --key, an exported bundle offline.
+    Verify(VerifyArgs),
+    /// Seal the log into a signed checkpoint now.
+    Checkpoint(Connection),
+    /// Write the audit bundle (events, checkpoints, proofs, key; docs/audit.md) to a file.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// An exported bundle to verify offline, with no service or database.
+    #[arg(long, requires = "key")]
+    pub bundle: Option<PathBuf>,
+    /// The checkpoint public key (SubjectPublicKeyInfo PEM), obtained apart from the bundle.
+    #[arg(long, requires = "bundle")]
+    pub key: Option<PathBuf>,
+    /// Base URL of the running service (without --bundle).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Bearer token, auditor or operator (without --bundle).
+    #[arg(long, env = "CUSTODY_OPS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 async fn call(
@@ -123,7 +150,26 @@ pub async fn projections(command: ProjectionsCommand) -> Result<(), Box<dyn std:
 
 pub async fn audit(command: AuditCommand) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        AuditCommand::Verify(connection) => {
+        AuditCommand::Verify(VerifyArgs {
+            bundle: Some(bundle),
+            key: Some(key),
+            ..
+        }) => {
+            let verdict = verify_bundle_file(&bundle, &key)?;
+            println!("{}", serde_json::to_string_pretty(&verdict)?);
+            if verdict.verified {
+                Ok(())
+            } else {
+                Err("the bundle does not verify".into())
+            }
+        }
+        AuditCommand::Verify(args) => {
+            let connection = Connection {
+                url: args.url,
+                token: args
+                    .token
+                    .ok_or("--token (or CUSTODY_OPS_TOKEN) is needed without --bundle")?,
+            };
             let (status, body) =
                 call(&connection, reqwest::Method::GET, "/api/v1/audit/verify").await?;
             if status != 200 {
@@ -136,5 +182,54 @@ pub async fn audit(command: AuditCommand) -> Result<(), Box<dyn std::error::Erro
                 Err("the log does not verify".into())
             }
         }
+        AuditCommand::Checkpoint(connection) => {
+            let (status, body) = call(
+                &connection,
+                reqwest::Method::POST,
+                "/api/v1/audit/checkpoints",
+            )
+            .await?;
+            if status != 200 && status != 201 {
+                return Err(format!("HTTP {status}: {body}").into());
+            }
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            Ok(())
+        }
+        AuditCommand::Export { out, connection } => {
+            let (status, body) =
+                call(&connection, reqwest::Method::GET, "/api/v1/audit/export").await?;
+            if status != 200 {
+                return Err(format!("HTTP {status}: {body}").into());
+            }
+            std::fs::write(&out, serde_json::to_vec(&body)?)
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            println!(
+                "wrote {} events and {} checkpoints to {}",
+                body["events"].as_array().map_or(0, Vec::len),
+                body["checkpoints"].as_array().map_or(0, Vec::len),
+                out.display()
+            );
+            Ok(())
+        }
     }
+}
+
+/// Verifies a bundle file offline against a checkpoint public key file (docs/audit.md).
+pub fn verify_bundle_file(
+    bundle: &Path,
+    key: &Path,
+) -> Result<custody_audit::bundle::Verdict, Box<dyn std::error::Error>> {
+    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+    let bundle: custody_audit::bundle::Bundle = serde_json::from_slice(&read(bundle)?)
+        .map_err(|e| format!("{}: not an audit bundle: {e}", bundle.display()))?;
+    if bundle.format != custody_audit::bundle::BUNDLE_FORMAT {
+        return Err(format!("unknown bundle format {:?}", bundle.format).into());
+    }
+    let pem = String::from_utf8(read(key)?).map_err(|_| format!("{}: not PEM", key.display()))?;
+    let public_key = custody_protocol::keys::public_key_from_spki_pem(&pem)
+        .map_err(|e| format!("{}: {e}", key.display()))?;
+    Ok(custody_audit::bundle::verify(
+        &bundle,
+        &custody_protocol::Sm2Verifier::new(&public_key),
+    ))
 }

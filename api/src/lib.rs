@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod checkpoints;
 pub mod client;
 mod config;
 pub mod error;

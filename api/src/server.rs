@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::auth::{secret_digest, Role};
 use crate::config::{ServeConfig, StoreChoice};
 use crate::health::health;
-use crate::platform_key::{PlatformKey, PlatformKeyError};
+use crate::platform_key::{CheckpointKey, PlatformKey, PlatformKeyError};
 use crate::readside::ReadSide;
 use crate::registry::{Registry, RegistryError};
 use crate::wire::admission::Admission;
@@ -33,6 +33,8 @@ pub struct AppState {
     /// The return-date scheduler, reminders and the revocation cascade; they stop when the last
     /// handle is dropped.
     pub processes: Arc<custody_processes::Processes>,
+    /// Seals the log into signed checkpoints (docs/audit.md).
+    pub checkpointer: Arc<crate::checkpoints::Checkpointer>,
     /// When `sjsb-dzsj` is taken (docs/reconciliation.md).
     pub reconciliation_window: crate::reconciliations::ReconciliationWindow,
 }
@@ -65,7 +67,13 @@ impl App {
         };
         let platform_key =
             PlatformKey::load_or_generate(&config.data_dir, config.platform_key.as_deref())?;
+        let checkpoint_key =
+            CheckpointKey::load_or_generate(&config.data_dir, config.checkpoint_key.as_deref())?;
         let commands = Arc::new(Commands::new(log, clock));
+        let checkpointer = Arc::new(crate::checkpoints::Checkpointer::new(
+            commands.clone(),
+            checkpoint_key,
+        ));
         let registry = Registry::load(&commands).await?;
         let read_side = ReadSide::start(commands.log(), &config.transport).await?;
         let processes =
@@ -80,6 +88,7 @@ impl App {
             read_side,
             processes,
             reconciliation_window: config.reconciliation_window,
+            checkpointer,
         };
         let first_operator_token = bootstrap_operator(&state, config.ops_token.as_deref()).await?;
         let router = Router::new()
@@ -89,6 +98,7 @@ impl App {
             .merge(crate::read::routes())
             .merge(crate::overdue::routes())
             .merge(crate::audit::routes())
+            .merge(crate::checkpoints::routes())
             .merge(crate::reconciliations::routes())
             // The ingress reads its body itself (413 with a protocol answer); the other routes
             // take JSON bodies no larger.
@@ -102,6 +112,7 @@ impl App {
                     source,
                 })?;
         spawn_request_id_sweeper(&state);
+        state.checkpointer.spawn(config.checkpoint_interval);
         crate::reconciliations::spawn_missing_upload_check(&state);
         Ok(App {
             listener,
