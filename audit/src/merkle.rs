@@ -331,6 +331,24 @@ mod tests {
         }
     }
 
+    /// The vectors docs/audit.md prints (from `openssl dgst -sm3`).
+    #[test]
+    fn documented_vectors() {
+        let l = leaf_hash(&[0; 32]);
+        assert_eq!(
+            hex::encode(empty_root()),
+            "1ab21d8355cfa17f8e61194831e81a8f22bec8c728fefb747ed035eb5082aa2b"
+        );
+        assert_eq!(
+            hex::encode(l),
+            "8fa0dd2c798c5bbada415e5d1167a37072ee65558a2cea408bc5214c9fd28f3c"
+        );
+        assert_eq!(
+            hex::encode(node_hash(&l, &l)),
+            "f575dec99818a9204e968ab939be204da50b3acb58a906125b10fd430510e231"
+        );
+    }
+
     #[test]
     fn structure_is_rfc_9162() {
         let l = leaves(3);
