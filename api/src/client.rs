@@ -53,8 +53,13 @@ pub struct VerifyArgs {
     #[arg(long, requires = "key")]
     pub bundle: Option<PathBuf>,
     /// The checkpoint public key (SubjectPublicKeyInfo PEM), obtained apart from the bundle.
-    #[arg(long, requires = "bundle")]
+    #[arg(long)]
     pub key: Option<PathBuf>,
+    /// A witness file (JSON lines of checkpoints, `serve --checkpoint-witness`): the log must
+    /// hold every checkpoint in it. Without --bundle, the running service's export is checked
+    /// (with --key, or else the service's own checkpoint key).
+    #[arg(long)]
+    pub witness: Option<PathBuf>,
     /// Base URL of the running service (without --bundle).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
@@ -153,23 +158,45 @@ pub async fn audit(command: AuditCommand) -> Result<(), Box<dyn std::error::Erro
         AuditCommand::Verify(VerifyArgs {
             bundle: Some(bundle),
             key: Some(key),
+            witness,
             ..
         }) => {
-            let verdict = verify_bundle_file(&bundle, &key)?;
-            println!("{}", serde_json::to_string_pretty(&verdict)?);
-            if verdict.verified {
-                Ok(())
-            } else {
-                Err("the bundle does not verify".into())
+            let bundle = read_bundle(&bundle)?;
+            let key =
+                std::fs::read_to_string(&key).map_err(|e| format!("{}: {e}", key.display()))?;
+            print_verdict(&bundle, &key, witness.as_deref())
+        }
+        AuditCommand::Verify(VerifyArgs {
+            bundle: Some(_),
+            key: None,
+            ..
+        }) => {
+            Err("--bundle needs --key: the checkpoint key, obtained apart from the bundle".into())
+        }
+        AuditCommand::Verify(VerifyArgs {
+            bundle: None,
+            witness: Some(witness),
+            key,
+            url,
+            token,
+        }) => {
+            let connection = connection(url, token)?;
+            let (status, body) =
+                call(&connection, reqwest::Method::GET, "/api/v1/audit/export").await?;
+            if status != 200 {
+                return Err(format!("HTTP {status}: {body}").into());
             }
+            let bundle: custody_audit::bundle::Bundle = serde_json::from_value(body)?;
+            let key = match key {
+                Some(key) => {
+                    std::fs::read_to_string(&key).map_err(|e| format!("{}: {e}", key.display()))?
+                }
+                None => bundle.public_key_pem.clone(),
+            };
+            print_verdict(&bundle, &key, Some(&witness))
         }
         AuditCommand::Verify(args) => {
-            let connection = Connection {
-                url: args.url,
-                token: args
-                    .token
-                    .ok_or("--token (or CUSTODY_OPS_TOKEN) is needed without --bundle")?,
-            };
+            let connection = connection(args.url, args.token)?;
             let (status, body) =
                 call(&connection, reqwest::Method::GET, "/api/v1/audit/verify").await?;
             if status != 200 {
@@ -214,22 +241,75 @@ pub async fn audit(command: AuditCommand) -> Result<(), Box<dyn std::error::Erro
     }
 }
 
-/// Verifies a bundle file offline against a checkpoint public key file (docs/audit.md).
-pub fn verify_bundle_file(
-    bundle: &Path,
-    key: &Path,
-) -> Result<custody_audit::bundle::Verdict, Box<dyn std::error::Error>> {
-    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
-    let bundle: custody_audit::bundle::Bundle = serde_json::from_slice(&read(bundle)?)
-        .map_err(|e| format!("{}: not an audit bundle: {e}", bundle.display()))?;
+fn connection(url: String, token: Option<String>) -> Result<Connection, String> {
+    Ok(Connection {
+        url,
+        token: token.ok_or("--token (or CUSTODY_OPS_TOKEN) is needed without --bundle")?,
+    })
+}
+
+fn read_bundle(path: &Path) -> Result<custody_audit::bundle::Bundle, Box<dyn std::error::Error>> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bundle: custody_audit::bundle::Bundle = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{}: not an audit bundle: {e}", path.display()))?;
     if bundle.format != custody_audit::bundle::BUNDLE_FORMAT {
         return Err(format!("unknown bundle format {:?}", bundle.format).into());
     }
-    let pem = String::from_utf8(read(key)?).map_err(|_| format!("{}: not PEM", key.display()))?;
-    let public_key = custody_protocol::keys::public_key_from_spki_pem(&pem)
-        .map_err(|e| format!("{}: {e}", key.display()))?;
-    Ok(custody_audit::bundle::verify(
-        &bundle,
+    Ok(bundle)
+}
+
+/// The checkpoints of a witness file, one JSON object a line.
+pub fn read_witness(
+    path: &Path,
+) -> Result<Vec<custody_audit::SignedCheckpoint>, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1).into())
+        })
+        .collect()
+}
+
+/// Verifies a bundle against a checkpoint public key (PEM) and optionally a witness file.
+pub fn verify_bundle(
+    bundle: &custody_audit::bundle::Bundle,
+    key_pem: &str,
+    witness: Option<&Path>,
+) -> Result<custody_audit::bundle::Verdict, Box<dyn std::error::Error>> {
+    let public_key = custody_protocol::keys::public_key_from_spki_pem(key_pem)
+        .map_err(|e| format!("checkpoint key: {e}"))?;
+    let witnessed = witness.map(read_witness).transpose()?.unwrap_or_default();
+    Ok(custody_audit::bundle::verify_with_witnesses(
+        bundle,
         &custody_protocol::Sm2Verifier::new(&public_key),
+        &witnessed,
     ))
+}
+
+fn print_verdict(
+    bundle: &custody_audit::bundle::Bundle,
+    key_pem: &str,
+    witness: Option<&Path>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let verdict = verify_bundle(bundle, key_pem, witness)?;
+    println!("{}", serde_json::to_string_pretty(&verdict)?);
+    if verdict.verified {
+        Ok(())
+    } else {
+        Err("the log does not verify".into())
+    }
+}
+
+/// Verifies a bundle file offline against a checkpoint public key file, and optionally a
+/// witness file (docs/audit.md).
+pub fn verify_bundle_file(
+    bundle: &Path,
+    key: &Path,
+    witness: Option<&Path>,
+) -> Result<custody_audit::bundle::Verdict, Box<dyn std::error::Error>> {
+    let key = std::fs::read_to_string(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    verify_bundle(&read_bundle(bundle)?, &key, witness)
 }

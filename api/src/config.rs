@@ -26,6 +26,8 @@ pub struct ServeConfig {
     pub platform_key: Option<PathBuf>,
     /// The checkpoint signing key (SM2, PKCS#8 PEM); generated in `data_dir` when absent.
     pub checkpoint_key: Option<PathBuf>,
+    /// A file each new checkpoint is appended to (JSON lines), outside the database.
+    pub checkpoint_witness: Option<PathBuf>,
     /// How often the log is sealed by a new checkpoint, when it grew.
     pub checkpoint_interval: std::time::Duration,
     /// The first operator token's secret (`CUSTODY_OPS_TOKEN`); generated and printed once at
@@ -56,6 +58,7 @@ impl ServeConfig {
             max_connections: 32,
             platform_key: None,
             checkpoint_key: None,
+            checkpoint_witness: None,
             checkpoint_interval: std::time::Duration::from_secs(
                 Self::DEFAULT_CHECKPOINT_INTERVAL_SECS,
             ),

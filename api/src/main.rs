@@ -54,6 +54,9 @@ struct ServeArgs {
     /// directory (checkpoint-sign.key.pem) when not given.
     #[arg(long)]
     checkpoint_key: Option<PathBuf>,
+    /// Append each new checkpoint to this file (JSON lines): a witness outside the database.
+    #[arg(long)]
+    checkpoint_witness: Option<PathBuf>,
     /// Seconds between checkpoints of the log, made only when it grew.
     #[arg(long, default_value_t = ServeConfig::DEFAULT_CHECKPOINT_INTERVAL_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
                 }
                 config.platform_key = args.platform_key;
                 config.checkpoint_key = args.checkpoint_key;
+                config.checkpoint_witness = args.checkpoint_witness;
                 config.checkpoint_interval =
                     std::time::Duration::from_secs(args.checkpoint_interval);
                 config.ops_token = std::env::var("CUSTODY_OPS_TOKEN").ok();

@@ -73,6 +73,7 @@ impl App {
         let checkpointer = Arc::new(crate::checkpoints::Checkpointer::new(
             commands.clone(),
             checkpoint_key,
+            config.checkpoint_witness.clone(),
         ));
         let registry = Registry::load(&commands).await?;
         let read_side = ReadSide::start(commands.log(), &config.transport).await?;

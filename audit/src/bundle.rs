@@ -120,6 +120,9 @@ impl BundleLeaf {
 pub enum FindingKind {
     /// A checkpoint's signature does not verify (or it cannot be read).
     Signature,
+    /// A witnessed checkpoint is missing from the store's checkpoints, or differs from the
+    /// store's checkpoint of the same tree size.
+    Witness,
     /// A checkpoint does not extend the one before it.
     Inconsistent,
     /// An event sealed by a checkpoint was changed.
@@ -168,9 +171,21 @@ pub struct Verdict {
 
 /// Verifies a bundle against the checkpoint key.
 pub fn verify(bundle: &Bundle, key: &Sm2Verifier) -> Verdict {
+    verify_with_witnesses(bundle, key, &[])
+}
+
+/// Verifies a bundle against the checkpoint key and checkpoints a witness kept outside the
+/// database: each witnessed checkpoint must be among the bundle's, and the log must reproduce
+/// its root too, so deleting or re-signing checkpoints in the store does not hide a change.
+pub fn verify_with_witnesses(
+    bundle: &Bundle,
+    key: &Sm2Verifier,
+    witnessed: &[SignedCheckpoint],
+) -> Verdict {
     let mut findings = Vec::new();
-    let checkpoints = verified_checkpoints(bundle, key, &mut findings);
-    check_consistency(bundle, &checkpoints, &mut findings);
+    let mut checkpoints = verified_checkpoints(&bundle.checkpoints, key, &mut findings);
+    let witness_only = merge_witnessed(&mut checkpoints, witnessed, key, &mut findings);
+    check_consistency(bundle, &checkpoints, &witness_only, &mut findings);
     let leaves: Vec<Hash> = bundle.events.iter().map(BundleEvent::leaf).collect();
     check_inclusion(bundle, &checkpoints, &leaves, &mut findings);
     let aggregates = check_chains(&bundle.events, &mut findings);
@@ -198,12 +213,12 @@ fn finding(kind: FindingKind, checkpoint: Option<u64>, problem: String) -> Findi
 
 /// The checkpoints whose signatures verify, by tree size.
 fn verified_checkpoints(
-    bundle: &Bundle,
+    signed: &[SignedCheckpoint],
     key: &Sm2Verifier,
     findings: &mut Vec<Finding>,
 ) -> Vec<Checkpoint> {
     let mut good: Vec<Checkpoint> = Vec::new();
-    for signed in &bundle.checkpoints {
+    for signed in signed {
         match signed.verify(key) {
             Ok(checkpoint) => good.push(checkpoint),
             Err(error) => findings.push(finding(
@@ -217,8 +232,55 @@ fn verified_checkpoints(
     good
 }
 
-/// Each verified checkpoint extends the one before it, by the bundle's consistency proofs.
-fn check_consistency(bundle: &Bundle, checkpoints: &[Checkpoint], findings: &mut Vec<Finding>) {
+/// Adds the verified witnessed checkpoints to the store's: one the store lacks is added (the
+/// log is then checked against it too), one that differs replaces the store's. Returns the
+/// tree sizes only the witness had.
+fn merge_witnessed(
+    checkpoints: &mut Vec<Checkpoint>,
+    witnessed: &[SignedCheckpoint],
+    key: &Sm2Verifier,
+    findings: &mut Vec<Finding>,
+) -> HashSet<u64> {
+    let mut witness_only = HashSet::new();
+    for checkpoint in verified_checkpoints(witnessed, key, findings) {
+        let size = checkpoint.tree_size;
+        match checkpoints.iter_mut().find(|c| c.tree_size == size) {
+            Some(stored) if stored.root_hash == checkpoint.root_hash => {}
+            Some(stored) => {
+                findings.push(finding(
+                    FindingKind::Witness,
+                    Some(size),
+                    format!(
+                        "the store's checkpoint of tree size {size} differs from the witnessed one"
+                    ),
+                ));
+                *stored = checkpoint;
+            }
+            None => {
+                findings.push(finding(
+                    FindingKind::Witness,
+                    Some(size),
+                    format!(
+                        "the witnessed checkpoint of tree size {size} is missing from the store"
+                    ),
+                ));
+                witness_only.insert(size);
+                checkpoints.push(checkpoint);
+            }
+        }
+    }
+    checkpoints.sort_by_key(|c| c.tree_size);
+    witness_only
+}
+
+/// Each verified checkpoint extends the one before it, by the bundle's consistency proofs (a
+/// checkpoint only the witness had has none: the log's leaves are checked against its root).
+fn check_consistency(
+    bundle: &Bundle,
+    checkpoints: &[Checkpoint],
+    witness_only: &HashSet<u64>,
+    findings: &mut Vec<Finding>,
+) {
     let proofs: HashMap<(u64, u64), &ConsistencyProof> = bundle
         .consistency
         .iter()
@@ -226,7 +288,10 @@ fn check_consistency(bundle: &Bundle, checkpoints: &[Checkpoint], findings: &mut
         .collect();
     for pair in checkpoints.windows(2) {
         let (old, new) = (&pair[0], &pair[1]);
-        if old.tree_size == 0 {
+        if old.tree_size == 0
+            || witness_only.contains(&old.tree_size)
+            || witness_only.contains(&new.tree_size)
+        {
             continue;
         }
         let proof: Option<Vec<Hash>> = proofs

@@ -10,7 +10,7 @@ use custody_eventlog::{event_hash, GENESIS_HASH, PREVIOUS_HASH};
 use custody_simulator::generate::{document_id, random_document_record};
 use custody_simulator::{DepositKind, SimulatedCabinet, Trip};
 use custody_tests::samples::date;
-use custody_tests::{StoreKind, TestApp};
+use custody_tests::{AppOptions, StoreKind, TestApp};
 use serde_json::Value;
 
 /// An app with documents A (deposited, lent), B and C (deposited), a checkpoint, then D
@@ -68,7 +68,11 @@ async fn seal_all(app: &TestApp, token: &str) -> Value {
 }
 
 async fn build_scene(kind: StoreKind) -> Scene {
-    let app = TestApp::spawn(kind).await;
+    build_scene_with(kind, AppOptions::default()).await
+}
+
+async fn build_scene_with(kind: StoreKind, options: AppOptions) -> Scene {
+    let app = TestApp::spawn_with(kind, options).await;
     let unit = app.unit().await;
     let cabinet = app.active_cabinet_of(&unit).await;
     let auditor = app.token("auditor", &unit, &[]).await;
@@ -93,6 +97,10 @@ async fn build_scene(kind: StoreKind) -> Scene {
 
 /// Exports the bundle now and verifies it offline with the key fetched apart from it.
 async fn offline_verdict(scene: &Scene) -> Value {
+    offline_verdict_with(scene, None).await
+}
+
+async fn offline_verdict_with(scene: &Scene, witness: Option<&std::path::Path>) -> Value {
     let app = &scene.app;
     let (status, bundle) = app.read(&scene.auditor, "/api/v1/audit/export").await;
     assert_eq!(status, 200, "{bundle}");
@@ -105,7 +113,7 @@ async fn offline_verdict(scene: &Scene) -> Value {
     let key_file = dir.path().join("checkpoint.pub.pem");
     std::fs::write(&bundle_file, bundle.to_string()).expect("write bundle");
     std::fs::write(&key_file, key["public_key_pem"].as_str().expect("pem")).expect("write key");
-    let verdict = custody_api::client::verify_bundle_file(&bundle_file, &key_file)
+    let verdict = custody_api::client::verify_bundle_file(&bundle_file, &key_file, witness)
         .expect("a readable bundle");
     serde_json::to_value(verdict).expect("verdict JSON")
 }
@@ -441,6 +449,52 @@ async fn proofs_over_http_verify_and_fail_for_one_changed_byte() {
             assert_eq!(app.read(&reader, path).await.0, 403, "{path}");
         }
         assert_eq!(seal(app, &reader).await.0, 403);
+        scene.app.stop().await;
+    }
+}
+
+/// Whoever can write the database can also delete the checkpoints and the sealed leaves: the
+/// bundle then verifies on its own, but not against the witness file kept outside it.
+#[tokio::test]
+async fn a_witness_file_catches_checkpoints_deleted_from_the_store() {
+    for kind in StoreKind::ALL {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let witness = dir.path().join("witness.jsonl");
+        let scene = build_scene_with(
+            kind,
+            AppOptions {
+                checkpoint_witness: Some(witness.clone()),
+                ..AppOptions::default()
+            },
+        )
+        .await;
+        let lines = std::fs::read_to_string(&witness).expect("witness file");
+        assert!(lines.lines().count() >= 2, "{lines}");
+        let verdict = offline_verdict_with(&scene, Some(&witness)).await;
+        assert_eq!(verdict["verified"], true, "{verdict}");
+
+        let b = scene.docs[1].clone();
+        let sql = format!(
+            "UPDATE events SET payload = {} WHERE aggregate_type = 'Document' \
+             AND aggregate_id = $2 AND sequence = 1",
+            json_param(kind, 1)
+        );
+        execute(&scene, &sql, &[r#"{"Tampered":{}}"#, &b]).await;
+        execute(&scene, "DELETE FROM checkpoints", &[]).await;
+        execute(&scene, "DELETE FROM merkle_leaves", &[]).await;
+        let alone = offline_verdict(&scene).await;
+        assert_eq!(
+            alone["verified"], true,
+            "no checkpoint left to break: {alone}"
+        );
+        let verdict = offline_verdict_with(&scene, Some(&witness)).await;
+        assert_eq!(verdict["verified"], false, "{verdict}");
+        assert_eq!(verdict["first_broken"]["kind"], "witness", "{verdict}");
+        let findings = verdict["findings"].as_array().expect("findings");
+        assert!(
+            findings.iter().any(|f| f["kind"] == "root_mismatch"),
+            "the log no longer has the witnessed root: {verdict}"
+        );
         scene.app.stop().await;
     }
 }
