@@ -30,7 +30,65 @@ pub struct Checkpointer {
     key: CheckpointKey,
     /// Where each new checkpoint is appended as a JSON line, outside the database.
     witness: Option<PathBuf>,
+    /// The JetStream witness, when NATS is configured.
+    nats: Option<NatsWitness>,
     sealing: tokio::sync::Mutex<()>,
+}
+
+/// Checkpoints published to JetStream: subject `<subject_prefix>_checkpoints` in the stream
+/// `<stream>_CHECKPOINTS` (beside the events' `<subject_prefix>.>`), message id the tree size.
+pub struct NatsWitness {
+    js: async_nats::jetstream::Context,
+    pub stream: String,
+    pub subject: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WitnessError {
+    #[error("NATS connect: {0}")]
+    Connect(#[from] async_nats::ConnectError),
+    #[error("JetStream stream: {0}")]
+    Stream(#[from] async_nats::jetstream::context::CreateStreamError),
+    #[error("JetStream publish: {0}")]
+    Publish(#[from] async_nats::jetstream::context::PublishError),
+    #[error("encoding the checkpoint: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl NatsWitness {
+    pub async fn connect(
+        url: &str,
+        settings: &custody_projections::feed::StreamSettings,
+    ) -> Result<NatsWitness, WitnessError> {
+        use custody_projections::relay::{connect_options, jetstream_context};
+        let js = jetstream_context(connect_options().connect(url).await?);
+        let witness = NatsWitness {
+            js,
+            stream: format!("{}_CHECKPOINTS", settings.stream),
+            subject: format!("{}_checkpoints", settings.subject_prefix),
+        };
+        witness
+            .js
+            .get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: witness.stream.clone(),
+                subjects: vec![witness.subject.clone()],
+                ..Default::default()
+            })
+            .await?;
+        Ok(witness)
+    }
+
+    /// Publishes one checkpoint and waits for the stream's ack.
+    pub async fn publish(&self, checkpoint: &SignedCheckpoint) -> Result<(), WitnessError> {
+        let message = async_nats::jetstream::message::PublishMessage::build()
+            .message_id(checkpoint.tree_size.to_string())
+            .payload(serde_json::to_vec(checkpoint)?.into());
+        self.js
+            .send_publish(self.subject.clone(), message)
+            .await?
+            .await?;
+        Ok(())
+    }
 }
 
 impl Checkpointer {
@@ -38,11 +96,13 @@ impl Checkpointer {
         commands: Arc<Commands>,
         key: CheckpointKey,
         witness: Option<PathBuf>,
+        nats: Option<NatsWitness>,
     ) -> Checkpointer {
         Checkpointer {
             commands,
             key,
             witness,
+            nats,
             sealing: tokio::sync::Mutex::new(()),
         }
     }
@@ -70,11 +130,16 @@ impl Checkpointer {
                 now.timestamp_millis(),
             )
             .await?;
+        // The checkpoint is kept either way; a witness that missed one is caught up by hand
+        // from GET /api/v1/audit/checkpoints?size=.
         if let (Some(checkpoint), Some(path)) = (&sealed, &self.witness) {
-            // The checkpoint is kept either way; a witness that missed one is caught up by
-            // hand from GET /api/v1/audit/checkpoints?size=.
             if let Err(error) = append_witness(path, checkpoint) {
                 tracing::warn!(path = %path.display(), %error, "could not write the witness");
+            }
+        }
+        if let (Some(checkpoint), Some(nats)) = (&sealed, &self.nats) {
+            if let Err(error) = nats.publish(checkpoint).await {
+                tracing::warn!(%error, "could not publish the checkpoint to JetStream");
             }
         }
         Ok(sealed)

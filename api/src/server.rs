@@ -69,11 +69,18 @@ impl App {
             PlatformKey::load_or_generate(&config.data_dir, config.platform_key.as_deref())?;
         let checkpoint_key =
             CheckpointKey::load_or_generate(&config.data_dir, config.checkpoint_key.as_deref())?;
+        let nats_witness = match &config.transport {
+            crate::Transport::JetStream { url, settings } => {
+                Some(crate::checkpoints::NatsWitness::connect(url, settings).await?)
+            }
+            crate::Transport::Store => None,
+        };
         let commands = Arc::new(Commands::new(log, clock));
         let checkpointer = Arc::new(crate::checkpoints::Checkpointer::new(
             commands.clone(),
             checkpoint_key,
             config.checkpoint_witness.clone(),
+            nats_witness,
         ));
         let registry = Registry::load(&commands).await?;
         let read_side = ReadSide::start(commands.log(), &config.transport).await?;
@@ -202,6 +209,8 @@ pub enum StartError {
     ReadSide(#[from] custody_projections::ProjectionError),
     #[error("starting the process managers: {0}")]
     Processes(#[from] custody_processes::ProcessError),
+    #[error("the checkpoint witness: {0}")]
+    Witness(#[from] crate::checkpoints::WitnessError),
     #[error("creating the first operator token: {0}")]
     Bootstrap(String),
     #[error("cannot listen on {address}: {source}")]

@@ -498,3 +498,43 @@ async fn a_witness_file_catches_checkpoints_deleted_from_the_store() {
         scene.app.stop().await;
     }
 }
+
+/// With NATS configured, every checkpoint is published to JetStream too.
+#[tokio::test]
+async fn checkpoints_are_published_to_jetstream() {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let settings = custody_projections::feed::StreamSettings::new(
+        format!("CKPT_{id}"),
+        format!("ckpttest.{id}"),
+    );
+    let url = custody_tests::nats().url.clone();
+    let scene = build_scene_with(
+        StoreKind::Embedded,
+        AppOptions {
+            transport: custody_api::Transport::JetStream {
+                url: url.clone(),
+                settings: settings.clone(),
+            },
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.expect("nats"));
+    let mut stream = js
+        .get_stream(format!("{}_CHECKPOINTS", settings.stream))
+        .await
+        .expect("checkpoint stream");
+    let info = stream.info().await.expect("stream info");
+    assert_eq!(info.state.messages, 2, "{info:?}");
+    let last = stream
+        .get_last_raw_message_by_subject(&format!("{}_checkpoints", settings.subject_prefix))
+        .await
+        .expect("last checkpoint");
+    let published: Value = serde_json::from_slice(&last.payload).expect("JSON");
+    let (_, latest) = scene
+        .app
+        .read(&scene.auditor, "/api/v1/audit/checkpoints")
+        .await;
+    assert_eq!(published, latest);
+    scene.app.stop().await;
+}
