@@ -538,3 +538,119 @@ async fn checkpoints_are_published_to_jetstream() {
     assert_eq!(published, latest);
     scene.app.stop().await;
 }
+
+/// Costs, not correctness: `CHECKPOINT_BENCH_EVENTS` (default 20,000) chained events written
+/// straight into each store, then a first seal of them all, an incremental seal of 1,000 more,
+/// one inclusion and one consistency proof, the export and its verification. Run with
+/// `cargo test -p custody-tests --test integration -- --ignored checkpoint_costs --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn checkpoint_costs() {
+    use std::time::Instant;
+    let total: usize = std::env::var("CHECKPOINT_BENCH_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let signer = custody_protocol::Sm2Signer::new(&custody_protocol::keys::generate_secret_key(
+        &mut rand::rng(),
+    ));
+    for kind in StoreKind::ALL {
+        let store = custody_tests::TestStore::new(kind).await;
+        let log = &store.log;
+        let insert = format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+             event_version, payload, metadata) VALUES ('Bench', $1, $2, 'Noted', '1', {}, {})",
+            json_param(kind, 3),
+            json_param(kind, 4)
+        );
+        let write = |from: usize, to: usize| {
+            let insert = insert.clone();
+            async move {
+                let mut tx = log.platform().pool().begin().await.expect("begin");
+                let mut previous = GENESIS_HASH.to_string();
+                for i in from..to {
+                    let (aggregate, sequence) = (format!("agg-{}", i / 10), (i % 10) as i64 + 1);
+                    if sequence == 1 {
+                        previous = GENESIS_HASH.to_string();
+                    }
+                    let payload = serde_json::json!({ "n": i });
+                    let metadata = serde_json::json!({ PREVIOUS_HASH: previous });
+                    previous =
+                        custody_audit::chain::event_hash(custody_audit::chain::EventFields {
+                            aggregate_type: "Bench",
+                            aggregate_id: &aggregate,
+                            sequence,
+                            event_type: "Noted",
+                            event_version: "1",
+                            payload: &payload,
+                            metadata: &metadata,
+                        });
+                    sqlx::query(&insert)
+                        .bind(&aggregate)
+                        .bind(sequence)
+                        .bind(payload.to_string())
+                        .bind(metadata.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .expect("insert");
+                }
+                tx.commit().await.expect("commit");
+            }
+        };
+        write(0, total).await;
+        let started = Instant::now();
+        let first = log
+            .seal(&signer, "2026-12-01T00:00:00.000Z", 0)
+            .await
+            .expect("seal")
+            .expect("a checkpoint");
+        let first_seal = started.elapsed();
+        write(total, total + 1000).await;
+        let started = Instant::now();
+        let mut second = None;
+        while second
+            .as_ref()
+            .map(|c: &custody_audit::SignedCheckpoint| c.tree_size)
+            != Some((total + 1000) as u64)
+        {
+            if let Some(c) = log
+                .seal(&signer, "2026-12-01T00:01:00.000Z", 0)
+                .await
+                .expect("seal")
+            {
+                second = Some(c);
+            }
+        }
+        let incremental = started.elapsed();
+        let second = second.expect("second checkpoint");
+        let started = Instant::now();
+        let position = log
+            .sealed_leaves()
+            .await
+            .expect("leaves")
+            .get(total / 2)
+            .map(|l| l.global_position)
+            .expect("a leaf");
+        log.inclusion_proof(position, second.tree_size)
+            .await
+            .expect("inclusion");
+        let inclusion = started.elapsed();
+        let started = Instant::now();
+        log.consistency_proof(first.tree_size, second.tree_size)
+            .await
+            .expect("consistency");
+        let consistency = started.elapsed();
+        let started = Instant::now();
+        let bundle = log.audit_bundle("").await.expect("bundle");
+        let export = started.elapsed();
+        let started = Instant::now();
+        let verdict = custody_audit::bundle::verify(&bundle, &signer.verifier());
+        let verify = started.elapsed();
+        assert!(verdict.verified, "{:?}", verdict.first_broken);
+        eprintln!(
+            "{kind:?}, {total} events (+1000): first seal {first_seal:?}, incremental seal \
+             {incremental:?}, inclusion proof {inclusion:?}, consistency proof {consistency:?}, \
+             export {export:?}, offline verify {verify:?}"
+        );
+    }
+}
