@@ -340,14 +340,7 @@ fn check_inclusion(
             .find(|c| c.tree_size > index as u64)
             .map(|c| c.tree_size)
     };
-    let roots_match = |hashes: &[Hash]| {
-        checkpoints.iter().all(|c| {
-            usize::try_from(c.tree_size)
-                .ok()
-                .and_then(|n| hashes.get(..n))
-                .is_some_and(|prefix| roots_equal(prefix, c))
-        })
-    };
+    let roots_match = |hashes: &[Hash]| first_failing(hashes, checkpoints).is_none();
     if roots_match(leaves) {
         return;
     }
@@ -363,12 +356,7 @@ fn check_inclusion(
         .collect();
     let Some(stored) = stored.filter(|stored| roots_match(stored)) else {
         // The stored leaves were changed too: only the signed roots remain.
-        let first_bad = checkpoints.iter().find(|c| {
-            usize::try_from(c.tree_size)
-                .ok()
-                .and_then(|n| leaves.get(..n))
-                .is_none_or(|prefix| !roots_equal(prefix, c))
-        });
+        let first_bad = first_failing(leaves, checkpoints);
         let previous = first_bad
             .and_then(|bad| {
                 checkpoints
@@ -444,12 +432,21 @@ fn check_inclusion(
     });
 }
 
-fn roots_equal(leaves: &[Hash], checkpoint: &Checkpoint) -> bool {
+/// The first checkpoint (by tree size) whose root the leaves do not reproduce, in one pass.
+fn first_failing<'a>(leaves: &[Hash], checkpoints: &'a [Checkpoint]) -> Option<&'a Checkpoint> {
     let mut frontier = Frontier::default();
-    for leaf in leaves {
-        frontier.push(*leaf);
-    }
-    frontier.root() == checkpoint.root_hash
+    checkpoints.iter().find(|checkpoint| {
+        let Some(prefix) = usize::try_from(checkpoint.tree_size)
+            .ok()
+            .and_then(|n| leaves.get(..n))
+        else {
+            return true;
+        };
+        for leaf in prefix.get(frontier.size() as usize..).unwrap_or_default() {
+            frontier.push(*leaf);
+        }
+        frontier.root() != checkpoint.root_hash
+    })
 }
 
 /// Every aggregate's events run 1, 2, … and each links to the hash of the one before. Returns
@@ -492,4 +489,173 @@ fn check_chains(events: &[BundleEvent], findings: &mut Vec<Finding>) -> u64 {
         }
     }
     by_aggregate.len() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custody_protocol::sm2sig::Sm2Signer;
+    use custody_protocol::SecretKey;
+
+    fn signer() -> Sm2Signer {
+        let mut bytes = [0u8; 32];
+        bytes[31] = 5;
+        Sm2Signer::new(&SecretKey::from_slice(&bytes).unwrap())
+    }
+
+    /// Three aggregates of two events each, interleaved, with valid chains; checkpoints at 4
+    /// and 6 events.
+    fn bundle(signer: &Sm2Signer) -> Bundle {
+        let mut last: HashMap<String, String> = HashMap::new();
+        let mut events = Vec::new();
+        for i in 0..6i64 {
+            let id = format!("a{}", i % 3);
+            let previous = last.get(&id).cloned().unwrap_or(GENESIS_HASH.to_string());
+            let event = BundleEvent {
+                aggregate_type: "Document".into(),
+                aggregate_id: id.clone(),
+                sequence: i / 3 + 1,
+                event_type: "Noted".into(),
+                event_version: "1".into(),
+                payload: serde_json::json!({ "n": i }),
+                metadata: serde_json::json!({ PREVIOUS_HASH: previous }),
+                global_position: i + 1,
+                tx_id: (i + 1) as u64,
+            };
+            last.insert(id, event.hash());
+            events.push(event);
+        }
+        let hashes: Vec<Hash> = events.iter().map(BundleEvent::leaf).collect();
+        let leaves = events
+            .iter()
+            .zip(&hashes)
+            .enumerate()
+            .map(|(i, (e, h))| BundleLeaf {
+                tree_index: i as u64,
+                aggregate_type: e.aggregate_type.clone(),
+                aggregate_id: e.aggregate_id.clone(),
+                sequence: e.sequence,
+                global_position: e.global_position,
+                leaf_hash: hex::encode(h),
+            })
+            .collect();
+        let checkpoints = [4u64, 6]
+            .iter()
+            .map(|&n| {
+                Checkpoint {
+                    tree_size: n,
+                    root_hash: merkle::root(&hashes[..n as usize]),
+                    timestamp: "2026-12-01T00:00:00.000Z".into(),
+                }
+                .sign(signer)
+                .unwrap()
+            })
+            .collect();
+        let proof = merkle::consistency_proof(&hashes, 4, 6).unwrap();
+        Bundle {
+            format: BUNDLE_FORMAT.into(),
+            public_key_pem: String::new(),
+            checkpoints,
+            consistency: vec![ConsistencyProof {
+                from: 4,
+                to: 6,
+                proof: proof.iter().map(hex::encode).collect(),
+            }],
+            leaves,
+            events,
+        }
+    }
+
+    fn first(verdict: &Verdict) -> (FindingKind, Option<u64>, Option<u64>) {
+        let first = verdict.first_broken.as_ref().expect("a finding");
+        (first.kind, first.tree_index, first.checkpoint)
+    }
+
+    #[test]
+    fn an_intact_bundle_verifies() {
+        let signer = signer();
+        let verdict = verify(&bundle(&signer), &signer.verifier());
+        assert!(verdict.verified, "{verdict:?}");
+        assert_eq!((verdict.sealed, verdict.aggregates), (6, 3));
+    }
+
+    #[test]
+    fn reordered_events_are_named_with_their_checkpoint() {
+        let signer = signer();
+        let mut b = bundle(&signer);
+        // Two events of different aggregates change places: every chain still links.
+        b.events.swap(1, 2);
+        let verdict = verify(&b, &signer.verifier());
+        assert_eq!(first(&verdict), (FindingKind::Reordered, Some(1), Some(4)));
+        assert!(verdict
+            .findings
+            .iter()
+            .all(|f| f.kind != FindingKind::Chain));
+    }
+
+    #[test]
+    fn removed_inserted_and_cut_events_are_named() {
+        let signer = signer();
+        let key = signer.verifier();
+        let mut b = bundle(&signer);
+        b.events.remove(4);
+        assert_eq!(
+            first(&verify(&b, &key)),
+            (FindingKind::Removed, Some(4), Some(6))
+        );
+
+        let mut b = bundle(&signer);
+        let mut forged = b.events[0].clone();
+        forged.aggregate_id = "forged".into();
+        b.events.insert(2, forged);
+        assert_eq!(
+            first(&verify(&b, &key)),
+            (FindingKind::Inserted, Some(2), Some(4))
+        );
+
+        let mut b = bundle(&signer);
+        b.events.truncate(5);
+        let verdict = verify(&b, &key);
+        assert_eq!(first(&verdict), (FindingKind::Removed, Some(5), Some(6)));
+        assert!(verdict
+            .first_broken
+            .unwrap()
+            .problem
+            .contains("below the checkpoint"));
+    }
+
+    #[test]
+    fn bad_signatures_and_proofs_are_named() {
+        let signer = signer();
+        let key = signer.verifier();
+        let mut b = bundle(&signer);
+        b.checkpoints[0].timestamp = "2026-12-02T00:00:00.000Z".into();
+        assert_eq!(first(&verify(&b, &key)).0, FindingKind::Signature);
+        let mut b = bundle(&signer);
+        b.consistency[0].proof[0].replace_range(0..1, "f");
+        let verdict = verify(&b, &key);
+        assert_eq!(first(&verdict).0, FindingKind::Inconsistent, "{verdict:?}");
+    }
+
+    #[test]
+    fn witnessed_checkpoints_must_be_in_the_store() {
+        let signer = signer();
+        let key = signer.verifier();
+        let intact = bundle(&signer);
+        let witnessed = intact.checkpoints.clone();
+        let mut b = intact.clone();
+        // The last event of its aggregate: no chain link breaks.
+        b.events[5].payload = serde_json::json!({ "n": 99 });
+        b.checkpoints.clear();
+        b.consistency.clear();
+        b.leaves.clear();
+        assert!(verify(&b, &key).verified, "nothing left to compare with");
+        let verdict = verify_with_witnesses(&b, &key, &witnessed);
+        assert_eq!(first(&verdict).0, FindingKind::Witness, "{verdict:?}");
+        assert!(verdict
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::RootMismatch));
+        assert!(verify_with_witnesses(&intact, &key, &witnessed).verified);
+    }
 }
