@@ -310,6 +310,9 @@ async fn export(
     caller: Caller,
 ) -> Result<Json<custody_audit::bundle::Bundle>, WireError> {
     require_auditor(&caller)?;
+    // The bundle carries every event's personal data: the export is logged like any audit
+    // read (its path says it covered the whole log).
+    crate::read::record_query(&state, &caller, "/api/v1/audit/export", &[]).await?;
     Ok(Json(
         state
             .commands
