@@ -175,7 +175,8 @@ async fn an_untampered_log_verifies_offline_and_online() {
         let scene = build_scene(kind).await;
         let verdict = offline_verdict(&scene).await;
         assert_eq!(verdict["verified"], true, "{kind:?}: {verdict}");
-        assert_eq!(verdict["checkpoints"], 2);
+        // PostgreSQL may have sealed an intermediate one (seal_all).
+        assert!(verdict["checkpoints"].as_u64() >= Some(2), "{verdict}");
         assert_eq!(verdict["sealed"], scene.sizes[1]);
         let (status, online) = scene.app.read(&scene.auditor, "/api/v1/audit/verify").await;
         assert_eq!(status, 200);
