@@ -24,6 +24,12 @@ pub struct ServeConfig {
     pub max_connections: u32,
     /// The platform's SM2 encryption key (PKCS#8 PEM); generated in `data_dir` when absent.
     pub platform_key: Option<PathBuf>,
+    /// The checkpoint signing key (SM2, PKCS#8 PEM); generated in `data_dir` when absent.
+    pub checkpoint_key: Option<PathBuf>,
+    /// A file each new checkpoint is appended to (JSON lines), outside the database.
+    pub checkpoint_witness: Option<PathBuf>,
+    /// How often the log is sealed by a new checkpoint, when it grew.
+    pub checkpoint_interval: std::time::Duration,
     /// The first operator token's secret (`CUSTODY_OPS_TOKEN`); generated and printed once at
     /// first start when absent.
     pub ops_token: Option<String>,
@@ -40,6 +46,8 @@ pub struct ServeConfig {
 impl ServeConfig {
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
     pub const DEFAULT_DATA_DIR: &'static str = "./data";
+    /// Seconds between checkpoints (`--checkpoint-interval`).
+    pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
 
     /// The embedded default on `listen`, with data in `data_dir`.
     pub fn embedded(listen: SocketAddr, data_dir: PathBuf) -> ServeConfig {
@@ -49,6 +57,11 @@ impl ServeConfig {
             store: StoreChoice::Embedded,
             max_connections: 32,
             platform_key: None,
+            checkpoint_key: None,
+            checkpoint_witness: None,
+            checkpoint_interval: std::time::Duration::from_secs(
+                Self::DEFAULT_CHECKPOINT_INTERVAL_SECS,
+            ),
             ops_token: None,
             admission: AdmissionConfig::default(),
             protocol: ProtocolConfig::default(),

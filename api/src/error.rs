@@ -51,6 +51,7 @@ error_codes! {
     NotCustodian => ("E_NOT_CUSTODIAN", 403, "the sender may not act on this document or person: it lies in another cabinet, or another unit holds or filed it (docs/custody.md)"),
     NotFound => ("E_NOT_FOUND", 404, "no such resource (or none visible to this token or sender)"),
     MethodNotAllowed => ("E_METHOD_NOT_ALLOWED", 405, "the route does not take this HTTP method"),
+    NotSealed => ("E_NOT_SEALED", 404, "the event or tree size is not sealed by a checkpoint yet (POST /api/v1/audit/checkpoints seals now)"),
     Stale => ("E_STALE", 409, "c.time is more than 300 s away from the server clock"),
     Replay => ("E_REPLAY", 409, "c.reqid was seen before"),
     IllegalTransition => ("E_ILLEGAL_TRANSITION", 409, "the aggregate's state machine does not allow this event now; the message names the current state"),
@@ -63,6 +64,7 @@ error_codes! {
     InvalidField => ("E_INVALID_FIELD", 422, "a field is present but invalid (check character, code list, date, serial)"),
     MissingField => ("E_MISSING_FIELD", 422, "a field the operation needs is empty (e.g. retdate of a lend)"),
     SenderMismatch => ("E_SENDER_MISMATCH", 422, "the message names another device or unit than its signer"),
+    BadProofRange => ("E_BAD_PROOF_RANGE", 422, "the sizes do not make a proof: a consistency proof needs 0 < from <= to, an inclusion proof an event below the tree size"),
     NoSuchDrawer => ("E_NO_SUCH_DRAWER", 422, "the cabinet body, row or column is outside the enrolled geometry"),
     NotYetDue => ("E_NOT_YET_DUE", 422, "the planned return date has not passed"),
     OutsideWindow => ("E_OUTSIDE_WINDOW", 422, "a sjsb-dzsj batch arrived outside the reconciliation window (20:00 to 06:00 China time unless configured otherwise)"),
@@ -187,7 +189,18 @@ impl From<custody_projections::ProjectionError> for WireError {
 
 impl From<custody_eventlog::EventLogError> for WireError {
     fn from(error: custody_eventlog::EventLogError) -> Self {
-        WireError::internal("database", error)
+        use custody_audit::ProofError;
+        use custody_eventlog::EventLogError;
+        let code = match &error {
+            EventLogError::NotSealed | EventLogError::Proof(ProofError::TooFewLeaves { .. }) => {
+                ErrorCode::NotSealed
+            }
+            EventLogError::Proof(
+                ProofError::IndexOutOfRange { .. } | ProofError::BadSizes { .. },
+            ) => ErrorCode::BadProofRange,
+            _ => return WireError::internal("database", error),
+        };
+        WireError::new(code, error.to_string())
     }
 }
 

@@ -3,6 +3,8 @@
 
 pub mod audit;
 pub mod auth;
+pub mod checkpointer;
+pub mod checkpoints;
 pub mod client;
 mod config;
 pub mod error;

@@ -50,6 +50,17 @@ struct ServeArgs {
     /// Generated in the data directory when not given.
     #[arg(long)]
     platform_key: Option<PathBuf>,
+    /// The SM2 key that signs the log's checkpoints (PKCS#8 PEM). Generated in the data
+    /// directory (checkpoint-sign.key.pem) when not given.
+    #[arg(long)]
+    checkpoint_key: Option<PathBuf>,
+    /// Append each new checkpoint to this file (JSON lines): a witness outside the database.
+    #[arg(long)]
+    checkpoint_witness: Option<PathBuf>,
+    /// Seconds between checkpoints of the log, made only when it grew.
+    #[arg(long, default_value_t = ServeConfig::DEFAULT_CHECKPOINT_INTERVAL_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_interval: u64,
     /// Feed the projectors through NATS JetStream (nats://…) instead of reading the store.
     #[arg(long, env = "CUSTODY_NATS_URL")]
     nats_url: Option<String>,
@@ -108,6 +119,10 @@ fn main() -> ExitCode {
                     };
                 }
                 config.platform_key = args.platform_key;
+                config.checkpoint_key = args.checkpoint_key;
+                config.checkpoint_witness = args.checkpoint_witness;
+                config.checkpoint_interval =
+                    std::time::Duration::from_secs(args.checkpoint_interval);
                 config.ops_token = std::env::var("CUSTODY_OPS_TOKEN").ok();
                 config.protocol.require_gateway_signature = args.require_gateway_signature;
                 config.admission.per_sender_rate = args.sender_rate;

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::auth::{secret_digest, Role};
 use crate::config::{ServeConfig, StoreChoice};
 use crate::health::health;
-use crate::platform_key::{PlatformKey, PlatformKeyError};
+use crate::platform_key::{CheckpointKey, PlatformKey, PlatformKeyError};
 use crate::readside::ReadSide;
 use crate::registry::{Registry, RegistryError};
 use crate::state::AppState;
@@ -48,7 +48,21 @@ impl App {
         };
         let platform_key =
             PlatformKey::load_or_generate(&config.data_dir, config.platform_key.as_deref())?;
+        let checkpoint_key =
+            CheckpointKey::load_or_generate(&config.data_dir, config.checkpoint_key.as_deref())?;
+        let nats_witness = match &config.transport {
+            crate::Transport::JetStream { url, settings } => {
+                Some(crate::checkpointer::NatsWitness::connect(url, settings).await?)
+            }
+            crate::Transport::Store => None,
+        };
         let commands = Arc::new(Commands::new(log, clock));
+        let checkpointer = Arc::new(crate::checkpointer::Checkpointer::new(
+            commands.clone(),
+            checkpoint_key,
+            config.checkpoint_witness.clone(),
+            nats_witness,
+        ));
         let registry = Registry::load(&commands).await?;
         let read_side = ReadSide::start(commands.log(), &config.transport).await?;
         // The missing-upload check closes each business date with the upload window.
@@ -69,6 +83,7 @@ impl App {
             read_side,
             processes,
             reconciliation_window: config.reconciliation_window,
+            checkpointer,
         };
         // Bound before the first operator token is made: a start that cannot listen must not
         // create a token it never shows (docs/security.md).
@@ -87,6 +102,7 @@ impl App {
             .merge(crate::read::routes())
             .merge(crate::overdue::routes())
             .merge(crate::audit::routes())
+            .merge(crate::checkpoints::routes())
             .merge(crate::reconciliations::routes())
             .fallback(crate::error::no_such_route)
             .layer(axum::middleware::map_response(crate::error::json_errors))
@@ -95,6 +111,7 @@ impl App {
             .layer(DefaultBodyLimit::max(wire::MAX_BODY_BYTES))
             .with_state(state.clone());
         spawn_request_id_sweeper(&state);
+        state.checkpointer.spawn(config.checkpoint_interval);
         Ok(App {
             listener,
             router,
@@ -194,6 +211,8 @@ pub enum StartError {
     ReadSide(#[from] custody_projections::ProjectionError),
     #[error("starting the process managers: {0}")]
     Processes(#[from] custody_processes::ProcessError),
+    #[error("the checkpoint witness: {0}")]
+    Witness(#[from] crate::checkpointer::WitnessError),
     #[error("creating the first operator token: {0}")]
     Bootstrap(String),
     #[error("cannot listen on {address}: {source}")]

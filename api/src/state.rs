@@ -26,6 +26,8 @@ pub struct AppState {
     /// The return-date scheduler, reminders and the revocation cascade; they stop when the last
     /// handle is dropped.
     pub processes: Arc<custody_processes::Processes>,
+    /// Seals the log into signed checkpoints (docs/audit.md).
+    pub checkpointer: Arc<crate::checkpointer::Checkpointer>,
     /// When `sjsb-dzsj` is taken (docs/reconciliation.md).
     pub reconciliation_window: custody_domain::reconciliation::ReconciliationWindow,
 }

@@ -11,4 +11,12 @@ pub enum EventLogError {
     },
     #[error("stored event is not valid JSON: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("the event is not sealed by any checkpoint yet")]
+    NotSealed,
+    #[error("the stored Merkle tree is unreadable: {0}")]
+    BadStoredTree(&'static str),
+    #[error(transparent)]
+    Proof(#[from] custody_audit::ProofError),
+    #[error("signing the checkpoint: {0}")]
+    Checkpoint(#[from] custody_audit::CheckpointError),
 }

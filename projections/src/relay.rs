@@ -163,9 +163,9 @@ fn lock_key(stream: &str) -> i64 {
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
-/// NATS connection options shared by the relay and the JetStream feed: reconnect forever,
-/// quickly (the default backoff grows to 4 s).
-pub(crate) fn connect_options() -> async_nats::ConnectOptions {
+/// NATS connection options shared by the relay, the JetStream feed and the checkpoint witness:
+/// reconnect forever, quickly (the default backoff grows to 4 s).
+pub fn connect_options() -> async_nats::ConnectOptions {
     async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(5))
         .reconnect_delay_callback(|attempts| {
@@ -173,7 +173,8 @@ pub(crate) fn connect_options() -> async_nats::ConnectOptions {
         })
 }
 
-pub(crate) fn jetstream_context(client: async_nats::Client) -> jetstream::Context {
+/// A JetStream context with the timeout every publisher here uses.
+pub fn jetstream_context(client: async_nats::Client) -> jetstream::Context {
     jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(5))
         .build(client)

@@ -94,6 +94,8 @@ pub struct AppOptions {
     pub protocol: ProtocolConfig,
     /// How events reach the projectors: the store (default) or a JetStream stream.
     pub transport: Transport,
+    /// Where new checkpoints are appended (`serve --checkpoint-witness`).
+    pub checkpoint_witness: Option<PathBuf>,
 }
 
 impl Default for AppOptions {
@@ -113,6 +115,7 @@ impl Default for AppOptions {
             },
             protocol: ProtocolConfig::default(),
             transport: Transport::Store,
+            checkpoint_witness: None,
         }
     }
 }
@@ -166,6 +169,7 @@ impl TestApp {
         config.admission = options.admission;
         config.protocol = options.protocol;
         config.transport = options.transport.clone();
+        config.checkpoint_witness = options.checkpoint_witness.clone();
         let app = App::build_with_clock(&config, Arc::new(options.clock.clone()))
             .await
             .expect("build the app");

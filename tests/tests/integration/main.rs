@@ -1,5 +1,6 @@
 //! Integration tests: one binary, so the throwaway PostgreSQL and nats-server start once.
 
+mod checkpoints;
 mod concurrency;
 mod custody;
 mod errors;

@@ -1,0 +1,657 @@
+//! Signed checkpoints and the offline audit (docs/audit.md), on both stores: after a
+//! checkpoint, the database is tampered with directly, the bundle is exported after the
+//! tampering, and the offline verifier, given only the bundle and the checkpoint key, names
+//! what changed and the checkpoint that proves it. Proofs served over HTTP verify and fail for a
+//! changed byte.
+
+use custody_audit::merkle::{verify_consistency, verify_inclusion};
+use custody_audit::parse_hash;
+use custody_eventlog::{event_hash, GENESIS_HASH, PREVIOUS_HASH};
+use custody_simulator::generate::{document_id, random_document_record};
+use custody_simulator::{DepositKind, SimulatedCabinet, Trip};
+use custody_tests::samples::date;
+use custody_tests::{AppOptions, StoreKind, TestApp};
+use serde_json::Value;
+
+/// An app with documents A (deposited, lent), B and C (deposited), a checkpoint, then D
+/// (deposited) and a second checkpoint: D's deposit is the newest event.
+struct Scene {
+    app: TestApp,
+    auditor: String,
+    /// A, B, C, D.
+    docs: Vec<String>,
+    /// The two checkpoints' tree sizes.
+    sizes: [u64; 2],
+}
+
+async fn deposit(app: &TestApp, cabinet: &SimulatedCabinet, i: usize, lend: bool) -> String {
+    let record = random_document_record(&mut rand::rng());
+    let drawer = cabinet.drawer(i);
+    let now = app.now_ms();
+    let mut steps = vec![cabinet.deposit(&record, &drawer, DepositKind::New, now)];
+    if lend {
+        steps.push(cabinet.lend(&record, &drawer, date(2026, 12, 24), &Trip::default(), now));
+    }
+    for step in steps {
+        let (status, body) = app.send(&step.expect("request")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    document_id(&record).expect("zjbs").to_string()
+}
+
+async fn seal(app: &TestApp, token: &str) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url("/api/v1/audit/checkpoints"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("seal");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Seals until the checkpoint covers every event: on PostgreSQL an event is sealed only once
+/// every older transaction in the cluster has ended (the feed's commit order).
+async fn seal_all(app: &TestApp, token: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let total = app.store.log.count().await.expect("count") as u64;
+    loop {
+        let (status, body) = seal(app, token).await;
+        assert!(status == 200 || status == 201, "{body}");
+        if body["tree_size"].as_u64() == Some(total) {
+            return body;
+        }
+        assert!(std::time::Instant::now() < deadline, "not sealed: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn build_scene(kind: StoreKind) -> Scene {
+    build_scene_with(kind, AppOptions::default()).await
+}
+
+async fn build_scene_with(kind: StoreKind, options: AppOptions) -> Scene {
+    let app = TestApp::spawn_with(kind, options).await;
+    let unit = app.unit().await;
+    let cabinet = app.active_cabinet_of(&unit).await;
+    let auditor = app.token("auditor", &unit, &[]).await;
+    let mut docs = Vec::new();
+    for (i, lend) in [true, false, false].into_iter().enumerate() {
+        docs.push(deposit(&app, &cabinet, i, lend).await);
+    }
+    let first = seal_all(&app, &auditor).await;
+    docs.push(deposit(&app, &cabinet, 3, false).await);
+    let second = seal_all(&app, &auditor).await;
+    let (status, again) = seal(&app, &auditor).await;
+    assert_eq!((status, &again), (200, &second), "nothing new: the latest");
+    let sizes = [first["tree_size"].as_u64(), second["tree_size"].as_u64()]
+        .map(|size| size.expect("tree_size"));
+    Scene {
+        app,
+        auditor,
+        docs,
+        sizes,
+    }
+}
+
+/// Exports the bundle now and verifies it offline with the key fetched apart from it.
+async fn offline_verdict(scene: &Scene) -> Value {
+    offline_verdict_with(scene, None).await
+}
+
+async fn offline_verdict_with(scene: &Scene, witness: Option<&std::path::Path>) -> Value {
+    let app = &scene.app;
+    let (status, bundle) = app.read(&scene.auditor, "/api/v1/audit/export").await;
+    assert_eq!(status, 200, "{bundle}");
+    let (status, key) = app
+        .read(&scene.auditor, "/api/v1/audit/checkpoint-key")
+        .await;
+    assert_eq!(status, 200, "{key}");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let bundle_file = dir.path().join("bundle.json");
+    let key_file = dir.path().join("checkpoint.pub.pem");
+    std::fs::write(&bundle_file, bundle.to_string()).expect("write bundle");
+    std::fs::write(&key_file, key["public_key_pem"].as_str().expect("pem")).expect("write key");
+    let verdict = custody_api::client::verify_bundle_file(&bundle_file, &key_file, witness)
+        .expect("a readable bundle");
+    serde_json::to_value(verdict).expect("verdict JSON")
+}
+
+/// The first problem is `kind` at `zjbs`#`sequence`, proven by a checkpoint no later than
+/// `checkpoint`.
+fn assert_named(verdict: &Value, kind: &str, zjbs: &str, sequence: i64, checkpoint: u64) {
+    assert_eq!(verdict["verified"], false, "{verdict}");
+    let first = &verdict["first_broken"];
+    assert_eq!(first["kind"], kind, "{verdict}");
+    assert_eq!(first["aggregate_type"], "Document", "{verdict}");
+    assert_eq!(first["aggregate_id"], zjbs, "{verdict}");
+    assert_eq!(first["sequence"], sequence, "{verdict}");
+    // The proving checkpoint is the first that covers the event (PostgreSQL may have sealed
+    // more than the scene's two, see seal_all).
+    let proving = first["checkpoint"].as_u64().expect("checkpoint");
+    let index = first["tree_index"].as_u64().expect("tree_index");
+    assert!(index < proving && proving <= checkpoint, "{verdict}");
+}
+
+async fn execute(scene: &Scene, sql: &str, binds: &[&str]) {
+    let mut query = sqlx::query(sql);
+    for bind in binds {
+        query = query.bind(*bind);
+    }
+    let done = query
+        .execute(scene.app.store.log.platform().pool())
+        .await
+        .expect("tamper");
+    assert!(done.rows_affected() > 0, "{sql}: no row changed");
+}
+
+/// A JSON column set from text: PostgreSQL's is `json`, SQLite's text.
+fn json_param(kind: StoreKind, n: usize) -> String {
+    match kind {
+        StoreKind::Postgres => format!("${n}::json"),
+        StoreKind::Embedded => format!("${n}"),
+    }
+}
+
+async fn payload_text(scene: &Scene, zjbs: &str, sequence: i64) -> String {
+    let events = scene
+        .app
+        .store
+        .log
+        .events_of("Document", zjbs)
+        .await
+        .expect("events");
+    events
+        .iter()
+        .find(|e| e.sequence == sequence)
+        .map(|e| e.payload.to_string())
+        .expect("event")
+}
+
+#[tokio::test]
+async fn an_untampered_log_verifies_offline_and_online() {
+    for kind in StoreKind::ALL {
+        let scene = build_scene(kind).await;
+        let verdict = offline_verdict(&scene).await;
+        assert_eq!(verdict["verified"], true, "{kind:?}: {verdict}");
+        // PostgreSQL may have sealed an intermediate one (seal_all).
+        assert!(verdict["checkpoints"].as_u64() >= Some(2), "{verdict}");
+        assert_eq!(verdict["sealed"], scene.sizes[1]);
+        let (status, online) = scene.app.read(&scene.auditor, "/api/v1/audit/verify").await;
+        assert_eq!(status, 200);
+        assert_eq!(online["verified"], true, "{online}");
+        scene.app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn each_kind_of_tampering_is_named_by_the_offline_verifier() {
+    for kind in StoreKind::ALL {
+        let json = |n| json_param(kind, n);
+
+        // The payload of an aggregate's last event: no later link breaks, the checkpoint does.
+        let scene = build_scene(kind).await;
+        let b = scene.docs[1].clone();
+        let sql = format!(
+            "UPDATE events SET payload = {} WHERE aggregate_type = 'Document' \
+             AND aggregate_id = $2 AND sequence = 1",
+            json(1)
+        );
+        execute(&scene, &sql, &[r#"{"Tampered":{}}"#, &b]).await;
+        assert_named(
+            &offline_verdict(&scene).await,
+            "altered",
+            &b,
+            1,
+            scene.sizes[0],
+        );
+        let (_, online) = scene.app.read(&scene.auditor, "/api/v1/audit/verify").await;
+        assert_eq!(online["first_broken"]["kind"], "altered", "{online}");
+        scene.app.stop().await;
+
+        // The newest event: the log is cut below the latest checkpoint.
+        let scene = build_scene(kind).await;
+        execute(
+            &scene,
+            "DELETE FROM events WHERE global_position = (SELECT MAX(global_position) FROM events)",
+            &[],
+        )
+        .await;
+        let verdict = offline_verdict(&scene).await;
+        assert_named(&verdict, "removed", &scene.docs[3], 1, scene.sizes[1]);
+        assert!(
+            verdict["first_broken"]["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains("below the checkpoint")),
+            "{verdict}"
+        );
+        scene.app.stop().await;
+
+        // A whole aggregate.
+        let scene = build_scene(kind).await;
+        let a = scene.docs[0].clone();
+        execute(
+            &scene,
+            "DELETE FROM events WHERE aggregate_type = 'Document' AND aggregate_id = $1",
+            &[&a],
+        )
+        .await;
+        assert_named(
+            &offline_verdict(&scene).await,
+            "removed",
+            &a,
+            1,
+            scene.sizes[0],
+        );
+        scene.app.stop().await;
+
+        // Two events' payloads swapped: the earlier one is named.
+        let scene = build_scene(kind).await;
+        let (b, c) = (scene.docs[1].clone(), scene.docs[2].clone());
+        let (pb, pc) = (
+            payload_text(&scene, &b, 1).await,
+            payload_text(&scene, &c, 1).await,
+        );
+        assert_ne!(pb, pc);
+        let sql = format!(
+            "UPDATE events SET payload = {} WHERE aggregate_type = 'Document' \
+             AND aggregate_id = $2 AND sequence = 1",
+            json(1)
+        );
+        execute(&scene, &sql, &[&pc, &b]).await;
+        execute(&scene, &sql, &[&pb, &c]).await;
+        assert_named(
+            &offline_verdict(&scene).await,
+            "altered",
+            &b,
+            1,
+            scene.sizes[0],
+        );
+        scene.app.stop().await;
+
+        // One aggregate's chain rewritten consistently: the chains all verify, the tree does
+        // not.
+        let scene = build_scene(kind).await;
+        let a = scene.docs[0].clone();
+        let mut events = scene
+            .app
+            .store
+            .log
+            .events_of("Document", &a)
+            .await
+            .expect("events");
+        assert_eq!(events.len(), 2);
+        events[0].payload["Tampered"] = Value::Bool(true);
+        let first = &events[0];
+        let rehashed = event_hash(&cqrs_es::persist::SerializedEvent::new(
+            first.aggregate_id.clone(),
+            first.sequence as usize,
+            first.aggregate_type.clone(),
+            first.event_type.clone(),
+            first.event_version.clone(),
+            first.payload.clone(),
+            first.metadata.clone(),
+        ));
+        events[1].metadata[PREVIOUS_HASH] = Value::String(rehashed);
+        let set = |column: &str, sequence: i64| {
+            format!(
+                "UPDATE events SET {column} = {} WHERE aggregate_type = 'Document' \
+                 AND aggregate_id = $2 AND sequence = {sequence}",
+                json(1)
+            )
+        };
+        execute(
+            &scene,
+            &set("payload", 1),
+            &[&events[0].payload.to_string(), &a],
+        )
+        .await;
+        execute(
+            &scene,
+            &set("metadata", 2),
+            &[&events[1].metadata.to_string(), &a],
+        )
+        .await;
+        let verdict = offline_verdict(&scene).await;
+        assert_named(&verdict, "altered", &a, 1, scene.sizes[0]);
+        assert!(
+            verdict["findings"]
+                .as_array()
+                .is_some_and(|all| all.iter().all(|f| f["kind"] != "chain")),
+            "the rewritten chain links: {verdict}"
+        );
+        scene.app.stop().await;
+
+        // An event inserted among the sealed ones (first in commit order), with a valid chain.
+        let scene = build_scene(kind).await;
+        let metadata = serde_json::json!({ PREVIOUS_HASH: GENESIS_HASH }).to_string();
+        let sql = match kind {
+            StoreKind::Postgres => format!(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+                 event_version, payload, metadata, global_position, tx_id) OVERRIDING SYSTEM \
+                 VALUE SELECT 'Document', 'FORGED', 1, event_type, event_version, payload, {}, \
+                 0, '1'::xid8 FROM events WHERE aggregate_type = 'Document' LIMIT 1",
+                json(1)
+            ),
+            StoreKind::Embedded => "INSERT INTO events (aggregate_type, aggregate_id, sequence, \
+                 event_type, event_version, payload, metadata, global_position) SELECT \
+                 'Document', 'FORGED', 1, event_type, event_version, payload, $1, 0 FROM events \
+                 WHERE aggregate_type = 'Document' LIMIT 1"
+                .to_string(),
+        };
+        execute(&scene, &sql, &[&metadata]).await;
+        let verdict = offline_verdict(&scene).await;
+        assert_named(&verdict, "inserted", "FORGED", 1, scene.sizes[0]);
+        assert_eq!(verdict["first_broken"]["tree_index"], 0, "{verdict}");
+        scene.app.stop().await;
+    }
+}
+
+fn hashes(value: &Value) -> Vec<custody_audit::Hash> {
+    value
+        .as_array()
+        .expect("proof")
+        .iter()
+        .map(|h| parse_hash(h.as_str().expect("hex")).expect("hash"))
+        .collect()
+}
+
+#[tokio::test]
+async fn proofs_over_http_verify_and_fail_for_one_changed_byte() {
+    for kind in StoreKind::ALL {
+        let scene = build_scene(kind).await;
+        let app = &scene.app;
+        let [first, second] = scene.sizes;
+        let (_, latest) = app.read(&scene.auditor, "/api/v1/audit/checkpoints").await;
+        let (status, older) = app
+            .read(
+                &scene.auditor,
+                &format!("/api/v1/audit/checkpoints?size={first}"),
+            )
+            .await;
+        assert_eq!(status, 200, "{older}");
+        let root = |c: &Value| parse_hash(c["root_hash"].as_str().expect("root")).expect("hash");
+
+        let b_events = app
+            .store
+            .log
+            .events_of("Document", &scene.docs[1])
+            .await
+            .expect("events");
+        let position = b_events[0].global_position;
+        let (status, inclusion) = app
+            .read(
+                &scene.auditor,
+                &format!("/api/v1/audit/proofs/inclusion?position={position}&size={second}"),
+            )
+            .await;
+        assert_eq!(status, 200, "{inclusion}");
+        assert_eq!(inclusion["root_hash"], latest["root_hash"]);
+        let leaf = parse_hash(inclusion["leaf_hash"].as_str().expect("leaf")).expect("hash");
+        let index = inclusion["tree_index"].as_u64().expect("index");
+        let proof = hashes(&inclusion["proof"]);
+        assert!(!proof.is_empty());
+        verify_inclusion(&leaf, index, second, &proof, &root(&latest)).expect("inclusion");
+        let mut bad = proof.clone();
+        bad[0][0] ^= 1;
+        assert!(verify_inclusion(&leaf, index, second, &bad, &root(&latest)).is_err());
+
+        let (status, consistency) = app
+            .read(
+                &scene.auditor,
+                &format!("/api/v1/audit/proofs/consistency?from={first}&to={second}"),
+            )
+            .await;
+        assert_eq!(status, 200, "{consistency}");
+        let proof = hashes(&consistency["proof"]);
+        verify_consistency(first, second, &root(&older), &root(&latest), &proof)
+            .expect("consistency");
+        let mut bad = proof.clone();
+        bad[proof.len() - 1][31] ^= 0x10;
+        assert!(verify_consistency(first, second, &root(&older), &root(&latest), &bad).is_err());
+
+        let (status, body) = app
+            .read(
+                &scene.auditor,
+                "/api/v1/audit/proofs/consistency?from=0&to=1",
+            )
+            .await;
+        assert_eq!(
+            (status, &body["error_code"]),
+            (422, &Value::from("E_BAD_PROOF_RANGE"))
+        );
+        let (status, body) = app
+            .read(
+                &scene.auditor,
+                &format!("/api/v1/audit/proofs/consistency?from=1&to={}", second + 1),
+            )
+            .await;
+        assert_eq!(
+            (status, &body["error_code"]),
+            (404, &Value::from("E_NOT_SEALED"))
+        );
+        let (status, body) = app
+            .read(&scene.auditor, "/api/v1/audit/proofs/inclusion?position=x")
+            .await;
+        assert_eq!(
+            (status, &body["error_code"]),
+            (422, &Value::from("E_INVALID_FIELD"))
+        );
+
+        let unit = app.unit().await;
+        let reader = app.token("reader", &unit, &[]).await;
+        for path in [
+            "/api/v1/audit/checkpoints",
+            "/api/v1/audit/checkpoint-key",
+            "/api/v1/audit/export",
+            "/api/v1/audit/proofs/consistency?from=1&to=2",
+        ] {
+            assert_eq!(app.read(&reader, path).await.0, 403, "{path}");
+        }
+        assert_eq!(seal(app, &reader).await.0, 403);
+        scene.app.stop().await;
+    }
+}
+
+/// Whoever can write the database can also delete the checkpoints and the sealed leaves: the
+/// bundle then verifies on its own, but not against the witness file kept outside it.
+#[tokio::test]
+async fn a_witness_file_catches_checkpoints_deleted_from_the_store() {
+    for kind in StoreKind::ALL {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let witness = dir.path().join("witness.jsonl");
+        let scene = build_scene_with(
+            kind,
+            AppOptions {
+                checkpoint_witness: Some(witness.clone()),
+                ..AppOptions::default()
+            },
+        )
+        .await;
+        let lines = std::fs::read_to_string(&witness).expect("witness file");
+        assert!(lines.lines().count() >= 2, "{lines}");
+        let verdict = offline_verdict_with(&scene, Some(&witness)).await;
+        assert_eq!(verdict["verified"], true, "{verdict}");
+
+        let b = scene.docs[1].clone();
+        let sql = format!(
+            "UPDATE events SET payload = {} WHERE aggregate_type = 'Document' \
+             AND aggregate_id = $2 AND sequence = 1",
+            json_param(kind, 1)
+        );
+        execute(&scene, &sql, &[r#"{"Tampered":{}}"#, &b]).await;
+        execute(&scene, "DELETE FROM checkpoints", &[]).await;
+        execute(&scene, "DELETE FROM merkle_leaves", &[]).await;
+        let alone = offline_verdict(&scene).await;
+        assert_eq!(
+            alone["verified"], true,
+            "no checkpoint left to break: {alone}"
+        );
+        let verdict = offline_verdict_with(&scene, Some(&witness)).await;
+        assert_eq!(verdict["verified"], false, "{verdict}");
+        assert_eq!(verdict["first_broken"]["kind"], "witness", "{verdict}");
+        let findings = verdict["findings"].as_array().expect("findings");
+        assert!(
+            findings.iter().any(|f| f["kind"] == "root_mismatch"),
+            "the log no longer has the witnessed root: {verdict}"
+        );
+        scene.app.stop().await;
+    }
+}
+
+/// With NATS configured, every checkpoint is published to JetStream too.
+#[tokio::test]
+async fn checkpoints_are_published_to_jetstream() {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let settings = custody_projections::feed::StreamSettings::new(
+        format!("CKPT_{id}"),
+        format!("ckpttest.{id}"),
+    );
+    let url = custody_tests::nats().url.clone();
+    let scene = build_scene_with(
+        StoreKind::Embedded,
+        AppOptions {
+            transport: custody_api::Transport::JetStream {
+                url: url.clone(),
+                settings: settings.clone(),
+            },
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.expect("nats"));
+    let mut stream = js
+        .get_stream(format!("{}_CHECKPOINTS", settings.stream))
+        .await
+        .expect("checkpoint stream");
+    let info = stream.info().await.expect("stream info");
+    assert_eq!(info.state.messages, 2, "{info:?}");
+    let last = stream
+        .get_last_raw_message_by_subject(&format!("{}_checkpoints", settings.subject_prefix))
+        .await
+        .expect("last checkpoint");
+    let published: Value = serde_json::from_slice(&last.payload).expect("JSON");
+    let (_, latest) = scene
+        .app
+        .read(&scene.auditor, "/api/v1/audit/checkpoints")
+        .await;
+    assert_eq!(published, latest);
+    scene.app.stop().await;
+}
+
+/// Costs, not correctness: `CHECKPOINT_BENCH_EVENTS` (default 20,000) chained events written
+/// straight into each store, then a first seal of them all, an incremental seal of 1,000 more,
+/// one inclusion and one consistency proof, the export and its verification. Run with
+/// `cargo test -p custody-tests --test integration -- --ignored checkpoint_costs --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn checkpoint_costs() {
+    use std::time::Instant;
+    let total: usize = std::env::var("CHECKPOINT_BENCH_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let signer = custody_protocol::Sm2Signer::new(&custody_protocol::keys::generate_secret_key(
+        &mut rand::rng(),
+    ));
+    for kind in StoreKind::ALL {
+        let store = custody_tests::TestStore::new(kind).await;
+        let log = &store.log;
+        let insert = format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+             event_version, payload, metadata) VALUES ('Bench', $1, $2, 'Noted', '1', {}, {})",
+            json_param(kind, 3),
+            json_param(kind, 4)
+        );
+        let write = |from: usize, to: usize| {
+            let insert = insert.clone();
+            async move {
+                let mut tx = log.platform().pool().begin().await.expect("begin");
+                let mut previous = GENESIS_HASH.to_string();
+                for i in from..to {
+                    let (aggregate, sequence) = (format!("agg-{}", i / 10), (i % 10) as i64 + 1);
+                    if sequence == 1 {
+                        previous = GENESIS_HASH.to_string();
+                    }
+                    let payload = serde_json::json!({ "n": i });
+                    let metadata = serde_json::json!({ PREVIOUS_HASH: previous });
+                    previous =
+                        custody_audit::chain::event_hash(custody_audit::chain::EventFields {
+                            aggregate_type: "Bench",
+                            aggregate_id: &aggregate,
+                            sequence,
+                            event_type: "Noted",
+                            event_version: "1",
+                            payload: &payload,
+                            metadata: &metadata,
+                        });
+                    sqlx::query(&insert)
+                        .bind(&aggregate)
+                        .bind(sequence)
+                        .bind(payload.to_string())
+                        .bind(metadata.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .expect("insert");
+                }
+                tx.commit().await.expect("commit");
+            }
+        };
+        write(0, total).await;
+        let started = Instant::now();
+        let first = log
+            .seal(&signer, "2026-12-01T00:00:00.000Z", 0)
+            .await
+            .expect("seal")
+            .expect("a checkpoint");
+        let first_seal = started.elapsed();
+        write(total, total + 1000).await;
+        let started = Instant::now();
+        let mut second = None;
+        while second
+            .as_ref()
+            .map(|c: &custody_audit::SignedCheckpoint| c.tree_size)
+            != Some((total + 1000) as u64)
+        {
+            if let Some(c) = log
+                .seal(&signer, "2026-12-01T00:01:00.000Z", 0)
+                .await
+                .expect("seal")
+            {
+                second = Some(c);
+            }
+        }
+        let incremental = started.elapsed();
+        let second = second.expect("second checkpoint");
+        let started = Instant::now();
+        let position = log
+            .sealed_leaves()
+            .await
+            .expect("leaves")
+            .get(total / 2)
+            .map(|l| l.global_position)
+            .expect("a leaf");
+        log.inclusion_proof(position, second.tree_size)
+            .await
+            .expect("inclusion");
+        let inclusion = started.elapsed();
+        let started = Instant::now();
+        log.consistency_proof(first.tree_size, second.tree_size)
+            .await
+            .expect("consistency");
+        let consistency = started.elapsed();
+        let started = Instant::now();
+        let bundle = log.audit_bundle("").await.expect("bundle");
+        let export = started.elapsed();
+        let started = Instant::now();
+        let verdict = custody_audit::bundle::verify(&bundle, &signer.verifier());
+        let verify = started.elapsed();
+        assert!(verdict.verified, "{:?}", verdict.first_broken);
+        eprintln!(
+            "{kind:?}, {total} events (+1000): first seal {first_seal:?}, incremental seal \
+             {incremental:?}, inclusion proof {inclusion:?}, consistency proof {consistency:?}, \
+             export {export:?}, offline verify {verify:?}"
+        );
+    }
+}
