@@ -74,11 +74,14 @@ async fn history(
     id: &str,
     unit_of: impl Fn(&[StoredEvent]) -> Option<String>,
 ) -> Result<Json<Value>, WireError> {
+    // The role is judged before anything is looked up, so that a caller who may not use the
+    // audit API learns nothing of what exists (docs/security.md).
+    require_auditor(&caller)?;
     let events = state.commands.log().events_of(aggregate_type, id).await?;
     if events.is_empty() {
         return Err(WireError::new(ErrorCode::NotFound, "no such aggregate"));
     }
-    let _scope = auditor(state, caller.clone(), unit_of(&events)).await?;
+    let scope = auditor(state, caller.clone(), unit_of(&events)).await?;
     record_query(
         state,
         &caller,
@@ -89,11 +92,14 @@ async fn history(
     let items: Vec<Value> = events
         .iter()
         .map(|event| {
+            // The hash is of the stored event; the payload shown is masked without `pii`.
+            let mut payload = event.payload.clone();
+            scope.mask_payload(&mut payload);
             json!({
                 "sequence": event.sequence,
                 "event_type": event.event_type,
                 "event_version": event.event_version,
-                "payload": event.payload,
+                "payload": payload,
                 "metadata": event.metadata,
                 "hash": event_hash(&serialized(event)),
             })
@@ -154,6 +160,7 @@ async fn document_state(
 ) -> Result<Json<Value>, WireError> {
     let at = chrono::DateTime::parse_from_rfc3339(&as_of.at)
         .map_err(|_| WireError::new(ErrorCode::InvalidField, "at is not RFC 3339"))?;
+    require_auditor(&caller)?;
     let events = state.commands.log().events_of("Document", &zjbs).await?;
     if events.is_empty() {
         return Err(WireError::new(ErrorCode::NotFound, "no such aggregate"));

@@ -70,6 +70,27 @@ impl Scope {
             .unwrap_or(Value::Null)
     }
 
+    /// Masks, unless the token has `pii`, every ID number (`citizen_id`) and document number
+    /// (`number`) anywhere in a stored event's payload, as the read API masks its fields.
+    pub fn mask_payload(&self, payload: &mut Value) {
+        if self.pii {
+            return;
+        }
+        match payload {
+            Value::Object(fields) => {
+                for (key, value) in fields.iter_mut() {
+                    match (key.as_str(), value.as_str()) {
+                        ("citizen_id", Some(id)) => *value = self.citizen_id(Some(id)),
+                        ("number", Some(number)) => *value = self.document_number(Some(number)),
+                        _ => self.mask_payload(value),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| self.mask_payload(item)),
+            _ => {}
+        }
+    }
+
     /// Records a read of unmasked personal data.
     pub async fn audit(
         &self,

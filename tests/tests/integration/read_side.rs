@@ -453,3 +453,54 @@ async fn the_audit_api_replays_history_and_finds_a_tampered_event() {
         app.stop().await;
     }
 }
+
+/// Issue 10 items 3 and 4: the `pii` scope governs auditors exactly as readers, and the role is
+/// judged before anything is looked up (a reader learns nothing of what exists).
+#[tokio::test]
+async fn the_audit_api_masks_without_pii_and_judges_the_role_first() {
+    for kind in StoreKind::ALL {
+        let app = TestApp::spawn(kind).await;
+        let unit = app.unit().await;
+        let cabinet = app.active_cabinet_of(&unit).await;
+        let records = history(&app, &cabinet, 1).await;
+        let record = &records[0];
+        let zjbs = document_id(record).expect("zjbs");
+        let path = format!("/api/v1/audit/documents/{zjbs}/events");
+
+        let plain = app.token("auditor", &unit, &[]).await;
+        let (status, masked) = app.read(&plain, &path).await;
+        assert_eq!(status, 200, "{masked}");
+        let deposited = &masked["events"][0]["payload"]["Deposited"]["record"];
+        let id = deposited["citizen_id"].as_str().expect("citizen_id");
+        let number = deposited["number"].as_str().expect("number");
+        assert_ne!(id, record.citizen_id_number.as_str(), "masked without pii");
+        assert_ne!(
+            number,
+            record.document_number.as_str(),
+            "masked without pii"
+        );
+        assert!(id.contains('*') && number.contains('*'), "{id} {number}");
+        assert!(!masked
+            .to_string()
+            .contains(record.citizen_id_number.as_str()));
+
+        let with_pii = app.token("auditor", &unit, &["pii"]).await;
+        let (status, clear) = app.read(&with_pii, &path).await;
+        assert_eq!(status, 200, "{clear}");
+        let deposited = &clear["events"][0]["payload"]["Deposited"]["record"];
+        assert_eq!(deposited["citizen_id"], record.citizen_id_number.as_str());
+        assert_eq!(deposited["number"], record.document_number.as_str());
+        // The hash is the stored event's, the same for both.
+        assert_eq!(masked["events"][0]["hash"], clear["events"][0]["hash"]);
+
+        // A reader gets the same answer for an existing and a missing document.
+        let reader = app.token("reader", &unit, &[]).await;
+        let missing = format!("/api/v1/audit/documents/{}/events", "0".repeat(64));
+        let (existing_status, existing) = app.read(&reader, &path).await;
+        let (missing_status, absent) = app.read(&reader, &missing).await;
+        assert_eq!(existing_status, 403, "{existing}");
+        assert_eq!(missing_status, 403, "{absent}");
+        assert_eq!(existing["error_code"], absent["error_code"]);
+        app.stop().await;
+    }
+}
