@@ -461,11 +461,15 @@ async fn projections(State(state): State<AppState>, caller: Caller) -> Answer {
     let head = log.committed_head().await?;
     let mut items = Vec::new();
     for projection in Projection::ALL {
+        // The rebuild's state first: "finished" is recorded only after the swap committed, so a
+        // status read after it shows the new generation (read the other way round, a rebuild
+        // ending in between would report "finished" beside the old generation).
+        let rebuild = state.read_side.rebuild_state(projection);
         let status = custody_projections::status(log.platform().pool(), projection)
             .await
             .map_err(|e| WireError::internal("projection status", e))?;
         let lag = log.count_committed_after(status.cursor.into()).await?;
-        let rebuild = state.read_side.rebuild_state(projection).map(|r| match r {
+        let rebuild = rebuild.map(|r| match r {
             RebuildState::Running(p) => json!({"state": "running", "events": p.events,
                 "total": p.total, "events_per_second": p.events_per_second(),
                 "elapsed_ms": p.elapsed.as_millis() as u64}),
