@@ -279,22 +279,18 @@ fn to_json<T: Serialize>(value: &T) -> Result<String, ProjectionError> {
 }
 
 /// An aggregate a view keeps, and the row it makes.
-pub(crate) trait ViewAggregate: Aggregate {
+pub(crate) trait ViewAggregate: Aggregate + Serialize {
     const TABLE: &'static Table;
 
-    /// The view row of the aggregate after its event `version`.
-    fn row(
-        &self,
-        generation: i64,
-        id: &str,
-        version: i64,
-        updated_at: &str,
-    ) -> Result<Row, ProjectionError>;
-}
+    /// Its state, as the view's `state` column names it.
+    fn state_name(&self) -> &'static str;
 
-impl ViewAggregate for Document {
-    const TABLE: &'static Table = &DOCUMENTS;
+    /// The columns that follow `state`, in the table's order: what readers filter on.
+    fn columns(&self) -> Row;
 
+    /// The view row of the aggregate after its event `version`: every aggregate view begins
+    /// with the generation, the id, the version, when it changed, the aggregate itself (JSON)
+    /// and its state; then its own columns.
     fn row(
         &self,
         generation: i64,
@@ -302,15 +298,30 @@ impl ViewAggregate for Document {
         version: i64,
         updated_at: &str,
     ) -> Result<Row, ProjectionError> {
-        let record = self.record.as_ref();
-        let location = self.location.as_ref();
-        Ok(vec![
+        let mut row = vec![
             generation.into(),
             id.into(),
             version.into(),
             updated_at.into(),
             to_json(self)?.into(),
-            self.state.name().into(),
+            self.state_name().into(),
+        ];
+        row.extend(self.columns());
+        Ok(row)
+    }
+}
+
+impl ViewAggregate for Document {
+    const TABLE: &'static Table = &DOCUMENTS;
+
+    fn state_name(&self) -> &'static str {
+        self.state.name()
+    }
+
+    fn columns(&self) -> Row {
+        let record = self.record.as_ref();
+        let location = self.location.as_ref();
+        vec![
             self.document_type.map(|t| t.code().to_string()).into(),
             self.number.as_ref().map(|n| n.to_string()).into(),
             self.holder.as_ref().map(|h| h.to_string()).into(),
@@ -322,54 +333,36 @@ impl ViewAggregate for Document {
             location.map(|l| i64::from(l.drawer.row)).into(),
             location.map(|l| i64::from(l.drawer.column)).into(),
             self.planned_return.map(|d| d.to_string()).into(),
-        ])
+        ]
     }
 }
 
 impl ViewAggregate for Person {
     const TABLE: &'static Table = &PERSONS;
 
-    fn row(
-        &self,
-        generation: i64,
-        id: &str,
-        version: i64,
-        updated_at: &str,
-    ) -> Result<Row, ProjectionError> {
+    fn state_name(&self) -> &'static str {
+        self.state.name()
+    }
+
+    fn columns(&self) -> Row {
         let details = self.details.as_ref();
-        Ok(vec![
-            generation.into(),
-            id.into(),
-            version.into(),
-            updated_at.into(),
-            to_json(self)?.into(),
-            self.state.name().into(),
+        vec![
             details.map(|d| d.name.clone()).into(),
             details.map(|d| d.citizen_id.to_string()).into(),
             self.unit.as_ref().map(|u| u.to_string()).into(),
-        ])
+        ]
     }
 }
 
 impl ViewAggregate for Cabinet {
     const TABLE: &'static Table = &CABINETS;
 
-    fn row(
-        &self,
-        generation: i64,
-        id: &str,
-        version: i64,
-        updated_at: &str,
-    ) -> Result<Row, ProjectionError> {
-        Ok(vec![
-            generation.into(),
-            id.into(),
-            version.into(),
-            updated_at.into(),
-            to_json(self)?.into(),
-            self.state.name().into(),
-            self.unit.as_ref().map(|u| u.to_string()).into(),
-        ])
+    fn state_name(&self) -> &'static str {
+        self.state.name()
+    }
+
+    fn columns(&self) -> Row {
+        vec![self.unit.as_ref().map(|u| u.to_string()).into()]
     }
 }
 

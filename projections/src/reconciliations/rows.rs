@@ -5,7 +5,6 @@ use custody_domain::transitions::Named;
 
 use crate::bulk::{OnConflict, Row, Table};
 use crate::views::ViewAggregate;
-use crate::ProjectionError;
 
 pub(crate) const RECONCILIATIONS: Table = Table {
     name: "view_reconciliations",
@@ -70,10 +69,6 @@ fn snake(value: &impl serde::Serialize) -> Option<String> {
         .and_then(|v| v.as_str().map(str::to_string))
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ProjectionError> {
-    serde_json::to_string(value).map_err(|e| ProjectionError::Decode(e.to_string()))
-}
-
 /// How many state deviations were not repaired (only a planned repair can be).
 fn unrepaired(reconciliation: &Reconciliation) -> i64 {
     reconciliation
@@ -87,22 +82,14 @@ fn unrepaired(reconciliation: &Reconciliation) -> i64 {
 impl ViewAggregate for Reconciliation {
     const TABLE: &'static Table = &RECONCILIATIONS;
 
-    fn row(
-        &self,
-        generation: i64,
-        id: &str,
-        version: i64,
-        updated_at: &str,
-    ) -> Result<Row, ProjectionError> {
+    fn state_name(&self) -> &'static str {
+        self.state.name()
+    }
+
+    fn columns(&self) -> Row {
         let diff = self.diff.as_ref();
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        Ok(vec![
-            generation.into(),
-            id.into(),
-            version.into(),
-            updated_at.into(),
-            to_json(self)?.into(),
-            self.state.name().into(),
+        vec![
             diff.map(|d| d.device.to_string()).into(),
             diff.map(|d| d.business_date.to_string()).into(),
             diff.map(|d| d.serial.to_string()).into(),
@@ -114,7 +101,7 @@ impl ViewAggregate for Reconciliation {
             diff.map(|d| count(d.state_deviations.len())).into(),
             diff.map(|_| unrepaired(self)).into(),
             diff.map(|d| count(d.log_deviations.len())).into(),
-        ])
+        ]
     }
 }
 

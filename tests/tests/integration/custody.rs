@@ -225,14 +225,7 @@ async fn no_unit_client_acts_on_another_units_person() {
         let staff = PersonData::random();
         let rybs = staff.person_id().expect("rybs");
         let now = app.now_ms();
-        let filing = client_a
-            .filing_list(
-                vec![client_a
-                    .filing_item(FilingKind::New, &staff, "科员")
-                    .expect("item")],
-                now,
-            )
-            .expect("filing list");
+        let filing = new_filing(&client_a, &staff, now);
         let answer = app.send(&filing).await;
         assert_accepted(&answer, "A files its person");
         assert_eq!(codes(&answer), ["0"]);
@@ -240,18 +233,7 @@ async fn no_unit_client_acts_on_another_units_person() {
         // B files A's person as new: refused for that person, kept, nothing appended.
         let events = event_count(&app).await;
         let kept = rejection_count(&app).await;
-        let answer = app
-            .send(
-                &client_b
-                    .filing_list(
-                        vec![client_b
-                            .filing_item(FilingKind::New, &staff, "科员")
-                            .expect("item")],
-                        now,
-                    )
-                    .expect("filing list"),
-            )
-            .await;
+        let answer = app.send(&new_filing(&client_b, &staff, now)).await;
         assert_accepted(&answer, "the envelope is fine");
         assert_eq!(codes(&answer), ["E_NOT_CUSTODIAN"]);
         assert_eq!(event_count(&app).await, events);
@@ -303,21 +285,22 @@ async fn no_unit_client_acts_on_another_units_person() {
             )
             .expect("answers");
         assert_accepted(&app.send(&refused).await, "refused");
-        let answer = app
-            .send(
-                &client_b
-                    .filing_list(
-                        vec![client_b
-                            .filing_item(FilingKind::New, &staff, "科员")
-                            .expect("item")],
-                        now,
-                    )
-                    .expect("filing list"),
-            )
-            .await;
+        let answer = app.send(&new_filing(&client_b, &staff, now)).await;
         assert_eq!(codes(&answer), ["0"], "{}", answer.1);
         app.stop().await;
     }
+}
+
+/// A signed filing list naming `who` as a new person of `client`'s unit.
+fn new_filing(
+    client: &custody_simulator::SimulatedUnitClient,
+    who: &PersonData,
+    now: i64,
+) -> custody_protocol::SignedRequest {
+    let item = client
+        .filing_item(FilingKind::New, who, "科员")
+        .expect("item");
+    client.filing_list(vec![item], now).expect("filing list")
 }
 
 fn filing_serial(request: &custody_protocol::SignedRequest) -> String {

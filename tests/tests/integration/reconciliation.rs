@@ -11,7 +11,7 @@ use custody_domain::EventMetadata;
 use custody_processes::check_missing_uploads;
 use custody_protocol::{DocumentRecord, SignedRequest};
 use custody_simulator::generate::{document_id, person_id, random_document_record};
-use custody_simulator::reconciliation::{DayLedger, RECONCILIATION};
+use custody_simulator::reconciliation::{DayLedger, ReconciliationData, RECONCILIATION};
 use custody_simulator::{
     AbnormalReason, CancellationReason, DepositKind, SimulateError, SimulatedCabinet, Trip,
 };
@@ -100,6 +100,21 @@ impl Scene {
                 .lend(record, drawer, date(2026, 12, 24), &trip, now),
         )
         .await;
+    }
+
+    /// A document deposited and lent, which the cabinet lists as in its drawer again: that
+    /// batch's business data, made at 21:00 inside the window, and the drawer.
+    async fn batch_of_a_lent_document(&self) -> (Drawer, ReconciliationData) {
+        let (record, drawer) = self.deposit(0).await;
+        self.lend(&record, &drawer).await;
+        self.at("2026-11-23T21:00:00+08:00");
+        let mut ledger = DayLedger::new();
+        ledger.in_cabinet(&record, &drawer).expect("ledger");
+        let data = self
+            .cabinet
+            .reconciliation_data(day(), &ledger, self.app.now_ms())
+            .expect("data");
+        (drawer, data)
     }
 
     /// Signs the ledger's batch for [`DAY`] now and posts it.
@@ -863,15 +878,7 @@ type Doctor = Box<dyn Fn(&mut Value)>;
 async fn a_malformed_batch_is_refused_whole() {
     for kind in StoreKind::ALL {
         let scene = Scene::new(kind).await;
-        let (record, drawer) = scene.deposit(0).await;
-        scene.lend(&record, &drawer).await;
-        scene.at("2026-11-23T21:00:00+08:00");
-        let mut ledger = DayLedger::new();
-        ledger.in_cabinet(&record, &drawer).expect("ledger");
-        let good = scene
-            .cabinet
-            .reconciliation_data(day(), &ledger, scene.app.now_ms())
-            .expect("data");
+        let (drawer, good) = scene.batch_of_a_lent_document().await;
         let events = scene.app.store.log.count().await.expect("count");
         let cases: Vec<(&str, u16, &str, Doctor)> = vec![
             (
@@ -1078,15 +1085,7 @@ async fn cabinets_that_did_not_upload_are_alerts_after_06_00() {
 async fn a_serial_sent_again_with_other_content_is_refused() {
     for kind in StoreKind::ALL {
         let scene = Scene::new(kind).await;
-        let (record, drawer) = scene.deposit(0).await;
-        scene.lend(&record, &drawer).await;
-        scene.at("2026-11-23T21:00:00+08:00");
-        let mut ledger = DayLedger::new();
-        ledger.in_cabinet(&record, &drawer).expect("ledger");
-        let data = scene
-            .cabinet
-            .reconciliation_data(day(), &ledger, scene.app.now_ms())
-            .expect("data");
+        let (_, data) = scene.batch_of_a_lent_document().await;
         let first = scene
             .cabinet
             .sign(RECONCILIATION, &data, scene.app.now_ms())
