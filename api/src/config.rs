@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::readside::Transport;
 use crate::wire::admission::AdmissionConfig;
+use crate::wire::rejection_log::RejectionLogConfig;
 
 /// Which event store to run on; chosen once at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub struct ServeConfig {
     /// first start when absent.
     pub ops_token: Option<String>,
     pub admission: AdmissionConfig,
+    /// How the rejected-reports log is bounded (cap per source, retention).
+    pub rejection_log: RejectionLogConfig,
     pub protocol: ProtocolConfig,
     /// Where events reach the projectors from: the store itself, or NATS JetStream.
     pub transport: Transport,
@@ -64,6 +67,7 @@ impl ServeConfig {
             ),
             ops_token: None,
             admission: AdmissionConfig::default(),
+            rejection_log: RejectionLogConfig::default(),
             protocol: ProtocolConfig::default(),
             transport: Transport::Store,
             processes: custody_processes::ProcessConfig::default(),

@@ -17,6 +17,7 @@ pub mod read;
 pub mod readside;
 pub mod reconciliations;
 pub mod registry;
+pub mod rejection_ops;
 pub mod scope;
 mod server;
 mod state;

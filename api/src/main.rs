@@ -73,6 +73,12 @@ struct ServeArgs {
     /// Admitted requests per second in all (token bucket; the burst equals this).
     #[arg(long, default_value_t = 5000.0)]
     global_rate: f64,
+    /// Days a refused report is kept in the rejected-reports log.
+    #[arg(long, default_value_t = custody_api::wire::rejection_log::RejectionLogConfig::DEFAULT_RETENTION_DAYS)]
+    rejection_retention_days: u64,
+    /// Unauthenticated refusals kept per source address a minute; beyond it they are counted.
+    #[arg(long, default_value_t = 60)]
+    unauthenticated_rejections_per_minute: u32,
     /// Where reminders are POSTed (JSON, header Idempotency-Key), retried until answered 2xx.
     /// Without it reminders stay queued (GET /api/v1/ops/notifications).
     #[arg(long, env = "CUSTODY_REMINDER_WEBHOOK_URL")]
@@ -129,6 +135,10 @@ fn main() -> ExitCode {
                 config.admission.per_sender_burst = args.sender_rate * 2.0;
                 config.admission.global_rate = args.global_rate;
                 config.admission.global_burst = args.global_rate;
+                config.rejection_log.retention =
+                    std::time::Duration::from_secs(args.rejection_retention_days * 86_400);
+                config.rejection_log.per_source_per_minute =
+                    args.unauthenticated_rejections_per_minute;
                 config.processes.webhook = args
                     .reminder_webhook_url
                     .filter(|url| !url.is_empty())

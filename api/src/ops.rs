@@ -1,7 +1,7 @@
 //! The ops API (SPEC §9), for operators: the org tree, cabinets and other signed senders, API
-//! tokens, the platform key, and the rejected-reports log.
+//! tokens, the platform key; the rejected-reports log is `rejection_ops`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -30,7 +30,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/ops/senders", post(register_sender))
         .route("/api/v1/ops/tokens", post(issue_token))
         .route("/api/v1/ops/tokens/{id}", delete(revoke_token))
-        .route("/api/v1/ops/rejections", get(rejections))
         .route("/api/v1/ops/platform-key", get(platform_key))
         .route("/api/v1/ops/projections", get(projections))
         .route(
@@ -38,6 +37,7 @@ pub fn routes() -> Router<AppState> {
             post(rebuild_projection),
         )
         .merge(crate::process_ops::routes())
+        .merge(crate::rejection_ops::routes())
 }
 
 type Answer = Result<(StatusCode, Json<Value>), WireError>;
@@ -393,55 +393,6 @@ async fn revoke_token(
             format!("no live token {id}"),
         ))
     }
-}
-
-#[derive(Deserialize)]
-struct Page {
-    limit: Option<i64>,
-    before: Option<i64>,
-}
-
-async fn rejections(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(page): Query<Page>,
-) -> Answer {
-    caller.require(Role::Operator)?;
-    let limit = page.limit.unwrap_or(100).clamp(1, 500);
-    let rejections = state
-        .commands
-        .log()
-        .platform()
-        .rejections(limit, page.before)
-        .await?;
-    let items: Vec<Value> = rejections
-        .into_iter()
-        .map(|r| {
-            let envelope: Value =
-                serde_json::from_str(&r.body).unwrap_or_else(|_| Value::String(r.body.clone()));
-            json!({
-                "id": r.id,
-                "received_at": chrono::DateTime::from_timestamp_millis(r.received_ms)
-                    .map(|t| t.with_timezone(&custody_domain::values::china_standard_time()).to_rfc3339()),
-                "mstype": r.mstype,
-                "ei": r.ei,
-                "reqid": r.reqid,
-                "ywlsh": r.ywlsh,
-                "http_status": r.http_status,
-                "error_code": r.error_code,
-                "error_msg": r.error_message,
-                "authenticated": r.authenticated,
-                "touched_unit": r.touched_unit,
-                "envelope": envelope,
-                "envelope_sm3": r.body_sm3,
-            })
-        })
-        .collect();
-    let next = items.last().and_then(|last| last["id"].as_i64());
-    Ok((
-        StatusCode::OK,
-        Json(json!({"rejections": items, "next_before": next})),
-    ))
 }
 
 async fn platform_key(State(state): State<AppState>, caller: Caller) -> Answer {

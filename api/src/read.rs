@@ -167,7 +167,7 @@ async fn person(
 }
 
 /// Epoch milliseconds as an RFC 3339 time in China time.
-fn china_time(ms: i64) -> Option<String> {
+pub(crate) fn china_time(ms: i64) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(ms).map(|t| {
         t.with_timezone(&custody_domain::values::china_standard_time())
             .to_rfc3339()

@@ -79,6 +79,9 @@ impl App {
             registry: Arc::new(registry),
             platform_key: Arc::new(platform_key),
             admission: Arc::new(Admission::new(config.admission)),
+            rejection_quota: Arc::new(wire::rejection_log::RejectionQuota::new(
+                config.rejection_log,
+            )),
             protocol: config.protocol,
             read_side,
             processes,
@@ -111,6 +114,7 @@ impl App {
             .layer(DefaultBodyLimit::max(wire::MAX_BODY_BYTES))
             .with_state(state.clone());
         spawn_request_id_sweeper(&state);
+        wire::rejection_log::spawn_retention(&state);
         state.checkpointer.spawn(config.checkpoint_interval);
         Ok(App {
             listener,

@@ -16,6 +16,7 @@ mod history;
 mod log;
 mod lookups;
 mod platform;
+mod rejections;
 mod repository;
 mod store;
 
@@ -24,5 +25,6 @@ pub use checkpoints::{Consistency, InclusionProof};
 pub use commit_order::{CommitPosition, CommittedEvent};
 pub use error::EventLogError;
 pub use log::{Backend, EventLog, StoredEvent, StoredEventRef};
-pub use platform::{Org, PlatformStore, QueryAuditEntry, Rejection, SenderRecord, TokenRecord};
+pub use platform::{Org, PlatformStore, QueryAuditEntry, SenderRecord, TokenRecord};
+pub use rejections::{NotKept, Rejection, RejectionSummary, UNAUTHENTICATED_PREFIX_BYTES};
 pub use store::{ChainContext, ChainedEventStore};

@@ -12,12 +12,9 @@ use sqlx::{AnyPool, Row};
 
 use crate::EventLogError;
 
-/// Serials bound in one `IN (…)` list.
-const SERIALS_PER_QUERY: usize = 500;
-
 #[derive(Clone, Debug)]
 pub struct PlatformStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,27 +52,6 @@ pub struct QueryAuditEntry<'a> {
     pub path: &'a str,
     /// The ids (ZJBS, RYBS) whose personal data the answer carried.
     pub subjects: &'a [String],
-}
-
-/// A refused report, kept with its whole body as received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub id: i64,
-    pub received_ms: i64,
-    pub mstype: String,
-    pub ei: String,
-    pub reqid: String,
-    pub ywlsh: String,
-    pub http_status: i64,
-    pub error_code: String,
-    pub error_message: String,
-    /// Whether the sender's signature had been verified when the report was refused.
-    pub authenticated: bool,
-    pub body: String,
-    pub body_sm3: String,
-    /// The unit whose document or person the report tried to act on without custody
-    /// (`E_NOT_CUSTODIAN`): its readers see the refusal as an alert.
-    pub touched_unit: Option<String>,
 }
 
 impl PlatformStore {
@@ -310,98 +286,6 @@ impl PlatformStore {
             .execute(&self.pool)
             .await?;
         Ok(result.rows_affected())
-    }
-
-    // --- rejected reports -----------------------------------------------------------------
-
-    pub async fn insert_rejection(&self, r: &Rejection) -> Result<(), EventLogError> {
-        sqlx::query(
-            "INSERT INTO rejected_reports (received_ms, mstype, ei, reqid, ywlsh, http_status, \
-             error_code, error_message, authenticated, body, body_sm3, touched_unit) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(r.received_ms)
-        .bind(&r.mstype)
-        .bind(&r.ei)
-        .bind(&r.reqid)
-        .bind(&r.ywlsh)
-        .bind(r.http_status)
-        .bind(&r.error_code)
-        .bind(&r.error_message)
-        .bind(i64::from(r.authenticated))
-        .bind(&r.body)
-        .bind(&r.body_sm3)
-        .bind(r.touched_unit.as_deref())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Rejected reports, newest first: at most `limit`, with ids below `before_id` if given.
-    pub async fn rejections(
-        &self,
-        limit: i64,
-        before_id: Option<i64>,
-    ) -> Result<Vec<Rejection>, EventLogError> {
-        sqlx::query(
-            "SELECT id, received_ms, mstype, ei, reqid, ywlsh, http_status, error_code, \
-             error_message, authenticated, body, body_sm3, touched_unit FROM rejected_reports \
-             WHERE id < $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(before_id.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(Rejection {
-                id: row.try_get("id")?,
-                received_ms: row.try_get("received_ms")?,
-                mstype: row.try_get("mstype")?,
-                ei: row.try_get("ei")?,
-                reqid: row.try_get("reqid")?,
-                ywlsh: row.try_get("ywlsh")?,
-                http_status: row.try_get("http_status")?,
-                error_code: row.try_get("error_code")?,
-                error_message: row.try_get("error_message")?,
-                authenticated: row.try_get::<i64, _>("authenticated")? != 0,
-                body: row.try_get("body")?,
-                body_sm3: row.try_get("body_sm3")?,
-                touched_unit: row.try_get("touched_unit")?,
-            })
-        })
-        .collect()
-    }
-
-    /// The error code of the latest refusal of each of `serials` (`ywlsh`) that was refused.
-    pub async fn latest_refusals(
-        &self,
-        serials: &[&str],
-    ) -> Result<HashMap<String, String>, EventLogError> {
-        let mut refused = HashMap::new();
-        for chunk in serials.chunks(SERIALS_PER_QUERY) {
-            let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-            let sql = format!(
-                "SELECT ywlsh, error_code FROM rejected_reports WHERE ywlsh IN ({}) ORDER BY id",
-                list.join(", ")
-            );
-            let mut query = sqlx::query(&sql);
-            for serial in chunk {
-                query = query.bind(*serial);
-            }
-            for row in query.fetch_all(&self.pool).await? {
-                // In id order, so the latest refusal of a serial is the one kept.
-                refused.insert(row.try_get("ywlsh")?, row.try_get("error_code")?);
-            }
-        }
-        Ok(refused)
-    }
-
-    pub async fn count_rejections(&self) -> Result<i64, EventLogError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM rejected_reports")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("n")?)
     }
 
     // --- device heartbeats ----------------------------------------------------------------

@@ -22,6 +22,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use custody_api::wire::admission::AdmissionConfig;
+use custody_api::wire::rejection_log::RejectionLogConfig;
 use custody_api::ProtocolConfig;
 use custody_api::{App, AppState, ServeConfig, StoreChoice, Transport};
 use custody_commands::{Clock, ManualClock, SystemClock};
@@ -96,6 +97,8 @@ pub struct AppOptions {
     pub transport: Transport,
     /// Where new checkpoints are appended (`serve --checkpoint-witness`).
     pub checkpoint_witness: Option<PathBuf>,
+    /// The rejected-reports log's bounds (cap per source a minute, retention).
+    pub rejection_log: RejectionLogConfig,
 }
 
 impl Default for AppOptions {
@@ -116,6 +119,7 @@ impl Default for AppOptions {
             protocol: ProtocolConfig::default(),
             transport: Transport::Store,
             checkpoint_witness: None,
+            rejection_log: RejectionLogConfig::default(),
         }
     }
 }
@@ -170,6 +174,7 @@ impl TestApp {
         config.protocol = options.protocol;
         config.transport = options.transport.clone();
         config.checkpoint_witness = options.checkpoint_witness.clone();
+        config.rejection_log = options.rejection_log;
         let app = App::build_with_clock(&config, Arc::new(options.clock.clone()))
             .await
             .expect("build the app");

@@ -13,7 +13,8 @@ use custody_protocol::{RequestError, SignedRequest};
 use serde_json::{json, Map, Value};
 
 use super::messages::MessageType;
-use super::reply::{keep_rejection, Named, Received, Reply};
+use super::rejection_log::keep_rejection;
+use super::reply::{Named, Received, Reply};
 use super::{cabinet, exit_entry, unit};
 use crate::error::{ErrorCode, WireError};
 use crate::registry::{Sender, SenderKind};
@@ -49,11 +50,11 @@ pub async fn receive(
 ) -> Response {
     // The peer address, for the pre-authentication bucket; a router served without connect
     // information (in-process tests) counts every request as one unnamed source.
-    let source = request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())
-        .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        .map(|info| info.0.ip());
+    let source = peer.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
     let declared = headers
@@ -70,6 +71,7 @@ pub async fn receive(
         mstype: &mstype,
         body: &body,
         body_sm3: sm3_hex(&body),
+        source: peer,
         now: state.commands.clock().now(),
     };
     match judge(&state, &received, source).await {

@@ -7,7 +7,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use super::fields::invalid;
-use super::reply::{keep_rejection, Named, Received, Reply};
+use super::rejection_log::keep_rejection;
+use super::reply::{Named, Received, Reply};
 use crate::error::{ErrorCode, WireError};
 use crate::state::AppState;
 

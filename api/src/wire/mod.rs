@@ -14,6 +14,7 @@ mod ingress;
 mod lists;
 mod messages;
 mod reconciliation;
+pub mod rejection_log;
 mod reply;
 mod unit;
 

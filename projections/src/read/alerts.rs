@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use custody_eventlog::Rejection;
+use custody_eventlog::RejectionSummary;
 use sqlx::Row as _;
 
 use super::{Reader, Scope};
@@ -41,7 +41,7 @@ pub struct ViewAlert {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RejectedReport {
     pub unit: Option<String>,
-    pub rejection: Rejection,
+    pub rejection: RejectionSummary,
 }
 
 impl Reader {

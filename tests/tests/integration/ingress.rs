@@ -609,7 +609,8 @@ async fn an_illegal_withdrawal_is_409_and_kept_with_its_envelope() {
         assert_eq!(kept["reqid"], lend.c.reqid.as_str());
         let posted: Value = serde_json::from_str(&lend.to_json().expect("json")).expect("json");
         assert_eq!(
-            kept["envelope"], posted,
+            crate::exit_entry::kept_envelope(&app, kept).await,
+            posted,
             "the whole signed envelope is kept"
         );
         app.stop().await;

@@ -13,6 +13,7 @@ mod lifecycle;
 mod process_recovery;
 mod read_side;
 mod reconciliation;
+mod rejection_log;
 mod replay;
 mod state_machines;
 mod time_rules;

@@ -21,8 +21,9 @@ use custody_tests::{StoreKind, TestApp};
 use serde_json::Value;
 
 use crate::exit_entry::{
-    assert_accepted, assert_refused, codes, document_events, event_count, posted, record,
-    registered_adapter, registered_unit_client, rejection_count, rejections, results, send_ok,
+    assert_accepted, assert_refused, codes, document_events, event_count, kept_envelope, posted,
+    record, registered_adapter, registered_unit_client, rejection_count, rejections, results,
+    send_ok,
 };
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -347,7 +348,7 @@ async fn one_bad_person_or_answer_does_not_block_the_list() {
             .expect("the mismatched person is kept");
         assert_eq!(mismatch_kept["error_code"], "E_INVALID_FIELD");
         assert_eq!(mismatch_kept["ywlsh"], data.filing_serial.as_str());
-        assert_eq!(mismatch_kept["envelope"], posted(&request));
+        assert_eq!(kept_envelope(&app, mismatch_kept).await, posted(&request));
 
         // Answers: one for a person not in the list, one of the wrong kind, one good.
         let answers = send_answers(

@@ -1,0 +1,18 @@
+-- The rejected-reports log is bounded (docs/security.md, "Rejected reports"): an
+-- unauthenticated refusal keeps only the first bytes of its body (its SM3 and size are of the
+-- whole body), beyond a per-source cap a minute only a counter grows, and a retention prunes.
+ALTER TABLE rejected_reports ADD COLUMN body_size bigint NOT NULL DEFAULT 0;
+ALTER TABLE rejected_reports ADD COLUMN body_whole bigint NOT NULL DEFAULT 1 CHECK (body_whole IN (0, 1));
+ALTER TABLE rejected_reports ADD COLUMN source text;
+UPDATE rejected_reports SET body_size = octet_length(body);
+CREATE INDEX rejected_reports_received ON rejected_reports (received_ms);
+
+-- Refusals over a source's cap: counted, not kept.
+CREATE TABLE rejections_not_kept
+(
+    minute_ms  bigint NOT NULL,
+    source     text   NOT NULL,
+    error_code text   NOT NULL,
+    count      bigint NOT NULL,
+    PRIMARY KEY (minute_ms, source, error_code)
+);
