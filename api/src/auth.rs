@@ -84,14 +84,19 @@ where
             .map(str::trim)
             .filter(|secret| !secret.is_empty())
             .ok_or_else(|| WireError::new(ErrorCode::Unauthorized, "no bearer token"))?;
-        let record: TokenRecord = state
-            .commands
-            .log()
-            .platform()
+        let platform = state.commands.log().platform();
+        let now_ms = state.commands.clock().now().timestamp_millis();
+        let record: TokenRecord = platform
             .token_by_secret_sm3(&secret_digest(secret))
             .await?
-            .filter(|token| !token.revoked)
-            .ok_or_else(|| WireError::new(ErrorCode::Unauthorized, "unknown or revoked token"))?;
+            .filter(|token| token.usable_at(now_ms))
+            .ok_or_else(|| {
+                WireError::new(ErrorCode::Unauthorized, "unknown, revoked or expired token")
+            })?;
+        // Operators see when each token was last used; a failure to note it fails no call.
+        if let Err(error) = platform.note_token_use(&record, now_ms).await {
+            tracing::warn!(%error, token = record.id, "could not note a token's use");
+        }
         let role = Role::parse(&record.role)
             .ok_or_else(|| WireError::new(ErrorCode::Unauthorized, "token has no known role"))?;
         Ok(Caller {

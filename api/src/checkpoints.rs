@@ -12,7 +12,7 @@ use custody_audit::SignedCheckpoint;
 use serde_json::{json, Value};
 
 use crate::audit::require_auditor;
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::error::{ErrorCode, WireError};
 use crate::state::AppState;
 
@@ -148,6 +148,27 @@ async fn export(
     caller: Caller,
 ) -> Result<Json<custody_audit::bundle::Bundle>, WireError> {
     require_auditor(&caller)?;
+    if caller.role == Role::Auditor {
+        // Event hashes cover the payloads as stored, so a bundle cannot be masked and still
+        // verify, nor cut to one subtree and still prove the tree: it is the whole log in
+        // clear, for auditors who may read all of it (docs/audit.md, "Export").
+        if !caller.scopes.iter().any(|s| s == "pii") {
+            return Err(WireError::new(
+                ErrorCode::Forbidden,
+                "the export carries every event's personal data unmasked: it needs the pii scope",
+            ));
+        }
+        let org = match &caller.org {
+            Some(code) => state.commands.log().platform().org(code).await?,
+            None => None,
+        };
+        if org.is_none_or(|org| org.parent.is_some()) {
+            return Err(WireError::new(
+                ErrorCode::Forbidden,
+                "the export is the whole log: it needs an auditor of a root of the org tree",
+            ));
+        }
+    }
     // The bundle carries every event's personal data: the export is logged like any audit
     // read (its path says it covered the whole log).
     crate::scope::record_query(&state, &caller, "/api/v1/audit/export", &[]).await?;

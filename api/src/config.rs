@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::readside::Transport;
 use crate::wire::admission::AdmissionConfig;
-use crate::wire::rejection_log::RejectionLogConfig;
+use crate::wire::rejection_quota::RejectionLogConfig;
 
 /// Which event store to run on; chosen once at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -74,7 +74,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = 5000.0)]
     global_rate: f64,
     /// Days a refused report is kept in the rejected-reports log.
-    #[arg(long, default_value_t = custody_api::wire::rejection_log::RejectionLogConfig::DEFAULT_RETENTION_DAYS)]
+    #[arg(long, default_value_t = custody_api::wire::rejection_quota::RejectionLogConfig::DEFAULT_RETENTION_DAYS)]
     rejection_retention_days: u64,
     /// Unauthenticated refusals kept per source address a minute; beyond it they are counted.
     #[arg(long, default_value_t = 60)]

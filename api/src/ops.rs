@@ -28,7 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/ops/devices", post(enroll_device))
         .route("/api/v1/ops/devices/{sbxlh}/disable", post(disable_device))
         .route("/api/v1/ops/senders", post(register_sender))
-        .route("/api/v1/ops/tokens", post(issue_token))
+        .route("/api/v1/ops/tokens", post(issue_token).get(list_tokens))
         .route("/api/v1/ops/tokens/{id}", delete(revoke_token))
         .route("/api/v1/ops/platform-key", get(platform_key))
         .route("/api/v1/ops/projections", get(projections))
@@ -296,6 +296,28 @@ struct NewToken {
     org: Option<String>,
     #[serde(default)]
     scopes: Vec<String>,
+    /// RFC 3339; after it the token is refused like a revoked one.
+    expires_at: Option<String>,
+}
+
+/// What a new token may do, and until when.
+pub struct Grant {
+    pub role: Role,
+    pub org: Option<String>,
+    pub scopes: Vec<String>,
+    pub expires_ms: Option<i64>,
+}
+
+impl Grant {
+    /// An operator token for the whole tree, without expiry (the first one).
+    pub fn first_operator() -> Grant {
+        Grant {
+            role: Role::Operator,
+            org: None,
+            scopes: vec![],
+            expires_ms: None,
+        }
+    }
 }
 
 async fn issue_token(
@@ -321,25 +343,65 @@ async fn issue_token(
         }
         _ => {}
     }
-    let (id, secret) = issue(&state, role, token.org.clone(), token.scopes.clone()).await?;
+    let expires_ms = match &token.expires_at {
+        None => None,
+        Some(text) => {
+            let at = chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|e| invalid("expires_at", format!("not an RFC 3339 time: {e}")))?;
+            if at.timestamp_millis() <= now_ms(&state) {
+                return Err(invalid("expires_at", "is not in the future"));
+            }
+            Some(at.timestamp_millis())
+        }
+    };
+    let grant = Grant {
+        role,
+        org: token.org.clone(),
+        scopes: token.scopes.clone(),
+        expires_ms,
+    };
+    let (id, secret) = issue(&state, grant).await?;
     Ok((
         StatusCode::CREATED,
         Json(
-            json!({"id": id, "token": secret, "role": role.as_str(), "org": token.org, "scopes": token.scopes}),
+            json!({"id": id, "token": secret, "role": role.as_str(), "org": token.org,
+                    "scopes": token.scopes, "expires_at": token.expires_at}),
         ),
     ))
 }
 
+/// `GET /api/v1/ops/tokens`: every token, never its secret.
+async fn list_tokens(State(state): State<AppState>, caller: Caller) -> Answer {
+    caller.require(Role::Operator)?;
+    let time = |ms: Option<i64>| ms.and_then(crate::read::china_time);
+    let tokens: Vec<Value> = state
+        .commands
+        .log()
+        .platform()
+        .tokens()
+        .await?
+        .into_iter()
+        .map(|t| {
+            json!({
+                "id": t.id,
+                "role": t.role,
+                "org": t.org,
+                "scopes": t.scopes,
+                "created_at": time(Some(t.created_ms)),
+                "expires_at": time(t.expires_ms),
+                "last_used_at": time(t.last_used_ms),
+                "revoked_at": time(t.revoked_ms),
+            })
+        })
+        .collect();
+    Ok((StatusCode::OK, Json(json!({"tokens": tokens}))))
+}
+
 /// Stores a new token and returns its id and secret (shown once, never stored).
-pub async fn issue(
-    state: &AppState,
-    role: Role,
-    org: Option<String>,
-    scopes: Vec<String>,
-) -> Result<(String, String), WireError> {
+pub async fn issue(state: &AppState, grant: Grant) -> Result<(String, String), WireError> {
     let secret = new_secret();
     let id = uuid::Uuid::new_v4().simple().to_string();
-    store_token(state, &id, &secret, role, org, scopes).await?;
+    store_token(state, &id, &secret, grant).await?;
     Ok((id, secret))
 }
 
@@ -347,22 +409,23 @@ pub async fn store_token(
     state: &AppState,
     id: &str,
     secret: &str,
-    role: Role,
-    org: Option<String>,
-    scopes: Vec<String>,
+    grant: Grant,
 ) -> Result<(), WireError> {
     let record = TokenRecord {
         id: id.to_string(),
-        role: role.as_str().to_string(),
-        org,
-        scopes,
-        revoked: false,
+        role: grant.role.as_str().to_string(),
+        org: grant.org,
+        scopes: grant.scopes,
+        created_ms: now_ms(state),
+        expires_ms: grant.expires_ms,
+        last_used_ms: None,
+        revoked_ms: None,
     };
     state
         .commands
         .log()
         .platform()
-        .insert_token(&record, &secret_digest(secret), now_ms(state))
+        .insert_token(&record, &secret_digest(secret))
         .await?;
     Ok(())
 }

@@ -10,9 +10,10 @@ use custody_commands::{Clock, Commands, SystemClock};
 use custody_eventlog::{EventLog, EventLogError};
 use tokio::net::TcpListener;
 
-use crate::auth::{secret_digest, Role};
+use crate::auth::secret_digest;
 use crate::config::{ServeConfig, StoreChoice};
 use crate::health::health;
+use crate::ops::Grant;
 use crate::platform_key::{CheckpointKey, PlatformKey, PlatformKeyError};
 use crate::readside::ReadSide;
 use crate::registry::{Registry, RegistryError};
@@ -79,7 +80,7 @@ impl App {
             registry: Arc::new(registry),
             platform_key: Arc::new(platform_key),
             admission: Arc::new(Admission::new(config.admission)),
-            rejection_quota: Arc::new(wire::rejection_log::RejectionQuota::new(
+            rejection_quota: Arc::new(wire::rejection_quota::RejectionQuota::new(
                 config.rejection_log,
             )),
             protocol: config.protocol,
@@ -167,7 +168,7 @@ async fn bootstrap_operator(
             .await?
             .is_none()
         {
-            crate::ops::store_token(state, "bootstrap-env", secret, Role::Operator, None, vec![])
+            crate::ops::store_token(state, "bootstrap-env", secret, Grant::first_operator())
                 .await
                 .map_err(|e| StartError::Bootstrap(e.to_string()))?;
         }
@@ -176,7 +177,7 @@ async fn bootstrap_operator(
     if platform.has_operator_token().await? {
         return Ok(None);
     }
-    let (_, secret) = crate::ops::issue(state, Role::Operator, None, vec![])
+    let (_, secret) = crate::ops::issue(state, Grant::first_operator())
         .await
         .map_err(|e| StartError::Bootstrap(e.to_string()))?;
     Ok(Some(secret))

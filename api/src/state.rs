@@ -22,7 +22,7 @@ pub struct AppState {
     pub platform_key: Arc<PlatformKey>,
     pub admission: Arc<Admission>,
     /// Bounds what unauthenticated refusals leave in the rejected-reports log.
-    pub rejection_quota: Arc<crate::wire::rejection_log::RejectionQuota>,
+    pub rejection_quota: Arc<crate::wire::rejection_quota::RejectionQuota>,
     pub protocol: ProtocolConfig,
     pub read_side: Arc<ReadSide>,
     /// The return-date scheduler, reminders and the revocation cascade; they stop when the last

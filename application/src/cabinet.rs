@@ -134,6 +134,7 @@ impl Application {
     ) -> Result<Outcome, ApplicationError> {
         let principal = &intake.principal;
         principal.check_device("Deviceid", &report.device)?;
+        intake.not_ahead("optime", report.operated_at)?;
         if let Some(cabinet) = &principal.cabinet {
             cabinet.check_drawer(&principal.sender, &report.drawer)?;
         }
@@ -258,6 +259,7 @@ impl Application {
     ) -> Result<Outcome, ApplicationError> {
         let principal = &intake.principal;
         principal.check_device("sbxlh", &report.device)?;
+        intake.not_ahead("gjsj", report.alarm.raised_at)?;
         let metadata = intake.metadata(
             Some(&report.serial),
             Some(report.serial.clone()),

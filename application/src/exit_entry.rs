@@ -30,6 +30,7 @@ impl Application {
         crossing: BorderCrossed,
     ) -> Result<Outcome, ApplicationError> {
         require_authority(&intake.principal)?;
+        intake.not_ahead("crjsj", crossing.crossed_at)?;
         let record_id = crossing.record_id.clone();
         let content = fingerprint(&(document, &crossing));
         Ok(self
@@ -53,6 +54,7 @@ impl Application {
         issuance: IssuanceConfirmed,
     ) -> Result<Outcome, ApplicationError> {
         require_authority(&intake.principal)?;
+        intake.date_not_ahead("qfrq", issuance.issued_on)?;
         if issuance.valid_until <= issuance.issued_on {
             return Err(ApplicationError::invalid(
                 "yxqz",

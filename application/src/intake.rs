@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use custody_domain::business_time;
 use custody_domain::cabinet::Cabinet;
 use custody_domain::custody::Actor;
 use custody_domain::identifiers::{sm3_hex, CreditCode};
@@ -80,6 +81,25 @@ pub struct Intake {
 }
 
 impl Intake {
+    /// A business time of the report is not ahead of its arrival by more than the allowed
+    /// skew (docs/protocol.md, "Time rules").
+    pub fn not_ahead(&self, field: &'static str, at: Timestamp) -> Result<(), ApplicationError> {
+        Ok(business_time::not_ahead(field, at, self.received_at)?)
+    }
+
+    /// A business date of the report is not after the day it arrived (China time).
+    pub fn date_not_ahead(
+        &self,
+        field: &'static str,
+        date: chrono::NaiveDate,
+    ) -> Result<(), ApplicationError> {
+        Ok(business_time::date_not_ahead(
+            field,
+            date,
+            self.received_at,
+        )?)
+    }
+
     /// The metadata of an event this report yields: its business serial (or record id), the
     /// key that makes it idempotent, and the fingerprint of its business content.
     pub fn metadata(

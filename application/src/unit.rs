@@ -183,6 +183,7 @@ impl Application {
     ) -> Result<Outcome, ApplicationError> {
         let principal = &intake.principal;
         approval.unit = principal.own_unit()?.clone();
+        intake.date_not_ahead("tysj", approval.approved_on)?;
         require_person_custody(self.commands.as_ref(), principal, &approval.holder).await?;
         let content = fingerprint(&approval);
         Ok(self
@@ -209,6 +210,7 @@ impl Application {
     ) -> Result<Outcome, ApplicationError> {
         let principal = &intake.principal;
         letter.unit = principal.own_unit()?.clone();
+        intake.date_not_ahead("kjrq", letter.issued_on)?;
         require_person_custody(self.commands.as_ref(), principal, &letter.holder).await?;
         // (The approval may be reported after the letter; then there is nothing to compare.)
         if let Some(approval_serial) = &letter.travel_approval {

@@ -36,4 +36,21 @@ pub enum DomainError {
         row: u16,
         column: u16,
     },
+    /// A business time lies further ahead of the server clock than the allowed skew
+    /// (docs/protocol.md, "Time rules").
+    #[error("{field} {at} is ahead of the server clock ({now}) by more than {skew_secs} s")]
+    AheadOfClock {
+        field: &'static str,
+        at: String,
+        now: String,
+        skew_secs: i64,
+    },
+    /// A cabinet operation earlier than the document's latest recorded one: its history must
+    /// stay in business-time order (docs/protocol.md, "Time rules").
+    #[error("{field} {at} is before the document's latest operation at {latest}")]
+    OutOfOrder {
+        field: &'static str,
+        at: String,
+        latest: String,
+    },
 }

@@ -86,11 +86,8 @@ pub fn document_as_of(
 /// reached the platform after midnight still belongs to its day.
 pub fn effective_time(event: &DocumentEvent, recorded_at: Timestamp) -> Timestamp {
     match event {
-        DocumentEvent::Deposited(e) => e.operated_at,
-        DocumentEvent::Withdrawn(e) => e.operated_at,
-        DocumentEvent::AbnormalWithdrawal(e) => e.operated_at,
         DocumentEvent::BorderCrossed(e) => e.crossed_at,
-        _ => recorded_at,
+        _ => event.operated_at().unwrap_or(recorded_at),
     }
 }
 

@@ -5,6 +5,7 @@
 //! machines are transition tables ([`transitions`]) that the code, the tests and
 //! `docs/state-machines.md` all read.
 
+pub mod business_time;
 pub mod cabinet;
 pub mod consent_letter;
 pub mod custody;

@@ -25,6 +25,8 @@ pub use checkpoints::{Consistency, InclusionProof};
 pub use commit_order::{CommitPosition, CommittedEvent};
 pub use error::EventLogError;
 pub use log::{Backend, EventLog, StoredEvent, StoredEventRef};
-pub use platform::{Org, PlatformStore, QueryAuditEntry, SenderRecord, TokenRecord};
+pub use platform::{
+    Org, PlatformStore, QueryAuditEntry, SenderRecord, TokenRecord, TOKEN_USE_RESOLUTION_MS,
+};
 pub use rejections::{NotKept, Rejection, RejectionSummary, UNAUTHENTICATED_PREFIX_BYTES};
 pub use store::{ChainContext, ChainedEventStore};

@@ -34,13 +34,51 @@ pub struct SenderRecord {
     pub unit: Option<String>,
 }
 
+/// An API token as stored: never its secret, only the SM3 of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     pub id: String,
     pub role: String,
     pub org: Option<String>,
     pub scopes: Vec<String>,
-    pub revoked: bool,
+    pub created_ms: i64,
+    /// After this it is refused like a revoked one.
+    pub expires_ms: Option<i64>,
+    /// When it last authenticated a call, to the minute (`TOKEN_USE_RESOLUTION_MS`).
+    pub last_used_ms: Option<i64>,
+    pub revoked_ms: Option<i64>,
+}
+
+impl TokenRecord {
+    /// Whether it may authenticate a call at `now_ms`.
+    pub fn usable_at(&self, now_ms: i64) -> bool {
+        self.revoked_ms.is_none() && self.expires_ms.is_none_or(|expires| now_ms < expires)
+    }
+}
+
+/// How stale a token's `last_used_ms` may get before a use writes it again: a use does not
+/// cost a write every time.
+pub const TOKEN_USE_RESOLUTION_MS: i64 = 60_000;
+
+const TOKEN_COLUMNS: &str =
+    "id, role, org, scopes, created_ms, expires_ms, last_used_ms, revoked_ms";
+
+fn token(row: &AnyRow) -> Result<TokenRecord, EventLogError> {
+    let scopes: String = row.try_get("scopes")?;
+    Ok(TokenRecord {
+        id: row.try_get("id")?,
+        role: row.try_get("role")?,
+        org: row.try_get("org")?,
+        scopes: scopes
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        created_ms: row.try_get("created_ms")?,
+        expires_ms: row.try_get("expires_ms")?,
+        last_used_ms: row.try_get("last_used_ms")?,
+        revoked_ms: row.try_get("revoked_ms")?,
+    })
 }
 
 /// One read of unmasked personal data (SPEC §7, §2.6.5.4.2).
@@ -195,18 +233,18 @@ impl PlatformStore {
         &self,
         token: &TokenRecord,
         secret_sm3: &str,
-        now_ms: i64,
     ) -> Result<(), EventLogError> {
         sqlx::query(
-            "INSERT INTO tokens (id, token_sm3, role, org, scopes, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO tokens (id, token_sm3, role, org, scopes, created_ms, expires_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&token.id)
         .bind(secret_sm3)
         .bind(&token.role)
         .bind(&token.org)
         .bind(token.scopes.join(","))
-        .bind(now_ms)
+        .bind(token.created_ms)
+        .bind(token.expires_ms)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -216,26 +254,46 @@ impl PlatformStore {
         &self,
         secret_sm3: &str,
     ) -> Result<Option<TokenRecord>, EventLogError> {
-        sqlx::query("SELECT id, role, org, scopes, revoked_ms FROM tokens WHERE token_sm3 = $1")
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_sm3 = $1");
+        sqlx::query(&sql)
             .bind(secret_sm3)
             .fetch_optional(&self.pool)
             .await?
-            .map(|row| {
-                let scopes: String = row.try_get("scopes")?;
-                let revoked_ms: Option<i64> = row.try_get("revoked_ms")?;
-                Ok(TokenRecord {
-                    id: row.try_get("id")?,
-                    role: row.try_get("role")?,
-                    org: row.try_get("org")?,
-                    scopes: scopes
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect(),
-                    revoked: revoked_ms.is_some(),
-                })
-            })
+            .as_ref()
+            .map(token)
             .transpose()
+    }
+
+    /// Every token, oldest first (never a secret).
+    pub async fn tokens(&self) -> Result<Vec<TokenRecord>, EventLogError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_ms, id");
+        sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(token)
+            .collect()
+    }
+
+    /// Notes a use of `token` at `now_ms` when its last use is older than
+    /// [`TOKEN_USE_RESOLUTION_MS`].
+    pub async fn note_token_use(
+        &self,
+        token: &TokenRecord,
+        now_ms: i64,
+    ) -> Result<(), EventLogError> {
+        if token
+            .last_used_ms
+            .is_some_and(|last| now_ms - last < TOKEN_USE_RESOLUTION_MS)
+        {
+            return Ok(());
+        }
+        sqlx::query("UPDATE tokens SET last_used_ms = $1 WHERE id = $2")
+            .bind(now_ms)
+            .bind(&token.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Whether any operator token exists (the first one comes from the environment or is

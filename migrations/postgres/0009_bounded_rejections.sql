@@ -16,3 +16,7 @@ CREATE TABLE rejections_not_kept
     count      bigint NOT NULL,
     PRIMARY KEY (minute_ms, source, error_code)
 );
+
+-- Tokens may expire, and operators see when each was last used (docs/operations.md, "Tokens").
+ALTER TABLE tokens ADD COLUMN expires_ms bigint;
+ALTER TABLE tokens ADD COLUMN last_used_ms bigint;

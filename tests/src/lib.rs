@@ -22,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use custody_api::wire::admission::AdmissionConfig;
-use custody_api::wire::rejection_log::RejectionLogConfig;
+use custody_api::wire::rejection_quota::RejectionLogConfig;
 use custody_api::ProtocolConfig;
 use custody_api::{App, AppState, ServeConfig, StoreChoice, Transport};
 use custody_commands::{Clock, ManualClock, SystemClock};

@@ -15,6 +15,7 @@ mod lists;
 mod messages;
 mod reconciliation;
 pub mod rejection_log;
+pub mod rejection_quota;
 mod reply;
 mod unit;
 

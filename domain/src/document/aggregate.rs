@@ -8,7 +8,7 @@ use super::events::*;
 use super::state::{DocumentState, TRANSITIONS};
 use crate::identifiers::{CreditCode, DocumentNumber, DocumentType, PersonId};
 use crate::transitions::{next_state, require};
-use crate::values::{DocumentRecord, Location};
+use crate::values::{china_standard_time, DocumentRecord, Location, Timestamp};
 use crate::DomainError;
 
 /// A travel document as the platform knows it, folded from its events.
@@ -26,6 +26,10 @@ pub struct Document {
     pub planned_return: Option<NaiveDate>,
     /// The unit whose cabinet last held it.
     pub unit: Option<CreditCode>,
+    /// The business time of its latest cabinet operation (deposit or withdrawal): the next
+    /// one may not be earlier (docs/protocol.md, "Time rules").
+    #[serde(default)]
+    pub last_operated_at: Option<Timestamp>,
 }
 
 impl Document {
@@ -43,6 +47,16 @@ impl Document {
             } => {
                 if withdrawal.kind == WithdrawalKind::Lend && withdrawal.planned_return.is_none() {
                     return Err(DomainError::MissingField("retdate"));
+                }
+                let operated_on = withdrawal
+                    .operated_at
+                    .with_timezone(&china_standard_time())
+                    .date_naive();
+                if let Some(planned) = withdrawal.planned_return.filter(|d| *d < operated_on) {
+                    return Err(DomainError::InvalidField {
+                        field: "retdate",
+                        reason: format!("{planned} is before the operation date {operated_on}"),
+                    });
                 }
                 // The drawer is already open: a lend without a valid approval is recorded and
                 // flagged, not refused (SPEC §3.3).
@@ -90,6 +104,17 @@ impl Document {
             }
         };
         require(TRANSITIONS, Self::AGGREGATE, self.state, event.kind())?;
+        if let (Some(at), Some(latest)) = (event.operated_at(), self.last_operated_at) {
+            // A cabinet that was offline reports in order; nothing it did can precede what
+            // it already reported.
+            if at < latest {
+                return Err(DomainError::OutOfOrder {
+                    field: "optime",
+                    at: at.to_rfc3339(),
+                    latest: latest.to_rfc3339(),
+                });
+            }
+        }
         Ok(event)
     }
 }
@@ -117,6 +142,9 @@ impl Aggregate for Document {
         // replay and command handling can never disagree.
         if let Some(next) = next_state(TRANSITIONS, self.state, event.kind()) {
             self.state = next;
+        }
+        if let Some(at) = event.operated_at() {
+            self.last_operated_at = Some(self.last_operated_at.map_or(at, |latest| latest.max(at)));
         }
         match event {
             DocumentEvent::ApplicationFiled(e) => {

@@ -156,6 +156,16 @@ pub struct ReconciliationCorrected {
 }
 
 impl DocumentEvent {
+    /// The business time of a cabinet operation (deposit, withdrawal), None for the others.
+    pub fn operated_at(&self) -> Option<Timestamp> {
+        match self {
+            DocumentEvent::Deposited(e) => Some(e.operated_at),
+            DocumentEvent::Withdrawn(e) => Some(e.operated_at),
+            DocumentEvent::AbnormalWithdrawal(e) => Some(e.operated_at),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> DocumentEventKind {
         use DocumentEventKind as K;
         match self {

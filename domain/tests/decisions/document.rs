@@ -198,7 +198,17 @@ impl Machine for Document {
             S::Applying => vec![Ev::ApplicationFiled(filed())],
             S::InCabinet => vec![Ev::Deposited(deposited())],
             // A lend, so that the return date can be reached from here.
-            S::Withdrawn => vec![Ev::Deposited(deposited()), Ev::Withdrawn(lent())],
+            // Before the builders' times, so that every command of `when` comes after it.
+            S::Withdrawn => vec![
+                Ev::Deposited(Deposited {
+                    operated_at: at("2026-11-22T10:00:00+08:00"),
+                    ..deposited()
+                }),
+                Ev::Withdrawn(Withdrawn {
+                    operated_at: at("2026-11-22T11:00:00+08:00"),
+                    ..lent()
+                }),
+            ],
             S::AwaitingReturn => vec![Ev::IssuanceConfirmed(issued())],
             S::Cancelled => vec![Ev::Cancelled(cancelled())],
         }
@@ -398,4 +408,61 @@ fn a_deposit_ends_the_lend() {
     assert_eq!(document.state, S::InCabinet);
     assert_eq!(document.planned_return, None);
     assert_eq!(document.location, Some(location()));
+}
+
+// Time rules (docs/protocol.md, "Time rules").
+
+#[test]
+fn a_cabinet_operation_before_the_latest_one_is_refused() {
+    // Deposited at 2026-11-23T10:30:05; a take-out an hour earlier cannot have followed it.
+    let earlier = Withdrawn {
+        operated_at: at("2026-11-23T09:30:05+08:00"),
+        ..withdrawal(WithdrawalKind::TakeOut, None)
+    };
+    given(S::InCabinet)
+        .when(lend_command(earlier, ApprovalCheck::Missing))
+        .then_expect_error(DomainError::OutOfOrder {
+            field: "optime",
+            at: "2026-11-23T09:30:05+08:00".into(),
+            latest: "2026-11-23T10:30:05+08:00".into(),
+        });
+}
+
+#[test]
+fn a_late_report_in_order_is_accepted_however_late() {
+    // A cabinet offline for weeks reports, in order, at the same second and then later.
+    let same_second = Withdrawn {
+        operated_at: at("2026-11-23T10:30:05+08:00"),
+        ..withdrawal(WithdrawalKind::TakeOut, None)
+    };
+    given(S::InCabinet)
+        .when(lend_command(same_second.clone(), ApprovalCheck::Missing))
+        .then_expect_events(vec![DocumentEvent::Withdrawn(same_second)]);
+}
+
+#[test]
+fn a_lend_due_back_before_it_left_is_refused() {
+    let backwards = withdrawal(WithdrawalKind::Lend, Some(day(2026, 11, 23)));
+    given(S::InCabinet)
+        .when(lend_command(backwards, ApprovalCheck::Valid))
+        .then_expect_error(DomainError::InvalidField {
+            field: "retdate",
+            reason: "2026-11-23 is before the operation date 2026-11-24".into(),
+        });
+    let same_day = withdrawal(WithdrawalKind::Lend, Some(day(2026, 11, 24)));
+    given(S::InCabinet)
+        .when(lend_command(same_day.clone(), ApprovalCheck::Valid))
+        .then_expect_events(vec![DocumentEvent::Withdrawn(same_day)]);
+}
+
+#[test]
+fn a_crossing_is_not_held_to_the_cabinets_order() {
+    // The exit-entry administration reports on its own timeline, and every crossing is kept.
+    let before_the_lend = BorderCrossed {
+        crossed_at: at("2026-11-20T08:00:00+08:00"),
+        ..crossing(CrossingDirection::Exit, None)
+    };
+    given(S::Withdrawn)
+        .when(DocumentCommand::RecordCrossing(before_the_lend.clone()))
+        .then_expect_events(vec![DocumentEvent::BorderCrossed(before_the_lend)]);
 }

@@ -30,7 +30,7 @@ async fn deposit(app: &TestApp, cabinet: &SimulatedCabinet, i: usize, lend: bool
     let now = app.now_ms();
     let mut steps = vec![cabinet.deposit(&record, &drawer, DepositKind::New, now)];
     if lend {
-        steps.push(cabinet.lend(&record, &drawer, date(2026, 12, 24), &Trip::default(), now));
+        steps.push(cabinet.lend(&record, &drawer, date(2099, 12, 24), &Trip::default(), now));
     }
     for step in steps {
         let (status, body) = app.send(&step.expect("request")).await;
@@ -75,7 +75,8 @@ async fn build_scene_with(kind: StoreKind, options: AppOptions) -> Scene {
     let app = TestApp::spawn_with(kind, options).await;
     let unit = app.unit().await;
     let cabinet = app.active_cabinet_of(&unit).await;
-    let auditor = app.token("auditor", &unit, &[]).await;
+    // The export is the whole log in clear: an auditor of a root org with `pii`.
+    let auditor = app.token("auditor", &unit, &["pii"]).await;
     let mut docs = Vec::new();
     for (i, lend) in [true, false, false].into_iter().enumerate() {
         docs.push(deposit(&app, &cabinet, i, lend).await);
@@ -450,6 +451,20 @@ async fn proofs_over_http_verify_and_fail_for_one_changed_byte() {
             assert_eq!(app.read(&reader, path).await.0, 403, "{path}");
         }
         assert_eq!(seal(app, &reader).await.0, 403);
+        // Auditors without `pii`, or below a root of the tree, may not export the whole log.
+        let masked_auditor = app.token("auditor", &unit, &[]).await;
+        let branch = app.org_under(Some(&unit), "branch").await;
+        let branch_auditor = app.token("auditor", &branch, &["pii"]).await;
+        for (token, case) in [(&masked_auditor, "no pii"), (&branch_auditor, "not a root")] {
+            let (status, body) = app.read(token, "/api/v1/audit/export").await;
+            assert_eq!(status, 403, "{case}: {body}");
+            assert_eq!(body["error_code"], "E_FORBIDDEN", "{case}");
+            assert_eq!(
+                app.read(token, "/api/v1/audit/checkpoints").await.0,
+                200,
+                "{case}"
+            );
+        }
         scene.app.stop().await;
     }
 }

@@ -132,7 +132,7 @@ async fn views_survive_nats_crashes_and_a_lost_store_under_load() {
                         .lend(
                             &record,
                             &drawer,
-                            date(2026, 12, 24),
+                            date(2099, 12, 24),
                             &Trip::default(),
                             app.now_ms(),
                         )

@@ -579,7 +579,7 @@ async fn an_illegal_withdrawal_is_409_and_kept_with_its_envelope() {
             .lend(
                 &record(),
                 &cabinet.drawer(0),
-                date(2026, 12, 24),
+                date(2099, 12, 24),
                 &Trip::default(),
                 app.now_ms(),
             )
@@ -631,7 +631,7 @@ async fn a_document_lives_through_every_cabinet_report() {
             cabinet.lend(
                 &document,
                 &drawer,
-                date(2026, 12, 24),
+                date(2099, 12, 24),
                 &Trip::default(),
                 now,
             ),
@@ -676,7 +676,7 @@ async fn a_document_lives_through_every_cabinet_report() {
         match lend {
             DocumentEvent::Withdrawn(w) => {
                 assert_eq!(w.anomaly, Some(Anomaly::WithdrawalWithoutApproval));
-                assert_eq!(w.planned_return, Some(date(2026, 12, 24)));
+                assert_eq!(w.planned_return, Some(date(2099, 12, 24)));
             }
             other => panic!("expected a withdrawal, got {other:?}"),
         }
@@ -1024,7 +1024,7 @@ async fn text_and_codes_follow_their_rules() {
                 travel_approval_serial: None,
             };
             let lend = cabinet
-                .lend(&document, &drawer, date(2026, 12, 24), &trip, app.now_ms())
+                .lend(&document, &drawer, date(2099, 12, 24), &trip, app.now_ms())
                 .expect("lend");
             assert_refused(&app.send(&lend).await, 422, "E_INVALID_FIELD", case);
         }
@@ -1037,7 +1037,7 @@ async fn text_and_codes_follow_their_rules() {
         assert_accepted(
             &app.send(
                 &cabinet
-                    .lend(&document, &drawer, date(2026, 12, 24), &fine, app.now_ms())
+                    .lend(&document, &drawer, date(2099, 12, 24), &fine, app.now_ms())
                     .expect("lend"),
             )
             .await,

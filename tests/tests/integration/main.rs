@@ -1,5 +1,6 @@
 //! Integration tests: one binary, so the throwaway PostgreSQL and nats-server start once.
 
+mod business_time;
 mod checkpoints;
 mod concurrency;
 mod custody;
@@ -17,4 +18,5 @@ mod rejection_log;
 mod replay;
 mod state_machines;
 mod time_rules;
+mod tokens;
 mod unit_messages;

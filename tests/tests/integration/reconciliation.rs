@@ -251,6 +251,8 @@ async fn in_cabinet_against_withdrawn_or_awaiting_return_is_repaired() {
         let scene = Scene::new(kind).await;
         let (withdrawn, withdrawn_from) = scene.deposit(0).await;
         scene.lend(&withdrawn, &withdrawn_from).await;
+        // Deposited and lent three days ago, due back yesterday: due now.
+        scene.at("2026-11-20T10:00:00+08:00");
         let (due, due_from) = scene.deposit(1).await;
         let now = scene.app.now_ms();
         scene
@@ -260,6 +262,7 @@ async fn in_cabinet_against_withdrawn_or_awaiting_return_is_repaired() {
                     .lend(&due, &due_from, date(2026, 11, 22), &Trip::default(), now),
             )
             .await;
+        scene.at("2026-11-23T10:00:00+08:00");
         scene
             .app
             .state

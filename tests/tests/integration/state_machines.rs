@@ -54,10 +54,10 @@ impl Machine for DocumentMachine {
         match state {
             DocumentState::Unknown => vec![],
             DocumentState::Applying => vec![file_application()],
-            DocumentState::InCabinet => vec![deposit(&number)],
+            DocumentState::InCabinet => vec![a_day_earlier(deposit(&number))],
             DocumentState::Withdrawn => vec![
-                deposit(&number),
-                lend(planned_return(), ApprovalCheck::Valid),
+                a_day_earlier(deposit(&number)),
+                a_day_earlier(lend(planned_return(), ApprovalCheck::Valid)),
             ],
             DocumentState::AwaitingReturn => vec![confirm_issuance(&number)],
             DocumentState::Cancelled => vec![cancel()],
@@ -88,6 +88,29 @@ impl Machine for DocumentMachine {
     }
     fn state_of(aggregate: &Document) -> DocumentState {
         aggregate.state
+    }
+}
+
+/// A path's cabinet operation a day before the samples' times, so that the command under test
+/// always comes after its path in business time (docs/protocol.md, "Time rules").
+fn a_day_earlier(command: DocumentCommand) -> DocumentCommand {
+    let day = chrono::Duration::days(1);
+    match command {
+        DocumentCommand::Deposit(mut deposited) => {
+            deposited.operated_at -= day;
+            DocumentCommand::Deposit(deposited)
+        }
+        DocumentCommand::Withdraw {
+            mut withdrawal,
+            approval,
+        } => {
+            withdrawal.operated_at -= day;
+            DocumentCommand::Withdraw {
+                withdrawal,
+                approval,
+            }
+        }
+        other => other,
     }
 }
 

@@ -770,7 +770,10 @@ async fn a_lend_counts_as_approved_only_with_a_valid_approval_of_its_holder() {
                 destination: "HKG".into(),
                 travel_approval_serial: serial.map(str::to_string),
             };
-            cabinet.lend(&passport, &drawer, returning, &trip, app.now_ms())
+            // Due back on the trip's return date, or the day it leaves if that is later (a
+            // lend cannot be due before it leaves).
+            let due = returning.max(app.clock.now().date_naive());
+            cabinet.lend(&passport, &drawer, due, &trip, app.now_ms())
         };
         let give_back = || cabinet.deposit(&passport, &drawer, DepositKind::Return, app.now_ms());
 
