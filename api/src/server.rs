@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::{secret_digest, Role};
 use crate::config::{ServeConfig, StoreChoice};
-use crate::health::health;
+use crate::health::{health, ready};
 use crate::platform_key::{CheckpointKey, PlatformKey, PlatformKeyError};
 use crate::readside::ReadSide;
 use crate::registry::{Registry, RegistryError};
@@ -97,6 +97,7 @@ impl App {
         let first_operator_token = bootstrap_operator(&state, config.ops_token.as_deref()).await?;
         let router = Router::new()
             .route("/health", get(health))
+            .route("/ready", get(ready))
             .route("/yth_g1xt/api/v1/{mstype}", post(wire::receive))
             .merge(crate::ops::routes())
             .merge(crate::read::routes())

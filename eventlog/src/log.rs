@@ -246,6 +246,29 @@ impl EventLog {
         }
     }
 
+    /// Whether every migration this build carries is applied (readiness: a database an older
+    /// build left, or one whose migration failed half-way, is not ready).
+    pub async fn is_migrated(&self) -> Result<bool, EventLogError> {
+        let sql = "SELECT version FROM _sqlx_migrations WHERE success";
+        let (expected, applied): (Vec<i64>, Vec<i64>) = match &self.backend {
+            Backend::Postgres(pool) => (
+                sqlx::migrate!("../migrations/postgres")
+                    .iter()
+                    .map(|m| m.version)
+                    .collect(),
+                sqlx::query_scalar(sql).fetch_all(pool).await?,
+            ),
+            Backend::Sqlite(pool) => (
+                sqlx::migrate!("../migrations/sqlite")
+                    .iter()
+                    .map(|m| m.version)
+                    .collect(),
+                sqlx::query_scalar(sql).fetch_all(pool).await?,
+            ),
+        };
+        Ok(expected.iter().all(|version| applied.contains(version)))
+    }
+
     /// Liveness of the database: one round trip.
     pub async fn ping(&self) -> Result<(), EventLogError> {
         match &self.backend {

@@ -52,6 +52,23 @@ pub struct TestStore {
 }
 
 impl TestStore {
+    /// A store in a fresh database of `server` (a test's own cluster).
+    pub async fn postgres_on(server: &PostgresServer) -> TestStore {
+        let data_dir = tempfile::Builder::new()
+            .prefix("custody-data-")
+            .tempdir()
+            .expect("temporary data directory");
+        let url = server.fresh_database().await;
+        TestStore {
+            kind: StoreKind::Postgres,
+            log: EventLog::connect_postgres(&url, 10)
+                .await
+                .expect("connect to the test PostgreSQL"),
+            choice: StoreChoice::Postgres { url },
+            data_dir,
+        }
+    }
+
     pub async fn new(kind: StoreKind) -> TestStore {
         let data_dir = tempfile::Builder::new()
             .prefix("custody-data-")
@@ -408,8 +425,59 @@ pub fn postgres() -> &'static PostgresServer {
     SERVER.get_or_init(|| PostgresServer::start().unwrap_or_else(|e| panic!("{e}")))
 }
 
+/// A PostgreSQL cluster of the caller's own, to stop and start again (the shared one serves
+/// every other test of the run).
+pub struct OwnPostgres {
+    pub server: PostgresServer,
+    data: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnPostgres {
+    pub fn start() -> Result<OwnPostgres, String> {
+        let (server, data, port, child) = PostgresServer::start_cluster()?;
+        Ok(OwnPostgres {
+            server,
+            data,
+            port,
+            child: Some(child),
+        })
+    }
+
+    /// A fast shutdown (SIGINT: open sessions are ended), waited for.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data directory, and waits until it takes sessions.
+    pub fn restart(&mut self) -> Result<(), String> {
+        let child = PostgresServer::spawn(&self.data, &self.server.dir, self.port)?;
+        self.server.pid = child.id();
+        self.child = Some(child);
+        watch(self.server.pid, &self.server.dir, "INT")?;
+        PostgresServer::wait_ready(&self.data, &self.server.dir)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 impl PostgresServer {
     fn start() -> Result<PostgresServer, String> {
+        // The shared cluster lives as long as the test process; its watchdog stops it.
+        Self::start_cluster().map(|(server, ..)| server)
+    }
+
+    fn start_cluster() -> Result<(PostgresServer, PathBuf, u16, Child), String> {
         let bin = postgres_bin_dir()?;
         let dir = temp_dir("custody-pg-")?;
         let data = dir.join("data");
@@ -455,7 +523,30 @@ impl PostgresServer {
             ));
         }
         let port = free_port()?;
-        let log = fs::File::create(dir.join("postgres.log")).map_err(|e| e.to_string())?;
+        let child = Self::spawn(&data, &dir, port)?;
+        let pid = child.id();
+        watch(pid, &dir, "INT")?;
+        Self::wait_ready(&data, &dir)?;
+        Ok((
+            PostgresServer {
+                server_url: format!("postgres://postgres@127.0.0.1:{port}"),
+                pid,
+                dir,
+            },
+            data,
+            port,
+            child,
+        ))
+    }
+
+    fn spawn(data: &Path, dir: &Path, port: u16) -> Result<Child, String> {
+        let bin = postgres_bin_dir()?;
+        let as_postgres = running_as_root();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("postgres.log"))
+            .map_err(|e| e.to_string())?;
         let mut server = Command::new(bin.join("postgres"));
         server
             .arg("-D")
@@ -473,11 +564,12 @@ impl PostgresServer {
             let (uid, gid) = user_ids("postgres")?;
             server.uid(uid).gid(gid);
         }
-        let child = server
+        server
             .spawn()
-            .map_err(|e| format!("cannot start postgres: {e}"))?;
-        let pid = child.id();
-        watch(pid, &dir, "INT")?;
+            .map_err(|e| format!("cannot start postgres: {e}"))
+    }
+
+    fn wait_ready(data: &Path, dir: &Path) -> Result<(), String> {
         wait_until(Duration::from_secs(60), || {
             fs::read_to_string(data.join("postmaster.pid"))
                 .map(|pidfile| pidfile.lines().nth(7).map(str::trim) == Some("ready"))
@@ -488,11 +580,6 @@ impl PostgresServer {
                 "PostgreSQL did not become ready; its log: {}",
                 fs::read_to_string(dir.join("postgres.log")).unwrap_or_default()
             )
-        })?;
-        Ok(PostgresServer {
-            server_url: format!("postgres://postgres@127.0.0.1:{port}"),
-            pid,
-            dir,
         })
     }
 
