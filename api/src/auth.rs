@@ -94,6 +94,9 @@ where
             .ok_or_else(|| WireError::new(ErrorCode::Unauthorized, "unknown or revoked token"))?;
         let role = Role::parse(&record.role)
             .ok_or_else(|| WireError::new(ErrorCode::Unauthorized, "token has no known role"))?;
+        if let Some(slot) = parts.extensions.get::<crate::observe::SenderSlot>() {
+            slot.set(format!("token:{}", record.id));
+        }
         Ok(Caller {
             token_id: record.id,
             role,

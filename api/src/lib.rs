@@ -9,6 +9,8 @@ pub mod client;
 mod config;
 pub mod error;
 mod health;
+pub mod metrics;
+pub mod observe;
 pub mod ops;
 pub mod overdue;
 pub mod platform_key;
