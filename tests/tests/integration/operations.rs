@@ -1,10 +1,13 @@
 //! Operators' surfaces: liveness and readiness.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use custody_api::Transport;
 use custody_projections::feed::StreamSettings;
-use custody_tests::{nats, AppOptions, OwnPostgres, StoreKind, TestApp, TestStore};
+use custody_simulator::generate::random_document_record;
+use custody_simulator::DepositKind;
+use custody_tests::{nats, AppOptions, OwnPostgres, StoreKind, TestApp, TestStore, OPS_TOKEN};
 use serde_json::Value;
 
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
@@ -95,4 +98,128 @@ async fn ready_is_false_while_postgresql_is_stopped_and_true_once_it_is_back() {
         serde_json::json!({"store": "ok", "migrated": "ok", "workers": "ok"})
     );
     app.stop().await;
+}
+
+/// One scrape of `/metrics`: every sample line, `name{labels}` → value.
+async fn scrape(app: &TestApp) -> HashMap<String, f64> {
+    let response = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(OPS_TOKEN)
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("metrics text");
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (key, value) = line.rsplit_once(' ').expect("name and value");
+            (key.to_string(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+/// How much a sample grew between two scrapes (absent counts as 0).
+fn moved(before: &HashMap<String, f64>, after: &HashMap<String, f64>, key: &str) -> f64 {
+    after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_move_by_exactly_what_was_sent() {
+    for kind in StoreKind::ALL {
+        let app = TestApp::spawn(kind).await;
+        let unauthenticated = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(unauthenticated.status(), 401);
+
+        let cabinet = app.active_cabinet().await;
+        let events_before = app.store.log.count().await.expect("count");
+        let before = scrape(&app).await;
+        const ACCEPTED: usize = 5;
+        const MALFORMED: usize = 2;
+        for drawer in 0..ACCEPTED {
+            let deposit = cabinet
+                .deposit(
+                    &random_document_record(&mut rand::rng()),
+                    &cabinet.drawer(drawer),
+                    DepositKind::New,
+                    app.now_ms(),
+                )
+                .expect("deposit");
+            assert_eq!(app.send(&deposit).await.0, 200);
+            assert_eq!(app.send(&deposit).await.1["error_code"], "E_REPLAY");
+        }
+        for _ in 0..MALFORMED {
+            let answer = app.post_raw("sjsb-zjcq", b"{not json".to_vec()).await;
+            assert_eq!(answer.1["error_code"], "E_MALFORMED");
+        }
+        let after = scrape(&app).await;
+        let events_appended = app.store.log.count().await.expect("count") - events_before;
+
+        let n = ACCEPTED as f64;
+        let m = MALFORMED as f64;
+        let moved = |key: &str| moved(&before, &after, key);
+        let ingress = |code: &str| {
+            moved(&format!(
+                "custody_ingress_requests_total{{mstype=\"sjsb-zjcq\",code=\"{code}\"}}"
+            ))
+        };
+        assert_eq!(ingress("0"), n, "{kind:?}");
+        assert_eq!(ingress("E_REPLAY"), n);
+        assert_eq!(ingress("E_MALFORMED"), m);
+        assert_eq!(
+            moved("custody_ingress_request_duration_seconds_count{mstype=\"sjsb-zjcq\"}"),
+            2.0 * n + m
+        );
+        assert_eq!(
+            moved("custody_rejected_reports_total{code=\"E_REPLAY\"}"),
+            n
+        );
+        assert_eq!(
+            moved("custody_rejected_reports_total{code=\"E_MALFORMED\"}"),
+            m
+        );
+        let http = |status: u16| {
+            moved(&format!(
+                "custody_http_requests_total{{route=\"/yth_g1xt/api/v1/{{mstype}}\",method=\"POST\",status=\"{status}\"}}"
+            ))
+        };
+        assert_eq!((http(200), http(409), http(400)), (n, n, m));
+        assert_eq!(
+            moved("custody_commands_total{aggregate=\"Document\",result=\"appended\"}"),
+            n
+        );
+        assert_eq!(
+            moved("custody_command_duration_seconds_count{aggregate=\"Document\"}"),
+            n
+        );
+        assert_eq!(
+            moved("custody_command_conflicts_total{aggregate=\"Document\"}"),
+            0.0
+        );
+        let appended: f64 = after
+            .keys()
+            .filter(|k| k.starts_with("custody_events_appended_total"))
+            .map(|k| moved(k))
+            .sum();
+        assert_eq!(appended, events_appended as f64);
+        assert_eq!(
+            moved("custody_log_head_position") > 0.0,
+            events_appended > 0
+        );
+        for projection in custody_projections::Projection::ALL {
+            let key = format!(
+                "custody_projection_lag_events{{projection=\"{}\"}}",
+                projection.name()
+            );
+            assert!(after.contains_key(&key), "{key}");
+        }
+        app.stop().await;
+    }
 }
