@@ -30,6 +30,7 @@ use custody_protocol::SignedRequest;
 use custody_simulator::{CabinetSpec, SimulatedCabinet};
 use tempfile::TempDir;
 
+pub mod logs;
 pub mod samples;
 
 /// Which event store a test runs on. Tests that must hold on both run once per kind.
@@ -175,6 +176,7 @@ impl TestApp {
 
     /// Serves the app over an existing store (a restart keeps its data).
     pub async fn serve(store: TestStore, options: AppOptions) -> TestApp {
+        logs::capture();
         let mut config = ServeConfig::embedded(
             "127.0.0.1:0".parse().expect("loopback address"),
             store.data_dir.path().to_path_buf(),
@@ -406,6 +408,11 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
+        let personal = logs::personal_data_lines();
+        assert!(
+            personal.is_empty(),
+            "log lines of this test run hold a citizen ID or a document number: {personal:#?}"
+        );
         let TestApp { store, .. } = self;
         store
     }

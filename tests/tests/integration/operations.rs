@@ -213,6 +213,8 @@ async fn metrics_move_by_exactly_what_was_sent() {
             moved("custody_log_head_position") > 0.0,
             events_appended > 0
         );
+        // The request lines went through the harness's check for personal data.
+        assert!(custody_tests::logs::lines_seen() >= (2 * ACCEPTED + MALFORMED) as u64);
         for projection in custody_projections::Projection::ALL {
             let key = format!(
                 "custody_projection_lag_events{{projection=\"{}\"}}",
