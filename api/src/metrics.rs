@@ -114,9 +114,38 @@ impl Metrics {
             "Events appended to the log by this process, by aggregate type",
             metrics.events_appended.clone(),
         );
+        metrics.start_at_zero();
         Metrics {
             registry,
             ..metrics
+        }
+    }
+
+    /// Every aggregate type's command counters and every refusal code exist from the start, at
+    /// 0: a family shows in the exposition only once it has a series, and `rate()` and alerts
+    /// need the zero before the first increment.
+    fn start_at_zero(&self) {
+        use custody_domain as d;
+        let aggregates = [
+            d::document::Document::AGGREGATE,
+            d::person::Person::AGGREGATE,
+            d::cabinet::Cabinet::AGGREGATE,
+            d::reminder::Reminder::AGGREGATE,
+            d::reconciliation::Reconciliation::AGGREGATE,
+            d::consent_letter::ConsentLetter::AGGREGATE,
+            d::travel_approval::TravelApproval::AGGREGATE,
+        ];
+        for aggregate in aggregates {
+            let by_type = vec![("aggregate", aggregate.to_string())];
+            let _ = self.command_conflicts.get_or_create(&by_type);
+            let _ = self.events_appended.get_or_create(&by_type);
+        }
+        for code in crate::ErrorCode::ALL {
+            if *code != crate::ErrorCode::RateLimited {
+                let _ = self
+                    .rejected_reports
+                    .get_or_create(&vec![("code", code.as_str().to_string())]);
+            }
         }
     }
 

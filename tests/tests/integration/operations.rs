@@ -1,6 +1,6 @@
 //! Operators' surfaces: liveness and readiness.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use custody_api::Transport;
@@ -34,6 +34,18 @@ async fn ready_becomes(app: &TestApp, want: bool, attempts: usize) -> (u16, Valu
     last
 }
 
+/// The app's options with its projectors fed through a JetStream stream of its own.
+fn over_jetstream() -> AppOptions {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    AppOptions {
+        transport: Transport::JetStream {
+            url: nats().url.clone(),
+            settings: StreamSettings::new(format!("OPS_{id}"), format!("ops.{id}")),
+        },
+        ..AppOptions::default()
+    }
+}
+
 #[tokio::test]
 async fn ready_on_both_stores_and_with_jetstream() {
     for kind in StoreKind::ALL {
@@ -47,18 +59,7 @@ async fn ready_on_both_stores_and_with_jetstream() {
         );
         app.stop().await;
     }
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let app = TestApp::spawn_with(
-        StoreKind::Postgres,
-        AppOptions {
-            transport: Transport::JetStream {
-                url: nats().url.clone(),
-                settings: StreamSettings::new(format!("READY_{id}"), format!("ready.{id}")),
-            },
-            ..AppOptions::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(StoreKind::Postgres, over_jetstream()).await;
     let (status, body) = ready_becomes(&app, true, 20).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["checks"]["nats"], "ok");
@@ -100,8 +101,8 @@ async fn ready_is_false_while_postgresql_is_stopped_and_true_once_it_is_back() {
     app.stop().await;
 }
 
-/// One scrape of `/metrics`: every sample line, `name{labels}` → value.
-async fn scrape(app: &TestApp) -> HashMap<String, f64> {
+/// The text of one scrape of `/metrics`.
+async fn scrape_text(app: &TestApp) -> String {
     let response = app
         .client
         .get(app.url("/metrics"))
@@ -112,7 +113,14 @@ async fn scrape(app: &TestApp) -> HashMap<String, f64> {
     assert_eq!(response.status(), 200);
     let text = response.text().await.expect("metrics text");
     assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
-    text.lines()
+    text
+}
+
+/// One scrape of `/metrics`: every sample line, `name{labels}` → value.
+async fn scrape(app: &TestApp) -> HashMap<String, f64> {
+    scrape_text(app)
+        .await
+        .lines()
         .filter(|line| !line.starts_with('#') && !line.is_empty())
         .map(|line| {
             let (key, value) = line.rsplit_once(' ').expect("name and value");
@@ -224,4 +232,41 @@ async fn metrics_move_by_exactly_what_was_sent() {
         }
         app.stop().await;
     }
+}
+
+#[tokio::test]
+async fn deploy_files_name_only_exported_metrics() {
+    // With NATS, so that the relay's metrics are exported too.
+    let app = TestApp::spawn_with(StoreKind::Postgres, over_jetstream()).await;
+    // Some traffic first: a family shows once it has a series (requests, ingress, commands).
+    let _cabinet = app.active_cabinet().await;
+    let text = scrape_text(&app).await;
+    let exported: HashSet<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let mut named = 0;
+    for file in ["grafana/custody.json", "prometheus/alerts.yml"] {
+        let body = std::fs::read_to_string(deploy.join(file)).expect("a deploy file");
+        for name in body
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|token| token.starts_with("custody_") && token.len() > "custody_".len())
+        {
+            // PromQL names a counter's and a histogram's series; the exposition their family.
+            let family = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|family| exported.contains(family))
+                .unwrap_or(name);
+            assert!(
+                exported.contains(family),
+                "{file} names {name}, which /metrics does not export"
+            );
+            named += 1;
+        }
+    }
+    assert!(named > 20, "the dashboard and the alerts name the metrics");
+    app.stop().await;
 }
