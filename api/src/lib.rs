@@ -7,6 +7,7 @@ pub mod checkpointer;
 pub mod checkpoints;
 pub mod client;
 mod config;
+pub mod config_file;
 pub mod error;
 mod health;
 pub mod metrics;

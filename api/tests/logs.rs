@@ -1,80 +1,14 @@
 //! `custody serve --log-format json`: one JSON object per line, and one line per request with
 //! its route template, status, latency and request id (the one the client sent, echoed).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod common;
 
-use serde_json::Value;
-
-/// The service's JSON log lines as they come, and the child to stop.
-struct Served {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    _data: tempfile::TempDir,
-}
-
-impl Served {
-    fn start() -> Served {
-        let data = tempfile::tempdir().expect("temporary data directory");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_custody"))
-            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .env(
-                "CUSTODY_OPS_TOKEN",
-                "log-test-operator-token-0123456789abcdef",
-            )
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start custody serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Served {
-            child,
-            lines,
-            _data: data,
-        }
-    }
-
-    /// The next log line that parses and satisfies `wanted` (every line must be JSON).
-    fn line(&self, wanted: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(std::time::Duration::from_secs(120))
-                .expect("the service logs on");
-            let value: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-            if wanted(&value) {
-                return value;
-            }
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Served, OPS_TOKEN};
 
 #[tokio::test]
 async fn a_request_is_one_json_line_with_its_request_id() {
-    let served = Served::start();
-    let start = served.line(|v| v["message"] == "custody serving");
-    let address = start["address"].as_str().expect("the address it serves on");
+    let served = Served::start(&["--log-format", "json", "serve"]);
+    let address = served.address();
     let client = reqwest::Client::new();
 
     let answer = client
@@ -100,10 +34,7 @@ async fn a_request_is_one_json_line_with_its_request_id() {
             "http://{address}/api/v1/persons/110101199003070015"
         ))
         .header("x-request-id", "not plain!")
-        .header(
-            "authorization",
-            "Bearer log-test-operator-token-0123456789abcdef",
-        )
+        .header("authorization", format!("Bearer {OPS_TOKEN}"))
         .send()
         .await
         .expect("GET a person");
