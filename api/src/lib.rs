@@ -12,6 +12,7 @@ pub mod error;
 mod health;
 pub mod metrics;
 pub mod observe;
+pub mod openapi;
 pub mod ops;
 pub mod overdue;
 pub mod platform_key;

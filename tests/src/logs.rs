@@ -44,8 +44,24 @@ pub fn personal_data_lines() -> Vec<String> {
 
 /// Whether `text` holds something that looks like a citizen ID or a document number.
 pub fn holds_personal_data(text: &str) -> bool {
-    text.split(|c: char| !c.is_ascii_alphanumeric())
-        .any(|token| is_citizen_id(token) || is_document_number(token))
+    let mut rest = text;
+    let mut after_dot = false;
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(rest.len());
+        let token = &rest[..end];
+        // The digits of a decimal fraction are not an identifier.
+        if !after_dot && (is_citizen_id(token) || is_document_number(token)) {
+            return true;
+        }
+        after_dot = rest[end..].starts_with('.');
+        rest = rest[end..]
+            .char_indices()
+            .nth(1)
+            .map_or("", |(i, _)| &rest[end + i..]);
+    }
+    false
 }
 
 fn is_citizen_id(token: &str) -> bool {
@@ -101,5 +117,9 @@ mod tests {
         assert!(!holds_personal_data("X1234567890123456789012"));
         assert!(!holds_personal_data("9f86d081884c7d659a2feaa0c55ad015"));
         assert!(!holds_personal_data("XJH-Q2555061 processes"));
+        assert!(!holds_personal_data(
+            r#"{"latency_ms":0.061227000000000004}"#
+        ));
+        assert!(holds_personal_data("a 11010519491231002X."));
     }
 }

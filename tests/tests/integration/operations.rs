@@ -270,3 +270,38 @@ async fn deploy_files_name_only_exported_metrics() {
     assert!(named > 20, "the dashboard and the alerts name the metrics");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let app = TestApp::spawn(StoreKind::Embedded).await;
+    let (status, document) = get(&app, "/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().expect("paths");
+    let mut operations = 0;
+    for (path, item) in paths {
+        // Every `{parameter}` filled with a placeholder.
+        let concrete: String = path
+            .split('/')
+            .map(|part| if part.starts_with('{') { "x" } else { part })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in item.as_object().expect("path item").keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())
+                .expect("an HTTP method");
+            let response = app
+                .client
+                .request(method.clone(), app.url(&concrete))
+                .send()
+                .await
+                .expect("a documented operation");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            assert_ne!(status, 405, "{method} {path}: {body}");
+            assert_ne!(body["error_msg"], "no such route", "{method} {path}");
+            operations += 1;
+        }
+    }
+    assert!(operations >= 39, "{operations} operations documented");
+    app.stop().await;
+}
