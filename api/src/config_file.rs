@@ -45,7 +45,13 @@ pub struct Parsed {
 pub fn parse_with_file(command: Command, args: Vec<OsString>) -> Result<Parsed, ConfigFileError> {
     let matches = command.clone().try_get_matches_from(&args)?;
     let (leaf_command, leaf) = innermost(&command, &matches);
-    let Some(path) = leaf.get_one::<std::path::PathBuf>("config").cloned() else {
+    // Only `serve` and `config check` have `--config`; asking another subcommand is an error.
+    let Some(path) = leaf
+        .try_get_one::<std::path::PathBuf>("config")
+        .ok()
+        .flatten()
+        .cloned()
+    else {
         return Ok(Parsed {
             matches,
             from_file: vec![],

@@ -53,6 +53,10 @@ enum Command {
     /// The service's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff; `custody man | man -l -`).
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -147,9 +151,31 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    if let Command::Config(ConfigCommand::Check(_)) = &cli.command {
-        println!("{}", custody_api::config_file::effective(&command, &parsed));
-        return ExitCode::SUCCESS;
+    // The commands that only print need no logs and no runtime.
+    match &cli.command {
+        Command::Config(ConfigCommand::Check(_)) => {
+            println!("{}", custody_api::config_file::effective(&command, &parsed));
+            return ExitCode::SUCCESS;
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "custody",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("custody: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
     init_logs(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -197,7 +223,9 @@ fn main() -> ExitCode {
             Command::Simulate(args) => custody_simulator::run(args).await,
             Command::Projections(command) => custody_api::client::projections(command).await,
             Command::Audit(command) => custody_api::client::audit(command).await,
-            Command::Config(ConfigCommand::Check(_)) => Ok(()),
+            Command::Config(ConfigCommand::Check(_))
+            | Command::Completions { .. }
+            | Command::Man => Ok(()),
         }
     });
     match result {
