@@ -69,51 +69,61 @@ impl Metrics {
             events_appended: Family::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "custody_http_requests",
-            "HTTP requests by route template, method and status",
-            metrics.http_requests.clone(),
-        );
-        registry.register(
-            "custody_http_request_duration_seconds",
-            "HTTP request latency by route template",
-            metrics.http_latency.clone(),
-        );
-        registry.register(
-            "custody_ingress_requests",
-            "Signed ingress reports by mstype and answered error_code (0: accepted)",
-            metrics.ingress_requests.clone(),
-        );
-        registry.register(
-            "custody_ingress_request_duration_seconds",
-            "Signed ingress report latency by mstype",
-            metrics.ingress_latency.clone(),
-        );
-        registry.register(
-            "custody_rejected_reports",
-            "Reports refused and kept in the rejected-reports log, by error code",
-            metrics.rejected_reports.clone(),
-        );
-        registry.register(
-            "custody_commands",
-            "Commands run, by aggregate type and result",
-            metrics.commands.clone(),
-        );
-        registry.register(
-            "custody_command_duration_seconds",
-            "Command latency (look-up, load, decide, commit, retries) by aggregate type",
-            metrics.command_latency.clone(),
-        );
-        registry.register(
-            "custody_command_conflicts",
-            "Commits that lost to another writer and were retried, by aggregate type",
-            metrics.command_conflicts.clone(),
-        );
-        registry.register(
-            "custody_events_appended",
-            "Events appended to the log by this process, by aggregate type",
-            metrics.events_appended.clone(),
-        );
+        let counters: [(&str, &str, &Family<Labels, Counter>); 6] = [
+            (
+                "custody_http_requests",
+                "HTTP requests by route template, method and status",
+                &metrics.http_requests,
+            ),
+            (
+                "custody_ingress_requests",
+                "Signed ingress reports by mstype and answered error_code (0: accepted)",
+                &metrics.ingress_requests,
+            ),
+            (
+                "custody_rejected_reports",
+                "Reports refused and kept in the rejected-reports log, by error code",
+                &metrics.rejected_reports,
+            ),
+            (
+                "custody_commands",
+                "Commands run, by aggregate type and result",
+                &metrics.commands,
+            ),
+            (
+                "custody_command_conflicts",
+                "Commits that lost to another writer and were retried, by aggregate type",
+                &metrics.command_conflicts,
+            ),
+            (
+                "custody_events_appended",
+                "Events appended to the log by this process, by aggregate type",
+                &metrics.events_appended,
+            ),
+        ];
+        for (name, help, family) in counters {
+            registry.register(name, help, family.clone());
+        }
+        let histograms: [(&str, &str, &Histograms); 3] = [
+            (
+                "custody_http_request_duration_seconds",
+                "HTTP request latency by route template",
+                &metrics.http_latency,
+            ),
+            (
+                "custody_ingress_request_duration_seconds",
+                "Signed ingress report latency by mstype",
+                &metrics.ingress_latency,
+            ),
+            (
+                "custody_command_duration_seconds",
+                "Command latency (look-up, load, decide, commit, retries) by aggregate type",
+                &metrics.command_latency,
+            ),
+        ];
+        for (name, help, family) in histograms {
+            registry.register(name, help, family.clone());
+        }
         metrics.start_at_zero();
         Metrics {
             registry,

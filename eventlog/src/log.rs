@@ -250,22 +250,17 @@ impl EventLog {
     /// build left, or one whose migration failed half-way, is not ready).
     pub async fn is_migrated(&self) -> Result<bool, EventLogError> {
         let sql = "SELECT version FROM _sqlx_migrations WHERE success";
-        let (expected, applied): (Vec<i64>, Vec<i64>) = match &self.backend {
+        let (migrator, applied): (_, Vec<i64>) = match &self.backend {
             Backend::Postgres(pool) => (
-                sqlx::migrate!("../migrations/postgres")
-                    .iter()
-                    .map(|m| m.version)
-                    .collect(),
+                sqlx::migrate!("../migrations/postgres"),
                 sqlx::query_scalar(sql).fetch_all(pool).await?,
             ),
             Backend::Sqlite(pool) => (
-                sqlx::migrate!("../migrations/sqlite")
-                    .iter()
-                    .map(|m| m.version)
-                    .collect(),
+                sqlx::migrate!("../migrations/sqlite"),
                 sqlx::query_scalar(sql).fetch_all(pool).await?,
             ),
         };
+        let expected: Vec<i64> = migrator.iter().map(|m| m.version).collect();
         Ok(expected.iter().all(|version| applied.contains(version)))
     }
 

@@ -557,10 +557,10 @@ impl PostgresServer {
         let mut server = Command::new(bin.join("postgres"));
         server
             .arg("-D")
-            .arg(&data)
+            .arg(data)
             .args(["-p", &port.to_string(), "-h", "127.0.0.1"])
             .arg("-k")
-            .arg(&dir)
+            .arg(dir)
             // A throwaway cluster: durability is not what these tests measure.
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=400"])
