@@ -99,6 +99,9 @@ where
         }
         let role = Role::parse(&record.role)
             .ok_or_else(|| WireError::new(ErrorCode::Unauthorized, "token has no known role"))?;
+        if let Some(slot) = parts.extensions.get::<crate::observe::SenderSlot>() {
+            slot.set(format!("token:{}", record.id));
+        }
         Ok(Caller {
             token_id: record.id,
             role,

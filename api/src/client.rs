@@ -1,27 +1,33 @@
 //! The operator's and auditor's command-line calls to a running service: projection status and
 //! rebuild (with progress), and log verification.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
+/// The same two options in every subcommand that calls a running service.
 #[derive(Args)]
 pub struct Connection {
     /// Base URL of the running service.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "CUSTODY_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// Bearer token (operator for projections, auditor or operator for audit).
-    #[arg(long, env = "CUSTODY_OPS_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "CUSTODY_TOKEN", hide_env_values = true)]
     pub token: String,
 }
 
 #[derive(Subcommand)]
 pub enum ProjectionsCommand {
-    /// Each projection's position, lag and rebuild state.
-    Status(Connection),
+    /// Each projection's position, lag and rebuild state: a table, or the API's JSON.
+    Status {
+        #[command(flatten)]
+        connection: Connection,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Rebuild a projection from the event store while the service keeps serving the old one.
     Rebuild {
         /// documents, persons, cabinets, access_records or alerts.
@@ -61,10 +67,10 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub witness: Option<PathBuf>,
     /// Base URL of the running service (without --bundle).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "CUSTODY_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// Bearer token, auditor or operator (without --bundle).
-    #[arg(long, env = "CUSTODY_OPS_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "CUSTODY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
 
@@ -91,13 +97,17 @@ async fn call(
 
 pub async fn projections(command: ProjectionsCommand) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        ProjectionsCommand::Status(connection) => {
+        ProjectionsCommand::Status { connection, json } => {
             let (status, body) =
                 call(&connection, reqwest::Method::GET, "/api/v1/ops/projections").await?;
             if status != 200 {
                 return Err(format!("HTTP {status}: {body}").into());
             }
-            println!("{}", serde_json::to_string_pretty(&body)?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                print!("{}", projection_table(&body));
+            }
             Ok(())
         }
         ProjectionsCommand::Rebuild { name, connection } => {
@@ -106,6 +116,13 @@ pub async fn projections(command: ProjectionsCommand) -> Result<(), Box<dyn std:
             if status != 202 {
                 return Err(format!("HTTP {status}: {body}").into());
             }
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} events  {per_sec}  ETA {eta}",
+                )
+                .map_err(|e| e.to_string())?,
+            );
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let (_, body) =
@@ -116,41 +133,72 @@ pub async fn projections(command: ProjectionsCommand) -> Result<(), Box<dyn std:
                     .map(|p| p["rebuild"].clone())
                     .unwrap_or(Value::Null);
                 let events = rebuild["events"].as_u64().unwrap_or(0);
-                let total = rebuild["total"].as_u64().unwrap_or(0).max(events);
-                let rate = rebuild["events_per_second"].as_f64().unwrap_or(0.0);
-                let eta = if rate > 0.0 {
-                    (total - events) as f64 / rate
-                } else {
-                    0.0
-                };
-                let width = 30usize;
-                let filled = if total == 0 {
-                    0
-                } else {
-                    (events as usize * width) / total as usize
-                };
-                print!(
-                    "\r[{}{}] {events}/{total} events  {rate:.0} events/s  ETA {eta:.0} s   ",
-                    "#".repeat(filled),
-                    " ".repeat(width - filled.min(width))
-                );
-                std::io::stdout().flush()?;
+                bar.set_length(rebuild["total"].as_u64().unwrap_or(0).max(events));
+                bar.set_position(events);
                 match rebuild["state"].as_str() {
                     Some("finished") => {
+                        bar.finish_and_clear();
                         println!(
-                            "\nrebuilt {name}: {events} events in {} ms",
+                            "rebuilt {name}: {events} events in {} ms",
                             rebuild["elapsed_ms"]
                         );
                         return Ok(());
                     }
                     Some("failed") => {
-                        return Err(format!("\nrebuild failed: {}", rebuild["error"]).into())
+                        bar.abandon();
+                        return Err(format!("rebuild failed: {}", rebuild["error"]).into());
                     }
                     _ => {}
                 }
             }
         }
     }
+}
+
+/// `GET /api/v1/ops/projections` as a table: one row per projection.
+pub fn projection_table(body: &Value) -> String {
+    let head = &body["head"]["global_position"];
+    let mut rows = vec![[
+        "PROJECTION".to_string(),
+        "GEN".into(),
+        "POSITION".into(),
+        "APPLIED".into(),
+        "BEHIND".into(),
+        "LAG P50 MS".into(),
+        "LAG P99 MS".into(),
+        "REBUILD".into(),
+    ]];
+    let text = |v: &Value| match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for p in body["projections"].as_array().into_iter().flatten() {
+        rows.push([
+            text(&p["name"]),
+            text(&p["generation"]),
+            text(&p["position"]["global_position"]),
+            text(&p["applied"]),
+            text(&p["lag"]),
+            text(&p["lag_ms"]["p50"]),
+            text(&p["lag_ms"]["p99"]),
+            text(&p["rebuild"]["state"]),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!("log head: {}\n", text(head));
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 pub async fn audit(command: AuditCommand) -> Result<(), Box<dyn std::error::Error>> {
@@ -244,7 +292,7 @@ pub async fn audit(command: AuditCommand) -> Result<(), Box<dyn std::error::Erro
 fn connection(url: String, token: Option<String>) -> Result<Connection, String> {
     Ok(Connection {
         url,
-        token: token.ok_or("--token (or CUSTODY_OPS_TOKEN) is needed without --bundle")?,
+        token: token.ok_or("--token (or CUSTODY_TOKEN) is needed without --bundle")?,
     })
 }
 
@@ -312,4 +360,27 @@ pub fn verify_bundle_file(
 ) -> Result<custody_audit::bundle::Verdict, Box<dyn std::error::Error>> {
     let key = std::fs::read_to_string(key).map_err(|e| format!("{}: {e}", key.display()))?;
     verify_bundle(&read_bundle(bundle)?, &key, witness)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::projection_table;
+
+    #[test]
+    fn the_status_table_has_a_row_per_projection() {
+        let body = serde_json::json!({
+            "head": {"tx_id": 9, "global_position": 42},
+            "projections": [{
+                "name": "documents", "generation": 2,
+                "position": {"tx_id": 9, "global_position": 40}, "applied": 40, "lag": 2,
+                "lag_ms": {"events": 40, "p50": 3, "p99": 17, "max": 20}, "rebuild": null
+            }]
+        });
+        let table = projection_table(&body);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "log head: 42");
+        assert!(lines[1].starts_with("PROJECTION  GEN  POSITION  APPLIED  BEHIND"));
+        let cells: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(cells, ["documents", "2", "40", "40", "2", "3", "17", "-"]);
+    }
 }

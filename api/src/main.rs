@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use custody_api::{App, ServeConfig, StoreChoice};
 
 #[derive(Parser)]
@@ -14,8 +14,28 @@ use custody_api::{App, ServeConfig, StoreChoice};
     about = "Custody: the legal record of where every private travel document of a state employee is"
 )]
 struct Cli {
+    /// How log lines are written to standard output: `text` for people, `json` (one object per
+    /// line) for a log collector. RUST_LOG chooses what is logged (default `info`).
+    #[arg(long, global = true, env = "CUSTODY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -30,79 +50,145 @@ enum Command {
     /// Audit a running service's event log.
     #[command(subcommand)]
     Audit(custody_api::client::AuditCommand),
+    /// The service's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff; `custody man | man -l -`).
+    Man,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the configuration `serve` would run with (flags over environment over the
+    /// `--config` file over defaults), secrets masked; refuses a file with an unknown key.
+    Check(ServeArgs),
 }
 
 #[derive(clap::Args)]
 struct ServeArgs {
+    /// A TOML file of these options (keys as the long option names); flags and environment
+    /// variables win over it. `custody config check` shows what takes effect.
+    #[arg(long, env = "CUSTODY_CONFIG")]
+    config: Option<PathBuf>,
+    /// The first operator token's secret (at least 32 characters); see docs/operations.md.
+    #[arg(long, env = "CUSTODY_OPS_TOKEN", hide_env_values = true)]
+    ops_token: Option<String>,
     /// Address to listen on.
-    #[arg(long, default_value = ServeConfig::DEFAULT_LISTEN)]
+    #[arg(long, env = "CUSTODY_LISTEN", default_value = ServeConfig::DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// Directory of the embedded store and the platform's keys.
-    #[arg(long, default_value = ServeConfig::DEFAULT_DATA_DIR)]
+    #[arg(long, env = "CUSTODY_DATA_DIR", default_value = ServeConfig::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// Use PostgreSQL (postgres://…) as the event store instead of the embedded one.
     #[arg(long, env = "CUSTODY_DATABASE_URL")]
     database_url: Option<String>,
     /// Connections to PostgreSQL.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, env = "CUSTODY_MAX_CONNECTIONS", default_value_t = 32)]
     max_connections: u32,
     /// The platform's SM2 encryption key (PKCS#8 PEM; its certificate beside it as *.cert.pem).
     /// Generated in the data directory when not given.
-    #[arg(long)]
+    #[arg(long, env = "CUSTODY_PLATFORM_KEY")]
     platform_key: Option<PathBuf>,
     /// The SM2 key that signs the log's checkpoints (PKCS#8 PEM). Generated in the data
     /// directory (checkpoint-sign.key.pem) when not given.
-    #[arg(long)]
+    #[arg(long, env = "CUSTODY_CHECKPOINT_KEY")]
     checkpoint_key: Option<PathBuf>,
     /// Append each new checkpoint to this file (JSON lines): a witness outside the database.
-    #[arg(long)]
+    #[arg(long, env = "CUSTODY_CHECKPOINT_WITNESS")]
     checkpoint_witness: Option<PathBuf>,
     /// Seconds between checkpoints of the log, made only when it grew.
-    #[arg(long, default_value_t = ServeConfig::DEFAULT_CHECKPOINT_INTERVAL_SECS,
+    #[arg(long, env = "CUSTODY_CHECKPOINT_INTERVAL", default_value_t = ServeConfig::DEFAULT_CHECKPOINT_INTERVAL_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]
     checkpoint_interval: u64,
     /// Feed the projectors through NATS JetStream (nats://…) instead of reading the store.
     #[arg(long, env = "CUSTODY_NATS_URL")]
     nats_url: Option<String>,
     /// Refuse requests that carry no gateway signature (s.rsig).
-    #[arg(long)]
+    #[arg(long, env = "CUSTODY_REQUIRE_GATEWAY_SIGNATURE")]
     require_gateway_signature: bool,
     /// Admitted requests per second per sender (token bucket; the burst is twice this).
-    #[arg(long, default_value_t = 50.0)]
+    #[arg(long, env = "CUSTODY_SENDER_RATE", default_value_t = 50.0)]
     sender_rate: f64,
     /// Admitted requests per second in all (token bucket; the burst equals this).
-    #[arg(long, default_value_t = 5000.0)]
+    #[arg(long, env = "CUSTODY_GLOBAL_RATE", default_value_t = 5000.0)]
     global_rate: f64,
     /// Days a refused report is kept in the rejected-reports log.
-    #[arg(long, default_value_t = custody_api::wire::rejection_quota::RejectionLogConfig::DEFAULT_RETENTION_DAYS)]
+    #[arg(long, env = "CUSTODY_REJECTION_RETENTION_DAYS",
+          default_value_t = custody_api::wire::rejection_quota::RejectionLogConfig::DEFAULT_RETENTION_DAYS)]
     rejection_retention_days: u64,
     /// Unauthenticated refusals kept per source address a minute; beyond it they are counted.
-    #[arg(long, default_value_t = 60)]
+    #[arg(
+        long,
+        env = "CUSTODY_UNAUTHENTICATED_REJECTIONS_PER_MINUTE",
+        default_value_t = 60
+    )]
     unauthenticated_rejections_per_minute: u32,
     /// Where reminders are POSTed (JSON, header Idempotency-Key), retried until answered 2xx.
     /// Without it reminders stay queued (GET /api/v1/ops/notifications).
     #[arg(long, env = "CUSTODY_REMINDER_WEBHOOK_URL")]
     reminder_webhook_url: Option<String>,
     /// Reminders sent per overdue document and day, at most (between 10:00 and 17:00 China time).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=24))]
+    #[arg(long, env = "CUSTODY_REMINDERS_PER_DAY", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=24))]
     reminders_per_day: u32,
     /// Seconds between runs of the return-date scheduler and the reminders (at most an hour).
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, env = "CUSTODY_SCHEDULER_INTERVAL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
     scheduler_interval: u64,
     /// When cabinets may upload the nightly reconciliation batch, China time (`HH:MM-HH:MM`;
     /// the end is excluded, and a window may run past midnight).
-    #[arg(long, default_value = "20:00-06:00")]
+    #[arg(
+        long,
+        env = "CUSTODY_RECONCILIATION_WINDOW",
+        default_value = "20:00-06:00"
+    )]
     reconciliation_window: custody_domain::reconciliation::ReconciliationWindow,
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let cli = Cli::parse();
+    let command = Cli::command();
+    let parsed = match custody_api::config_file::parse_with_file(
+        command.clone(),
+        std::env::args_os().collect(),
+    ) {
+        Ok(parsed) => parsed,
+        Err(custody_api::config_file::ConfigFileError::Clap(error)) => error.exit(),
+        Err(error) => {
+            eprintln!("custody: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = match Cli::from_arg_matches(&parsed.matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    // The commands that only print need no logs and no runtime.
+    match &cli.command {
+        Command::Config(ConfigCommand::Check(_)) => {
+            println!("{}", custody_api::config_file::effective(&command, &parsed));
+            return ExitCode::SUCCESS;
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "custody",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("custody: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
+    init_logs(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -129,7 +215,7 @@ fn main() -> ExitCode {
                 config.checkpoint_witness = args.checkpoint_witness;
                 config.checkpoint_interval =
                     std::time::Duration::from_secs(args.checkpoint_interval);
-                config.ops_token = std::env::var("CUSTODY_OPS_TOKEN").ok();
+                config.ops_token = args.ops_token;
                 config.protocol.require_gateway_signature = args.require_gateway_signature;
                 config.admission.per_sender_rate = args.sender_rate;
                 config.admission.per_sender_burst = args.sender_rate * 2.0;
@@ -152,6 +238,9 @@ fn main() -> ExitCode {
             Command::Simulate(args) => custody_simulator::run(args).await,
             Command::Projections(command) => custody_api::client::projections(command).await,
             Command::Audit(command) => custody_api::client::audit(command).await,
+            Command::Config(ConfigCommand::Check(_))
+            | Command::Completions { .. }
+            | Command::Man => Ok(()),
         }
     });
     match result {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use custody_eventlog::EventLog;
 use custody_projections::feed::{JetStreamFeed, StoreFeed, StreamSettings};
-use custody_projections::relay::Relay;
+use custody_projections::relay::{Relay, RelayHealth};
 use custody_projections::{Projection, ProjectionError, Projector, RebuildProgress};
 use tokio::sync::watch;
 
@@ -35,6 +35,9 @@ pub struct ReadSide {
     projectors: HashMap<Projection, Projector>,
     rebuilds: Mutex<HashMap<Projection, RebuildState>>,
     shutdown: watch::Sender<bool>,
+    /// The relay's and each projector's task, by name, so readiness can tell one that ended.
+    tasks: Vec<(String, tokio::task::JoinHandle<()>)>,
+    relay: Option<RelayHealth>,
 }
 
 impl ReadSide {
@@ -44,26 +47,30 @@ impl ReadSide {
     ) -> Result<Arc<ReadSide>, ProjectionError> {
         let (shutdown, stop) = watch::channel(false);
         let mut projectors = HashMap::new();
+        let mut tasks = Vec::new();
+        let mut relay_health = None;
         if let Transport::JetStream { url, settings } = transport {
             let relay = Relay::connect(log.clone(), url, settings.clone())
                 .await
                 .map_err(|e| ProjectionError::Decode(format!("relay: {e}")))?;
+            relay_health = Some(relay.health());
             let mut stop = stop.clone();
-            tokio::spawn(relay.run(async move {
+            let task = tokio::spawn(relay.run(async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             }));
+            tasks.push(("relay".to_string(), task));
         }
         for projection in Projection::ALL {
             let projector = Projector::new(log.clone(), projection).await?;
             let runner = projector.clone();
             let stop = stop.clone();
-            match transport {
+            let task = match transport {
                 Transport::Store => {
                     let cursor = projector.status().await?.cursor;
                     tokio::spawn(async move {
                         let feed = StoreFeed::new(runner.log().clone(), cursor);
                         runner.run(feed, stop).await
-                    });
+                    })
                 }
                 Transport::JetStream { url, settings } => {
                     let feed = JetStreamFeed::connect(
@@ -72,16 +79,36 @@ impl ReadSide {
                         format!("custody-{}", projection.name()),
                     )
                     .await?;
-                    tokio::spawn(async move { runner.run(feed, stop).await });
+                    tokio::spawn(async move { runner.run(feed, stop).await })
                 }
-            }
+            };
+            tasks.push((format!("projector {}", projection.name()), task));
             projectors.insert(projection, projector);
         }
         Ok(Arc::new(ReadSide {
             projectors,
             rebuilds: Mutex::new(HashMap::new()),
             shutdown,
+            tasks,
+            relay: relay_health,
         }))
+    }
+
+    /// The relay's and the projectors' tasks that have ended although nothing stopped them.
+    pub fn ended_tasks(&self) -> Vec<&str> {
+        if *self.shutdown.borrow() {
+            return vec![];
+        }
+        self.tasks
+            .iter()
+            .filter(|(_, task)| task.is_finished())
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    /// The relay's health, when events reach the projectors through JetStream.
+    pub fn relay(&self) -> Option<&RelayHealth> {
+        self.relay.as_ref()
     }
 
     pub fn projector(&self, projection: Projection) -> Option<&Projector> {

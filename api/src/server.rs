@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::secret_digest;
 use crate::config::{ServeConfig, StoreChoice};
-use crate::health::health;
+use crate::health::{health, ready};
 use crate::ops::Grant;
 use crate::platform_key::{CheckpointKey, PlatformKey, PlatformKeyError};
 use crate::readside::ReadSide;
@@ -57,7 +57,8 @@ impl App {
             }
             crate::Transport::Store => None,
         };
-        let commands = Arc::new(Commands::new(log, clock));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let commands = Arc::new(Commands::new(log, clock).with_observer(metrics.clone()));
         let checkpointer = Arc::new(crate::checkpointer::Checkpointer::new(
             commands.clone(),
             checkpoint_key,
@@ -88,6 +89,7 @@ impl App {
             processes,
             reconciliation_window: config.reconciliation_window,
             checkpointer,
+            metrics,
         };
         // Bound before the first operator token is made: a start that cannot listen must not
         // create a token it never shows (docs/security.md).
@@ -101,6 +103,9 @@ impl App {
         let first_operator_token = bootstrap_operator(&state, config.ops_token.as_deref()).await?;
         let router = Router::new()
             .route("/health", get(health))
+            .route("/ready", get(ready))
+            .route("/metrics", get(crate::metrics::scrape))
+            .route("/api/v1/openapi.json", get(crate::openapi::serve))
             .route("/yth_g1xt/api/v1/{mstype}", post(wire::receive))
             .merge(crate::ops::routes())
             .merge(crate::read::routes())
@@ -110,6 +115,10 @@ impl App {
             .merge(crate::reconciliations::routes())
             .fallback(crate::error::no_such_route)
             .layer(axum::middleware::map_response(crate::error::json_errors))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::observe::observe,
+            ))
             // The ingress reads its body itself (413 with a protocol answer); the other routes
             // take JSON bodies no larger.
             .layer(DefaultBodyLimit::max(wire::MAX_BODY_BYTES))

@@ -32,4 +32,6 @@ pub struct AppState {
     pub checkpointer: Arc<crate::checkpointer::Checkpointer>,
     /// When `sjsb-dzsj` is taken (docs/reconciliation.md).
     pub reconciliation_window: custody_domain::reconciliation::ReconciliationWindow,
+    /// Counters of requests and commands (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

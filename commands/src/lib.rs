@@ -11,4 +11,4 @@ mod service;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{CommandError, PersistenceFailure};
-pub use service::{Commands, Guarded, Outcome, RetryPolicy};
+pub use service::{CommandObserver, CommandResult, Commands, Guarded, Outcome, RetryPolicy};

@@ -52,11 +52,48 @@ impl Default for RetryPolicy {
     }
 }
 
+/// What one command came to, for whoever watches the service (metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandResult {
+    Appended,
+    Duplicate,
+    Refused,
+    /// Other writers kept winning until the attempts ran out.
+    Conflict,
+    Failed,
+}
+
+impl CommandResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandResult::Appended => "appended",
+            CommandResult::Duplicate => "duplicate",
+            CommandResult::Refused => "refused",
+            CommandResult::Conflict => "conflict",
+            CommandResult::Failed => "failed",
+        }
+    }
+}
+
+/// Told of every command run: the aggregate type, how it ended, how long it took, how many
+/// commits lost to another writer (each one retried), and how many events it appended.
+pub trait CommandObserver: Send + Sync {
+    fn executed(
+        &self,
+        aggregate: &'static str,
+        result: CommandResult,
+        elapsed: Duration,
+        conflicts: u32,
+        events: usize,
+    );
+}
+
 /// The application services over one event log.
 pub struct Commands {
     log: EventLog,
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
+    observer: Option<Arc<dyn CommandObserver>>,
 }
 
 impl Commands {
@@ -65,7 +102,13 @@ impl Commands {
             log,
             clock,
             retry: RetryPolicy::default(),
+            observer: None,
         }
+    }
+
+    pub fn with_observer(mut self, observer: Arc<dyn CommandObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -150,8 +193,46 @@ impl Commands {
         &self,
         id: &str,
         command: A::Command,
+        metadata: EventMetadata,
+        guard: impl Fn(&A) -> Result<(), E>,
+    ) -> Result<Outcome, Guarded<E>>
+    where
+        A: Aggregate<Error = DomainError, Services = ()>,
+        A::Command: Clone,
+    {
+        let started = std::time::Instant::now();
+        let mut tally = Tally::default();
+        let result = self
+            .execute_counted(id, command, metadata, guard, &mut tally)
+            .await;
+        if let Some(observer) = &self.observer {
+            let ended = match &result {
+                Ok(Outcome::Appended) => CommandResult::Appended,
+                Ok(Outcome::Duplicate(_)) => CommandResult::Duplicate,
+                Err(Guarded::Refused(_)) | Err(Guarded::Command(CommandError::Domain(_))) => {
+                    CommandResult::Refused
+                }
+                Err(Guarded::Command(CommandError::Conflict { .. })) => CommandResult::Conflict,
+                Err(Guarded::Command(_)) => CommandResult::Failed,
+            };
+            observer.executed(
+                A::TYPE,
+                ended,
+                started.elapsed(),
+                tally.conflicts,
+                tally.events,
+            );
+        }
+        result
+    }
+
+    async fn execute_counted<A, E>(
+        &self,
+        id: &str,
+        command: A::Command,
         mut metadata: EventMetadata,
         guard: impl Fn(&A) -> Result<(), E>,
+        tally: &mut Tally,
     ) -> Result<Outcome, Guarded<E>>
     where
         A: Aggregate<Error = DomainError, Services = ()>,
@@ -190,9 +271,14 @@ impl Commands {
                 return Err(CommandError::from(error).into());
             }
             let events = sink.collect().await;
+            let count = events.len();
             match store.commit(events, context, metadata.clone()).await {
-                Ok(_) => return Ok(Outcome::Appended),
+                Ok(_) => {
+                    tally.events = count;
+                    return Ok(Outcome::Appended);
+                }
                 Err(AggregateError::AggregateConflict) => {
+                    tally.conflicts += 1;
                     // Either another writer took our sequence number, or a concurrent twin of
                     // this very report won: the idempotency index tells which.
                     if let Some(outcome) = self.earlier_outcome::<A>(&earlier, id).await? {
@@ -263,4 +349,11 @@ fn store_error(error: AggregateError<DomainError>) -> CommandError {
         AggregateError::UnexpectedError(source) => (PersistenceFailure::Unexpected, source),
     };
     CommandError::Persistence { kind, source }
+}
+
+/// What one command's attempts came to, for the observer.
+#[derive(Default)]
+struct Tally {
+    conflicts: u32,
+    events: usize,
 }

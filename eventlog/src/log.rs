@@ -246,6 +246,24 @@ impl EventLog {
         }
     }
 
+    /// Whether every migration this build carries is applied (readiness: a database an older
+    /// build left, or one whose migration failed half-way, is not ready).
+    pub async fn is_migrated(&self) -> Result<bool, EventLogError> {
+        let sql = "SELECT version FROM _sqlx_migrations WHERE success";
+        let (migrator, applied): (_, Vec<i64>) = match &self.backend {
+            Backend::Postgres(pool) => (
+                sqlx::migrate!("../migrations/postgres"),
+                sqlx::query_scalar(sql).fetch_all(pool).await?,
+            ),
+            Backend::Sqlite(pool) => (
+                sqlx::migrate!("../migrations/sqlite"),
+                sqlx::query_scalar(sql).fetch_all(pool).await?,
+            ),
+        };
+        let expected: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        Ok(expected.iter().all(|version| applied.contains(version)))
+    }
+
     /// Liveness of the database: one round trip.
     pub async fn ping(&self) -> Result<(), EventLogError> {
         match &self.backend {

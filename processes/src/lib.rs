@@ -149,6 +149,8 @@ struct Inner {
 pub struct Processes {
     inner: Arc<Inner>,
     shutdown: watch::Sender<bool>,
+    /// The background tasks by name, so readiness can tell one that ended (a panic).
+    tasks: std::sync::Mutex<Vec<(&'static str, tokio::task::JoinHandle<()>)>>,
 }
 
 impl Processes {
@@ -176,6 +178,7 @@ impl Processes {
                 tick_gate: Mutex::new(()),
             }),
             shutdown,
+            tasks: Default::default(),
         })
     }
 
@@ -193,16 +196,19 @@ impl Processes {
     /// Starts the background tasks. They hold the shared parts, never this handle, so that
     /// dropping the handle (or [`Processes::stop`]) ends them.
     pub fn spawn(&self) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         let inner = self.inner.clone();
         let stop = self.shutdown.subscribe();
-        tokio::spawn(async move { inner.reminders.run(stop).await });
+        let task = tokio::spawn(async move { inner.reminders.run(stop).await });
+        tasks.push(("reminders", task));
         let inner = self.inner.clone();
         let stop = self.shutdown.subscribe();
-        tokio::spawn(async move { inner.cascade.run(stop).await });
+        let task = tokio::spawn(async move { inner.cascade.run(stop).await });
+        tasks.push(("revocation_cascade", task));
 
         let inner = self.inner.clone();
         let mut stop = self.shutdown.subscribe();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let period = inner
                 .config
                 .tick_interval
@@ -221,12 +227,13 @@ impl Processes {
                 }
             }
         });
+        tasks.push(("scheduler", task));
 
         // The missing-upload check: every minute, each closed business date once (and again
         // after a restart; it is idempotent).
         let inner = self.inner.clone();
         let mut stop = self.shutdown.subscribe();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let window = inner.config.reconciliation_window;
             let mut done: Option<chrono::NaiveDate> = None;
             let mut every_minute = tokio::time::interval(Duration::from_secs(60));
@@ -245,6 +252,7 @@ impl Processes {
                 }
             }
         });
+        tasks.push(("missing_uploads", task));
 
         match &self.inner.deliverer {
             None => tracing::warn!(
@@ -255,7 +263,7 @@ impl Processes {
                 let period = outbox::poll_of(deliverer.config());
                 let inner = self.inner.clone();
                 let mut stop = self.shutdown.subscribe();
-                tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     loop {
                         tokio::select! {
                             _ = tokio::time::sleep(period) => {},
@@ -266,8 +274,22 @@ impl Processes {
                         }
                     }
                 });
+                tasks.push(("outbox", task));
             }
         }
+    }
+
+    /// The background tasks that have ended although nothing stopped them (readiness).
+    pub fn ended_tasks(&self) -> Vec<&'static str> {
+        if *self.shutdown.borrow() {
+            return vec![];
+        }
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks
+            .iter()
+            .filter(|(_, task)| task.is_finished())
+            .map(|(name, _)| *name)
+            .collect()
     }
 
     /// Stops the background tasks (each finishes the batch in hand).

@@ -15,6 +15,7 @@
 //! own (the lock goes when the connection does); the embedded store has a single process anyway.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::context::{CreateStreamError, PublishError};
@@ -180,8 +181,38 @@ pub fn jetstream_context(client: async_nats::Client) -> jetstream::Context {
         .build(client)
 }
 
+/// What readiness asks of a relay, shared with the task that runs it: is its NATS connection up,
+/// and how long ago did a round last succeed (a relay that keeps failing is stalled).
+#[derive(Clone)]
+pub struct RelayHealth {
+    client: async_nats::Client,
+    last_round: Arc<Mutex<Instant>>,
+}
+
+impl RelayHealth {
+    pub fn connected(&self) -> bool {
+        matches!(
+            self.client.connection_state(),
+            async_nats::connection::State::Connected
+        )
+    }
+
+    /// Time since the last round that ended without an error (publishing or on standby).
+    pub fn since_last_round(&self) -> Duration {
+        self.last_round
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    fn round_succeeded(&self) {
+        *self.last_round.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+}
+
 /// Publishes committed events to the stream. See the module documentation.
 pub struct Relay {
+    health: RelayHealth,
     log: EventLog,
     settings: StreamSettings,
     config: RelayConfig,
@@ -216,6 +247,10 @@ impl Relay {
             Backend::Sqlite(_) => Lock::Embedded,
         };
         Relay {
+            health: RelayHealth {
+                client: client.clone(),
+                last_round: Arc::new(Mutex::new(Instant::now())),
+            },
             log,
             js: jetstream_context(client),
             settings,
@@ -229,6 +264,11 @@ impl Relay {
     pub fn with_config(mut self, config: RelayConfig) -> Self {
         self.config = config;
         self
+    }
+
+    /// A handle on this relay's health that stays valid while [`Relay::run`] owns the relay.
+    pub fn health(&self) -> RelayHealth {
+        self.health.clone()
     }
 
     pub fn settings(&self) -> &StreamSettings {
@@ -423,6 +463,7 @@ impl Relay {
                 _ = &mut shutdown => return,
                 result = self.publish_pending() => match result {
                     Ok(n) => {
+                        self.health.round_succeeded();
                         backoff = Duration::from_millis(100);
                         if n > 0 {
                             tracing::debug!(published = n, stream = %self.settings.stream, "relayed");

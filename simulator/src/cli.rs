@@ -19,9 +19,7 @@ pub(super) async fn run(args: SimulateArgs) -> Result<(), SimulateError> {
         .as_deref()
         .filter(|token| !token.trim().is_empty())
         .ok_or_else(|| {
-            SimulateError::Options(
-                "no operator token: pass --ops-token or set CUSTODY_OPS_TOKEN".into(),
-            )
+            SimulateError::Options("no operator token: pass --token or set CUSTODY_TOKEN".into())
         })?;
     let client = http_client(
         Duration::from_secs(args.timeout.max(1)),

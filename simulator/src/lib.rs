@@ -48,11 +48,17 @@ pub use unit::SimulatedUnitClient;
 ))]
 pub struct SimulateArgs {
     /// Base URL of the running service. Nothing else is ever contacted.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "CUSTODY_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
 
-    /// Operator token for the ops API (sent as `Authorization: Bearer <token>`).
-    #[arg(long, env = "CUSTODY_OPS_TOKEN", hide_env_values = true)]
+    /// Operator token for the ops API (sent as `Authorization: Bearer <token>`); `--ops-token`
+    /// is the older name.
+    #[arg(
+        long = "token",
+        alias = "ops-token",
+        env = "CUSTODY_TOKEN",
+        hide_env_values = true
+    )]
     pub ops_token: Option<String>,
 
     /// Load test: enroll and activate --cabinets cabinets, then send new-document deposits

@@ -31,6 +31,7 @@ use custody_protocol::SignedRequest;
 use custody_simulator::{CabinetSpec, SimulatedCabinet};
 use tempfile::TempDir;
 
+pub mod logs;
 pub mod samples;
 
 /// Which event store a test runs on. Tests that must hold on both run once per kind.
@@ -53,6 +54,23 @@ pub struct TestStore {
 }
 
 impl TestStore {
+    /// A store in a fresh database of `server` (a test's own cluster).
+    pub async fn postgres_on(server: &PostgresServer) -> TestStore {
+        let data_dir = tempfile::Builder::new()
+            .prefix("custody-data-")
+            .tempdir()
+            .expect("temporary data directory");
+        let url = server.fresh_database().await;
+        TestStore {
+            kind: StoreKind::Postgres,
+            log: EventLog::connect_postgres(&url, 10)
+                .await
+                .expect("connect to the test PostgreSQL"),
+            choice: StoreChoice::Postgres { url },
+            data_dir,
+        }
+    }
+
     pub async fn new(kind: StoreKind) -> TestStore {
         let data_dir = tempfile::Builder::new()
             .prefix("custody-data-")
@@ -162,6 +180,7 @@ impl TestApp {
 
     /// Serves the app over an existing store (a restart keeps its data).
     pub async fn serve(store: TestStore, options: AppOptions) -> TestApp {
+        logs::capture();
         let mut config = ServeConfig::embedded(
             "127.0.0.1:0".parse().expect("loopback address"),
             store.data_dir.path().to_path_buf(),
@@ -394,6 +413,11 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
+        let personal = logs::personal_data_lines();
+        assert!(
+            personal.is_empty(),
+            "log lines of this test run hold a citizen ID or a document number: {personal:#?}"
+        );
         let TestApp { store, .. } = self;
         store
     }
@@ -413,8 +437,59 @@ pub fn postgres() -> &'static PostgresServer {
     SERVER.get_or_init(|| PostgresServer::start().unwrap_or_else(|e| panic!("{e}")))
 }
 
+/// A PostgreSQL cluster of the caller's own, to stop and start again (the shared one serves
+/// every other test of the run).
+pub struct OwnPostgres {
+    pub server: PostgresServer,
+    data: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnPostgres {
+    pub fn start() -> Result<OwnPostgres, String> {
+        let (server, data, port, child) = PostgresServer::start_cluster()?;
+        Ok(OwnPostgres {
+            server,
+            data,
+            port,
+            child: Some(child),
+        })
+    }
+
+    /// A fast shutdown (SIGINT: open sessions are ended), waited for.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data directory, and waits until it takes sessions.
+    pub fn restart(&mut self) -> Result<(), String> {
+        let child = PostgresServer::spawn(&self.data, &self.server.dir, self.port)?;
+        self.server.pid = child.id();
+        self.child = Some(child);
+        watch(self.server.pid, &self.server.dir, "INT")?;
+        PostgresServer::wait_ready(&self.data, &self.server.dir)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 impl PostgresServer {
     fn start() -> Result<PostgresServer, String> {
+        // The shared cluster lives as long as the test process; its watchdog stops it.
+        Self::start_cluster().map(|(server, ..)| server)
+    }
+
+    fn start_cluster() -> Result<(PostgresServer, PathBuf, u16, Child), String> {
         let bin = postgres_bin_dir()?;
         let dir = temp_dir("custody-pg-")?;
         let data = dir.join("data");
@@ -460,14 +535,37 @@ impl PostgresServer {
             ));
         }
         let port = free_port()?;
-        let log = fs::File::create(dir.join("postgres.log")).map_err(|e| e.to_string())?;
+        let child = Self::spawn(&data, &dir, port)?;
+        let pid = child.id();
+        watch(pid, &dir, "INT")?;
+        Self::wait_ready(&data, &dir)?;
+        Ok((
+            PostgresServer {
+                server_url: format!("postgres://postgres@127.0.0.1:{port}"),
+                pid,
+                dir,
+            },
+            data,
+            port,
+            child,
+        ))
+    }
+
+    fn spawn(data: &Path, dir: &Path, port: u16) -> Result<Child, String> {
+        let bin = postgres_bin_dir()?;
+        let as_postgres = running_as_root();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("postgres.log"))
+            .map_err(|e| e.to_string())?;
         let mut server = Command::new(bin.join("postgres"));
         server
             .arg("-D")
-            .arg(&data)
+            .arg(data)
             .args(["-p", &port.to_string(), "-h", "127.0.0.1"])
             .arg("-k")
-            .arg(&dir)
+            .arg(dir)
             // A throwaway cluster: durability is not what these tests measure.
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=400"])
@@ -478,11 +576,12 @@ impl PostgresServer {
             let (uid, gid) = user_ids("postgres")?;
             server.uid(uid).gid(gid);
         }
-        let child = server
+        server
             .spawn()
-            .map_err(|e| format!("cannot start postgres: {e}"))?;
-        let pid = child.id();
-        watch(pid, &dir, "INT")?;
+            .map_err(|e| format!("cannot start postgres: {e}"))
+    }
+
+    fn wait_ready(data: &Path, dir: &Path) -> Result<(), String> {
         wait_until(Duration::from_secs(60), || {
             fs::read_to_string(data.join("postmaster.pid"))
                 .map(|pidfile| pidfile.lines().nth(7).map(str::trim) == Some("ready"))
@@ -493,11 +592,6 @@ impl PostgresServer {
                 "PostgreSQL did not become ready; its log: {}",
                 fs::read_to_string(dir.join("postgres.log")).unwrap_or_default()
             )
-        })?;
-        Ok(PostgresServer {
-            server_url: format!("postgres://postgres@127.0.0.1:{port}"),
-            pid,
-            dir,
         })
     }
 

@@ -62,10 +62,10 @@ pub async fn receive(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
-        return too_large();
+        return crate::observe::ingress_answer(too_large(), &mstype, TOO_LARGE, None);
     }
     let Ok(body) = to_bytes(body, MAX_BODY_BYTES).await else {
-        return too_large();
+        return crate::observe::ingress_answer(too_large(), &mstype, TOO_LARGE, None);
     };
     let received = Received {
         mstype: &mstype,
@@ -83,7 +83,9 @@ pub async fn receive(
             answer.insert("error_msg".into(), "".into());
             answer.insert("duplicate".into(), reply.duplicate.into());
             answer.extend(reply.extra);
-            (StatusCode::OK, Json(Value::Object(answer))).into_response()
+            let ei = crate::observe::envelope_sender(&body);
+            let response = (StatusCode::OK, Json(Value::Object(answer))).into_response();
+            crate::observe::ingress_answer(response, &mstype, "0", ei)
         }
         Err(refusal) => {
             refusal.error.log_if_internal();
@@ -112,10 +114,14 @@ pub async fn receive(
                 "error_msg": refusal.error.message,
                 "duplicate": false,
             });
-            (refusal.error.status(), Json(body)).into_response()
+            let ei = refusal.authenticated.then(|| summary.ei.clone());
+            let response = (refusal.error.status(), Json(body)).into_response();
+            crate::observe::ingress_answer(response, &mstype, refusal.error.code.as_str(), ei)
         }
     }
 }
+
+const TOO_LARGE: &str = "E_TOO_LARGE";
 
 fn too_large() -> Response {
     let body = json!({

@@ -20,3 +20,4 @@ mod reply;
 mod unit;
 
 pub use ingress::{receive, MAX_BODY_BYTES};
+pub(crate) use messages::MessageType;

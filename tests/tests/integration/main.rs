@@ -11,6 +11,7 @@ mod feed;
 mod harness;
 mod ingress;
 mod lifecycle;
+mod operations;
 mod process_recovery;
 mod read_side;
 mod reconciliation;

@@ -1,0 +1,307 @@
+//! Operators' surfaces: liveness and readiness.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use custody_api::Transport;
+use custody_projections::feed::StreamSettings;
+use custody_simulator::generate::random_document_record;
+use custody_simulator::DepositKind;
+use custody_tests::{nats, AppOptions, OwnPostgres, StoreKind, TestApp, TestStore, OPS_TOKEN};
+use serde_json::Value;
+
+async fn get(app: &TestApp, path: &str) -> (u16, Value) {
+    let response = app
+        .client
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+/// Asks `/ready` until it answers `want` (at most `attempts` times, half a second apart).
+async fn ready_becomes(app: &TestApp, want: bool, attempts: usize) -> (u16, Value) {
+    let mut last = get(app, "/ready").await;
+    for _ in 0..attempts {
+        if last.1["ready"] == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        last = get(app, "/ready").await;
+    }
+    last
+}
+
+/// The app's options with its projectors fed through a JetStream stream of its own.
+fn over_jetstream() -> AppOptions {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    AppOptions {
+        transport: Transport::JetStream {
+            url: nats().url.clone(),
+            settings: StreamSettings::new(format!("OPS_{id}"), format!("ops.{id}")),
+        },
+        ..AppOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn ready_on_both_stores_and_with_jetstream() {
+    for kind in StoreKind::ALL {
+        let app = TestApp::spawn(kind).await;
+        let (status, body) = get(&app, "/ready").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["ready"], true);
+        assert_eq!(
+            body["checks"],
+            serde_json::json!({"store": "ok", "migrated": "ok", "workers": "ok"})
+        );
+        app.stop().await;
+    }
+    let app = TestApp::spawn_with(StoreKind::Postgres, over_jetstream()).await;
+    let (status, body) = ready_becomes(&app, true, 20).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"]["nats"], "ok");
+    assert_eq!(body["checks"]["relay"], "ok");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn ready_is_false_while_postgresql_is_stopped_and_true_once_it_is_back() {
+    let mut postgres = OwnPostgres::start().expect("a PostgreSQL of this test's own");
+    let app = TestApp::serve(
+        TestStore::postgres_on(&postgres.server).await,
+        AppOptions::default(),
+    )
+    .await;
+    let (status, body) = get(&app, "/ready").await;
+    assert_eq!(
+        (status, &body["ready"]),
+        (200, &Value::Bool(true)),
+        "{body}"
+    );
+
+    postgres.stop();
+    let (status, body) = get(&app, "/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["checks"]["store"], "unavailable");
+    // Alive all the same: restarting the service would not bring the database back.
+    let (status, _) = get(&app, "/health").await;
+    assert_eq!(status, 200);
+
+    postgres.restart().expect("PostgreSQL starts again");
+    let (status, body) = ready_becomes(&app, true, 60).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["checks"],
+        serde_json::json!({"store": "ok", "migrated": "ok", "workers": "ok"})
+    );
+    app.stop().await;
+}
+
+/// The text of one scrape of `/metrics`.
+async fn scrape_text(app: &TestApp) -> String {
+    let response = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(OPS_TOKEN)
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("metrics text");
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    text
+}
+
+/// One scrape of `/metrics`: every sample line, `name{labels}` → value.
+async fn scrape(app: &TestApp) -> HashMap<String, f64> {
+    scrape_text(app)
+        .await
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (key, value) = line.rsplit_once(' ').expect("name and value");
+            (key.to_string(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+/// How much a sample grew between two scrapes (absent counts as 0).
+fn moved(before: &HashMap<String, f64>, after: &HashMap<String, f64>, key: &str) -> f64 {
+    after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_move_by_exactly_what_was_sent() {
+    for kind in StoreKind::ALL {
+        let app = TestApp::spawn(kind).await;
+        let unauthenticated = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(unauthenticated.status(), 401);
+
+        let cabinet = app.active_cabinet().await;
+        let events_before = app.store.log.count().await.expect("count");
+        let before = scrape(&app).await;
+        const ACCEPTED: usize = 5;
+        const MALFORMED: usize = 2;
+        for drawer in 0..ACCEPTED {
+            let deposit = cabinet
+                .deposit(
+                    &random_document_record(&mut rand::rng()),
+                    &cabinet.drawer(drawer),
+                    DepositKind::New,
+                    app.now_ms(),
+                )
+                .expect("deposit");
+            assert_eq!(app.send(&deposit).await.0, 200);
+            assert_eq!(app.send(&deposit).await.1["error_code"], "E_REPLAY");
+        }
+        for _ in 0..MALFORMED {
+            let answer = app.post_raw("sjsb-zjcq", b"{not json".to_vec()).await;
+            assert_eq!(answer.1["error_code"], "E_MALFORMED");
+        }
+        let after = scrape(&app).await;
+        let events_appended = app.store.log.count().await.expect("count") - events_before;
+
+        let n = ACCEPTED as f64;
+        let m = MALFORMED as f64;
+        let moved = |key: &str| moved(&before, &after, key);
+        let ingress = |code: &str| {
+            moved(&format!(
+                "custody_ingress_requests_total{{mstype=\"sjsb-zjcq\",code=\"{code}\"}}"
+            ))
+        };
+        assert_eq!(ingress("0"), n, "{kind:?}");
+        assert_eq!(ingress("E_REPLAY"), n);
+        assert_eq!(ingress("E_MALFORMED"), m);
+        assert_eq!(
+            moved("custody_ingress_request_duration_seconds_count{mstype=\"sjsb-zjcq\"}"),
+            2.0 * n + m
+        );
+        assert_eq!(
+            moved("custody_rejected_reports_total{code=\"E_REPLAY\"}"),
+            n
+        );
+        assert_eq!(
+            moved("custody_rejected_reports_total{code=\"E_MALFORMED\"}"),
+            m
+        );
+        let http = |status: u16| {
+            moved(&format!(
+                "custody_http_requests_total{{route=\"/yth_g1xt/api/v1/{{mstype}}\",method=\"POST\",status=\"{status}\"}}"
+            ))
+        };
+        assert_eq!((http(200), http(409), http(400)), (n, n, m));
+        assert_eq!(
+            moved("custody_commands_total{aggregate=\"Document\",result=\"appended\"}"),
+            n
+        );
+        assert_eq!(
+            moved("custody_command_duration_seconds_count{aggregate=\"Document\"}"),
+            n
+        );
+        assert_eq!(
+            moved("custody_command_conflicts_total{aggregate=\"Document\"}"),
+            0.0
+        );
+        let appended: f64 = after
+            .keys()
+            .filter(|k| k.starts_with("custody_events_appended_total"))
+            .map(|k| moved(k))
+            .sum();
+        assert_eq!(appended, events_appended as f64);
+        assert_eq!(
+            moved("custody_log_head_position") > 0.0,
+            events_appended > 0
+        );
+        // The request lines went through the harness's check for personal data.
+        assert!(custody_tests::logs::lines_seen() >= (2 * ACCEPTED + MALFORMED) as u64);
+        for projection in custody_projections::Projection::ALL {
+            let key = format!(
+                "custody_projection_lag_events{{projection=\"{}\"}}",
+                projection.name()
+            );
+            assert!(after.contains_key(&key), "{key}");
+        }
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn deploy_files_name_only_exported_metrics() {
+    // With NATS, so that the relay's metrics are exported too.
+    let app = TestApp::spawn_with(StoreKind::Postgres, over_jetstream()).await;
+    // Some traffic first: a family shows once it has a series (requests, ingress, commands).
+    let _cabinet = app.active_cabinet().await;
+    let text = scrape_text(&app).await;
+    let exported: HashSet<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let mut named = 0;
+    for file in ["grafana/custody.json", "prometheus/alerts.yml"] {
+        let body = std::fs::read_to_string(deploy.join(file)).expect("a deploy file");
+        for name in body
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|token| token.starts_with("custody_") && token.len() > "custody_".len())
+        {
+            // PromQL names a counter's and a histogram's series; the exposition their family.
+            let family = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|family| exported.contains(family))
+                .unwrap_or(name);
+            assert!(
+                exported.contains(family),
+                "{file} names {name}, which /metrics does not export"
+            );
+            named += 1;
+        }
+    }
+    assert!(named > 20, "the dashboard and the alerts name the metrics");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let app = TestApp::spawn(StoreKind::Embedded).await;
+    let (status, document) = get(&app, "/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().expect("paths");
+    let mut operations = 0;
+    for (path, item) in paths {
+        // Every `{parameter}` filled with a placeholder.
+        let concrete: String = path
+            .split('/')
+            .map(|part| if part.starts_with('{') { "x" } else { part })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in item.as_object().expect("path item").keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())
+                .expect("an HTTP method");
+            let response = app
+                .client
+                .request(method.clone(), app.url(&concrete))
+                .send()
+                .await
+                .expect("a documented operation");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            assert_ne!(status, 405, "{method} {path}: {body}");
+            assert_ne!(body["error_msg"], "no such route", "{method} {path}");
+            operations += 1;
+        }
+    }
+    assert!(operations >= 39, "{operations} operations documented");
+    app.stop().await;
+}
