@@ -84,11 +84,19 @@ where
             .map(str::trim)
             .filter(|secret| !secret.is_empty())
             .ok_or_else(|| WireError::new(ErrorCode::Unauthorized, "no bearer token"))?;
+        Caller::of_digest(&state, &secret_digest(secret)).await
+    }
+}
+
+impl Caller {
+    /// The caller whose token secret has this SM3 digest, if the token exists and is not
+    /// revoked (the bearer header and the department page's session both end here).
+    pub async fn of_digest(state: &AppState, digest: &str) -> Result<Caller, WireError> {
         let record: TokenRecord = state
             .commands
             .log()
             .platform()
-            .token_by_secret_sm3(&secret_digest(secret))
+            .token_by_secret_sm3(digest)
             .await?
             .filter(|token| !token.revoked)
             .ok_or_else(|| WireError::new(ErrorCode::Unauthorized, "unknown or revoked token"))?;

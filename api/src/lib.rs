@@ -19,7 +19,9 @@ pub mod reconciliations;
 pub mod registry;
 pub mod scope;
 mod server;
+pub mod sessions;
 mod state;
+pub mod ui;
 pub mod wire;
 
 pub use config::{ProtocolConfig, ServeConfig, StoreChoice};

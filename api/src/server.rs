@@ -84,6 +84,7 @@ impl App {
             processes,
             reconciliation_window: config.reconciliation_window,
             checkpointer,
+            sessions: Default::default(),
         };
         // Bound before the first operator token is made: a start that cannot listen must not
         // create a token it never shows (docs/security.md).
@@ -104,6 +105,7 @@ impl App {
             .merge(crate::audit::routes())
             .merge(crate::checkpoints::routes())
             .merge(crate::reconciliations::routes())
+            .merge(crate::ui::routes())
             .fallback(crate::error::no_such_route)
             .layer(axum::middleware::map_response(crate::error::json_errors))
             // The ingress reads its body itself (413 with a protocol answer); the other routes

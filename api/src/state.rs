@@ -30,4 +30,6 @@ pub struct AppState {
     pub checkpointer: Arc<crate::checkpointer::Checkpointer>,
     /// When `sjsb-dzsj` is taken (docs/reconciliation.md).
     pub reconciliation_window: custody_domain::reconciliation::ReconciliationWindow,
+    /// The department page's sign-ins (docs/department-page.md).
+    pub sessions: Arc<crate::sessions::Sessions>,
 }

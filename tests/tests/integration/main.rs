@@ -3,6 +3,7 @@
 mod checkpoints;
 mod concurrency;
 mod custody;
+mod department_page;
 mod errors;
 mod exit_entry;
 mod faults;
