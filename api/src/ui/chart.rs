@@ -3,12 +3,38 @@
 
 use maud::{html, Markup};
 
-/// The tallest bar (or the longest) for `max`, at least 1 so an empty chart draws.
+/// The length of a bar of `value` when `max` has `length`.
 fn scale(value: i64, max: i64, length: f64) -> f64 {
     if max <= 0 {
         0.0
     } else {
         value.max(0) as f64 / max as f64 * length
+    }
+}
+
+/// A chart's figure: the SVG of `size` with its title and description, then `bars`.
+fn frame(id: &str, title: &str, size: (f64, f64), desc: &str, bars: Markup) -> Markup {
+    html! {
+        figure.chart {
+            svg #(id) role="img" viewBox=(format!("0 0 {} {}", size.0, size.1))
+                aria-labelledby=(format!("{id}-title {id}-desc")) {
+                title #(format!("{id}-title")) { (title) }
+                desc #(format!("{id}-desc")) { (desc) }
+                (bars)
+            }
+            figcaption { (title) }
+        }
+    }
+}
+
+/// One bar, with its label and value as data and as a tooltip.
+fn bar(label: &str, value: i64, at: (f64, f64), size: (f64, f64)) -> Markup {
+    html! {
+        rect.bar x=(format!("{:.1}", at.0)) y=(format!("{:.1}", at.1))
+            width=(format!("{:.1}", size.0)) height=(format!("{:.1}", size.1))
+            data-label=(label) data-value=(value) {
+            title { (label) "：" (value) }
+        }
     }
 }
 
@@ -25,35 +51,22 @@ pub fn columns(id: &str, title: &str, items: &[(String, i64)]) -> Markup {
     };
     let total: i64 = items.iter().map(|(_, v)| *v).sum();
     let labelled = |i: usize| i == 0 || i + 1 == items.len() || i == items.len() / 2;
-    html! {
-        figure.chart {
-            svg #(id) role="img" viewBox=(format!("0 0 {width} {height}"))
-                aria-labelledby=(format!("{id}-title {id}-desc")) {
-                title #(format!("{id}-title")) { (title) }
-                desc #(format!("{id}-desc")) {
-                    (items.len()) " 项，合计 " (total) "，最多 " (max)
-                }
-                line x1=(left) y1=(height - bottom) x2=(width - 10.0) y2=(height - bottom)
-                    class="axis" {}
-                text x=(left - 6.0) y=(height - bottom - plot + 4.0) class="tick" text-anchor="end" { (max) }
-                text x=(left - 6.0) y=(height - bottom) class="tick" text-anchor="end" { "0" }
-                @for (i, (label, value)) in items.iter().enumerate() {
-                    @let h = scale(*value, max, plot);
-                    rect.bar x=(format!("{:.1}", left + i as f64 * step + step * 0.1))
-                        y=(format!("{:.1}", height - bottom - h))
-                        width=(format!("{:.1}", (step * 0.8).max(1.0)))
-                        height=(format!("{h:.1}")) data-label=(label) data-value=(value) {
-                        title { (label) "：" (value) }
-                    }
-                    @if labelled(i) {
-                        text x=(format!("{:.1}", left + i as f64 * step + step / 2.0))
-                            y=(height - 10.0) class="tick" text-anchor="middle" { (label) }
-                    }
-                }
+    let desc = format!("{} 项，合计 {total}，最多 {max}", items.len());
+    let bars = html! {
+        line.axis x1=(left) y1=(height - bottom) x2=(width - 10.0) y2=(height - bottom) {}
+        text.tick x=(left - 6.0) y=(height - bottom - plot + 4.0) text-anchor="end" { (max) }
+        text.tick x=(left - 6.0) y=(height - bottom) text-anchor="end" { "0" }
+        @for (i, (label, value)) in items.iter().enumerate() {
+            @let h = scale(*value, max, plot);
+            @let x = left + i as f64 * step;
+            (bar(label, *value, (x + step * 0.1, height - bottom - h), ((step * 0.8).max(1.0), h)))
+            @if labelled(i) {
+                text.tick x=(format!("{:.1}", x + step / 2.0)) y=(height - 10.0)
+                    text-anchor="middle" { (label) }
             }
-            figcaption { (title) }
         }
-    }
+    };
+    frame(id, title, (width, height), &desc, bars)
 }
 
 /// Horizontal ranked bars, one row per item in order (most first), with the value at its end.
@@ -62,29 +75,18 @@ pub fn ranked(id: &str, title: &str, items: &[(String, i64)]) -> Markup {
     let height = 10.0 + row * items.len().max(1) as f64;
     let max = items.iter().map(|(_, v)| *v).max().unwrap_or(0);
     let length = width - left - 60.0;
-    html! {
-        figure.chart {
-            svg #(id) role="img" viewBox=(format!("0 0 {width} {height}"))
-                aria-labelledby=(format!("{id}-title {id}-desc")) {
-                title #(format!("{id}-title")) { (title) }
-                desc #(format!("{id}-desc")) {
-                    @for (label, value) in items { (label) " " (value) "；" }
-                }
-                @if items.is_empty() {
-                    text x="10" y="24" class="tick" { "无数据" }
-                }
-                @for (i, (label, value)) in items.iter().enumerate() {
-                    @let y = 5.0 + i as f64 * row;
-                    @let w = scale(*value, max, length);
-                    text x=(left - 8.0) y=(y + row * 0.65) class="label" text-anchor="end" { (label) }
-                    rect.bar x=(left) y=(y + 3.0) width=(format!("{w:.1}")) height=(row - 8.0)
-                        data-label=(label) data-value=(value) {
-                        title { (label) "：" (value) }
-                    }
-                    text x=(format!("{:.1}", left + w + 6.0)) y=(y + row * 0.65) class="tick" { (value) }
-                }
-            }
-            figcaption { (title) }
+    let desc: String = items.iter().map(|(l, v)| format!("{l} {v}；")).collect();
+    let bars = html! {
+        @if items.is_empty() {
+            text.tick x="10" y="24" { "无数据" }
         }
-    }
+        @for (i, (label, value)) in items.iter().enumerate() {
+            @let y = 5.0 + i as f64 * row;
+            @let w = scale(*value, max, length);
+            text.label x=(left - 8.0) y=(y + row * 0.65) text-anchor="end" { (label) }
+            (bar(label, *value, (left, y + 3.0), (w, row - 8.0)))
+            text.tick x=(format!("{:.1}", left + w + 6.0)) y=(y + row * 0.65) { (value) }
+        }
+    };
+    frame(id, title, (width, height), &desc, bars)
 }

@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{Duration, NaiveDate};
 use custody_domain::document::{
-    CrossingDirection, DepositKind, DocumentEvent, DocumentState, WithdrawalKind,
+    Anomaly, CrossingDirection, DepositKind, DocumentEvent, DocumentState, WithdrawalKind,
 };
 use custody_domain::reminder::china_date;
 use custody_domain::transitions::Named;
@@ -47,6 +47,19 @@ fn text(value: Value) -> String {
 
 fn opt(value: Option<&str>) -> String {
     value.unwrap_or_default().to_string()
+}
+
+/// The CSV handler of a list view: the same rows as the page, for the same viewer.
+macro_rules! csv_of_list {
+    ($handler:ident, $rows:ident, $file:literal, $header:ident) => {
+        pub async fn $handler(
+            State(state): State<AppState>,
+            viewer: Viewer,
+        ) -> Result<Response, UiError> {
+            let rows = $rows(&state, &viewer.scope).await?;
+            csv($file, &$header, &rows)
+        }
+    };
 }
 
 // --- overview -----------------------------------------------------------------------------
@@ -316,7 +329,7 @@ async fn overdue_rows(state: &AppState, scope: &Scope) -> Result<Vec<Vec<String>
                 },
                 r.state.to_string(),
                 r.sent.to_string(),
-                r.last_sent_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                r.last_sent_at.map(|t| moment(&t)).unwrap_or_default(),
             ]
         })
         .collect())
@@ -344,13 +357,7 @@ pub async fn overdue(State(state): State<AppState>, viewer: Viewer) -> Result<Re
     Ok(page(&viewer, "/ui/overdue", "逾期未还", content))
 }
 
-pub async fn overdue_csv(
-    State(state): State<AppState>,
-    viewer: Viewer,
-) -> Result<Response, UiError> {
-    let rows = overdue_rows(&state, &viewer.scope).await?;
-    csv("overdue.csv", &OVERDUE_HEADER, &rows)
-}
+csv_of_list!(overdue_csv, overdue_rows, "overdue.csv", OVERDUE_HEADER);
 
 // --- search and a document's timeline -----------------------------------------------------
 
@@ -433,6 +440,22 @@ struct Line {
     detail: String,
 }
 
+/// A moment as China time, to the second.
+fn moment(at: &chrono::DateTime<chrono::FixedOffset>) -> String {
+    at.with_timezone(&china_standard_time())
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+fn anomaly(a: Option<Anomaly>) -> String {
+    match a {
+        None => String::new(),
+        Some(Anomaly::ExitWhileInCabinet) => "；异常：证件在柜时出境".into(),
+        Some(Anomaly::CrossingOfUnknownDocument) => "；异常：未登记证件出入境".into(),
+        Some(Anomaly::WithdrawalWithoutApproval) => "；异常：无出国（境）审批出柜".into(),
+    }
+}
+
 fn location(l: &custody_domain::values::Location) -> String {
     format!(
         "证件柜 {} 柜体 {} 第 {} 行第 {} 列（单位 {}）",
@@ -449,8 +472,12 @@ fn line(scope: &Scope, event: &StoredEvent) -> Line {
         .metadata
         .get("recorded_at")
         .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| moment(&t))
+                .unwrap_or_else(|_| t.to_string())
+        })
+        .unwrap_or_default();
     let parsed = serde_json::from_value::<DocumentEvent>(event.payload.clone());
     let (at, what, detail) = match parsed {
         Err(_) => (recorded, event.event_type.clone(), String::new()),
@@ -474,7 +501,7 @@ fn line(scope: &Scope, event: &StoredEvent) -> Line {
             ),
         ),
         Ok(DocumentEvent::Deposited(e)) => (
-            e.operated_at.to_rfc3339(),
+            moment(&e.operated_at),
             match e.kind {
                 DepositKind::New => "入柜（新证）".into(),
                 DepositKind::Return => "入柜（归还）".into(),
@@ -482,7 +509,7 @@ fn line(scope: &Scope, event: &StoredEvent) -> Line {
             location(&e.location),
         ),
         Ok(DocumentEvent::Withdrawn(e)) => (
-            e.operated_at.to_rfc3339(),
+            moment(&e.operated_at),
             match e.kind {
                 WithdrawalKind::Lend => "出柜（借出）".into(),
                 WithdrawalKind::TakeOut => "出柜（取出）".into(),
@@ -491,21 +518,22 @@ fn line(scope: &Scope, event: &StoredEvent) -> Line {
                 "{}；目的地 {}；事由 {}；应还 {}；出国（境）审批 {}{}",
                 location(&e.location),
                 opt(e.destination.as_deref()),
-                opt(e.purpose.as_deref()),
+                e.purpose
+                    .as_deref()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or("无"),
                 e.planned_return.map(|d| d.to_string()).unwrap_or_default(),
                 e.travel_approval.as_deref().unwrap_or("无"),
-                e.anomaly
-                    .map(|a| format!("；异常 {a:?}"))
-                    .unwrap_or_default()
+                anomaly(e.anomaly)
             ),
         ),
         Ok(DocumentEvent::AbnormalWithdrawal(e)) => (
-            e.operated_at.to_rfc3339(),
+            moment(&e.operated_at),
             "异常出柜".into(),
             format!("{}；原因 {:?}", location(&e.location), e.reason),
         ),
         Ok(DocumentEvent::BorderCrossed(e)) => (
-            e.crossed_at.to_rfc3339(),
+            moment(&e.crossed_at),
             match e.direction {
                 CrossingDirection::Exit => "出境".into(),
                 CrossingDirection::Entry => "入境".into(),
@@ -514,9 +542,7 @@ fn line(scope: &Scope, event: &StoredEvent) -> Line {
                 "口岸 {}；国家（地区） {}{}",
                 e.port,
                 e.country,
-                e.anomaly
-                    .map(|a| format!("；异常 {a:?}"))
-                    .unwrap_or_default()
+                anomaly(e.anomaly)
             ),
         ),
         Ok(DocumentEvent::ReturnDateReached(e)) => (
@@ -683,13 +709,7 @@ pub async fn cabinets(State(state): State<AppState>, viewer: Viewer) -> Result<R
     Ok(page(&viewer, "/ui/cabinets", "证件柜", content))
 }
 
-pub async fn cabinets_csv(
-    State(state): State<AppState>,
-    viewer: Viewer,
-) -> Result<Response, UiError> {
-    let rows = cabinet_rows(&state, &viewer.scope).await?;
-    csv("cabinets.csv", &CABINET_HEADER, &rows)
-}
+csv_of_list!(cabinets_csv, cabinet_rows, "cabinets.csv", CABINET_HEADER);
 
 // --- reconciliations ----------------------------------------------------------------------
 
@@ -820,10 +840,4 @@ pub async fn alerts(State(state): State<AppState>, viewer: Viewer) -> Result<Res
     Ok(page(&viewer, "/ui/alerts", "告警", content))
 }
 
-pub async fn alerts_csv(
-    State(state): State<AppState>,
-    viewer: Viewer,
-) -> Result<Response, UiError> {
-    let rows = alert_rows(&state, &viewer.scope).await?;
-    csv("alerts.csv", &ALERT_HEADER, &rows)
-}
+csv_of_list!(alerts_csv, alert_rows, "alerts.csv", ALERT_HEADER);

@@ -21,6 +21,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
 use crate::lifecycle::{processes_caught_up, run_scheduler};
+use crate::read_side::query_audit_rows;
 
 /// chromedriver with a headless Chromium of a new, empty profile.
 struct Browser {
@@ -134,7 +135,8 @@ impl Browser {
             .expect("write screenshot");
     }
 
-    async fn sign_in(&self, app: &TestApp, token: &str) {
+    /// Types a token into the sign-in form and submits it.
+    async fn submit_token(&self, app: &TestApp, token: &str) {
         self.goto(app, "/ui/login").await;
         let field = self
             .client
@@ -149,11 +151,28 @@ impl Browser {
             .click()
             .await
             .expect("sign in");
+    }
+
+    async fn sign_in(&self, app: &TestApp, token: &str) {
+        self.submit_token(app, token).await;
         self.client
             .wait()
             .for_element(Locator::Css("[data-stat=total]"))
             .await
             .expect("the overview after sign-in");
+    }
+
+    async fn sign_in_fails(&self, app: &TestApp, token: &str) {
+        self.submit_token(app, token).await;
+        if self
+            .client
+            .wait()
+            .for_element(Locator::Id("login-error"))
+            .await
+            .is_err()
+        {
+            panic!("no refusal on the form: {}", self.source().await);
+        }
     }
 
     /// The session cookie's value, to fetch the CSV exports with.
@@ -188,16 +207,6 @@ async fn with_session(app: &TestApp, session: &str, path: &str) -> reqwest::Resp
         .send()
         .await
         .expect("request")
-}
-
-async fn query_audit_rows(app: &TestApp) -> i64 {
-    use sqlx::Row;
-    sqlx::query("SELECT COUNT(*) AS n FROM query_audit")
-        .fetch_one(app.store.log.platform().pool())
-        .await
-        .expect("count")
-        .try_get("n")
-        .expect("n")
 }
 
 /// Deposits `count` documents and lends the first to `destination`, due back on 2026-11-25.
@@ -526,33 +535,5 @@ async fn the_department_page_in_chromium_shows_what_the_read_api_answers() {
 
         browser.stop().await;
         app.stop().await;
-    }
-}
-
-impl Browser {
-    async fn sign_in_fails(&self, app: &TestApp, token: &str) {
-        self.goto(app, "/ui/login").await;
-        let field = self
-            .client
-            .find(Locator::Id("token"))
-            .await
-            .expect("token field");
-        field.send_keys(token).await.expect("type");
-        self.client
-            .find(Locator::Id("sign-in"))
-            .await
-            .expect("button")
-            .click()
-            .await
-            .expect("submit");
-        if self
-            .client
-            .wait()
-            .for_element(Locator::Id("login-error"))
-            .await
-            .is_err()
-        {
-            panic!("no refusal on the form: {}", self.source().await);
-        }
     }
 }
