@@ -533,6 +533,30 @@ async fn the_department_page_in_chromium_shows_what_the_read_api_answers() {
         browser.goto(&app, "/ui/").await;
         assert_eq!(browser.path().await, "/ui/login");
 
+        // Revoking the token ends its sessions at once.
+        let (status, issued) = app
+            .ops(
+                reqwest::Method::POST,
+                "/api/v1/ops/tokens",
+                Some(json!({"role": "reader", "org": ours, "scopes": []})),
+            )
+            .await;
+        assert_eq!(status, 201, "{issued}");
+        browser
+            .sign_in(&app, issued["token"].as_str().expect("secret"))
+            .await;
+        let id = issued["id"].as_str().expect("token id");
+        let (status, _) = app
+            .ops(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/ops/tokens/{id}"),
+                None,
+            )
+            .await;
+        assert!((200..300).contains(&status), "revoke: {status}");
+        browser.goto(&app, "/ui/cabinets").await;
+        assert_eq!(browser.path().await, "/ui/login");
+
         browser.stop().await;
         app.stop().await;
     }
