@@ -26,6 +26,9 @@ use crate::state::AppState;
 /// Days of withdrawals the overview charts.
 const DAYS: i64 = 90;
 
+/// Holders listed on the destinations page, most frequent first.
+const PERSONS_SHOWN: usize = 100;
+
 /// A document state's Chinese name.
 fn state_name(state: &str) -> &'static str {
     match state {
@@ -244,6 +247,9 @@ pub async fn destinations(
         .enumerate()
         .map(|(i, (place, n))| vec![(i + 1).to_string(), place.clone(), n.to_string()])
         .collect();
+    // The page shows the most frequent holders; the CSV has them all.
+    let mut persons = person_rows(&d);
+    persons.truncate(PERSONS_SHOWN);
     let content = html! {
         form.filter method="get" action="/ui/destinations" {
             label for="from" { "起始日期" }
@@ -255,7 +261,8 @@ pub async fn destinations(
         p.note { "按出柜（借出、取出）登记的目的地统计；日期为北京时间。" }
         (chart::ranked("chart-destinations", "目的地排名（出柜次数）", &d.by_destination))
         (table("destinations", "目的地排名", &["名次", "目的地", "出柜次数"], &ranked))
-        (table("persons", "人员出行频次", &["人员标识", "姓名", "出柜次数", "目的地"], &person_rows(&d)))
+        (table("persons", &format!("人员出行频次（前 {PERSONS_SHOWN} 名，全部见 CSV）"),
+            &["人员标识", "姓名", "出柜次数", "目的地"], &persons))
         (csv_link(&format!("/ui/destinations.csv?{query}")))
     };
     Ok(page(&viewer, "/ui/destinations", "去向统计", content))
