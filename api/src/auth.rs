@@ -84,10 +84,22 @@ where
             .map(str::trim)
             .filter(|secret| !secret.is_empty())
             .ok_or_else(|| WireError::new(ErrorCode::Unauthorized, "no bearer token"))?;
+        let caller = Caller::of_digest(&state, &secret_digest(secret)).await?;
+        if let Some(slot) = parts.extensions.get::<crate::observe::SenderSlot>() {
+            slot.set(format!("token:{}", caller.token_id));
+        }
+        Ok(caller)
+    }
+}
+
+impl Caller {
+    /// The caller whose token secret has this SM3 digest, if the token exists, is not revoked
+    /// and has not expired (the bearer header and the department page's session both end here).
+    pub async fn of_digest(state: &AppState, digest: &str) -> Result<Caller, WireError> {
         let platform = state.commands.log().platform();
         let now_ms = state.commands.clock().now().timestamp_millis();
         let record: TokenRecord = platform
-            .token_by_secret_sm3(&secret_digest(secret))
+            .token_by_secret_sm3(digest)
             .await?
             .filter(|token| token.usable_at(now_ms))
             .ok_or_else(|| {
@@ -99,9 +111,6 @@ where
         }
         let role = Role::parse(&record.role)
             .ok_or_else(|| WireError::new(ErrorCode::Unauthorized, "token has no known role"))?;
-        if let Some(slot) = parts.extensions.get::<crate::observe::SenderSlot>() {
-            slot.set(format!("token:{}", record.id));
-        }
         Ok(Caller {
             token_id: record.id,
             role,

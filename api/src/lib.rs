@@ -24,7 +24,9 @@ pub mod registry;
 pub mod rejection_ops;
 pub mod scope;
 mod server;
+pub mod sessions;
 mod state;
+pub mod ui;
 pub mod wire;
 
 pub use config::{ProtocolConfig, ServeConfig, StoreChoice};

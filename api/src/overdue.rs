@@ -9,6 +9,7 @@
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use chrono::NaiveDate;
 use custody_domain::reminder::china_date;
 use custody_processes::{OpenReminder, ProcessError};
 use serde::Deserialize;
@@ -23,12 +24,12 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/overdue", get(overdue))
 }
 
-#[derive(Deserialize)]
-struct OverdueQuery {
+#[derive(Deserialize, Default)]
+pub(crate) struct OverdueQuery {
     /// One unit of the caller's subtree.
-    unit: Option<String>,
+    pub unit: Option<String>,
     /// `overdue` or `entered`.
-    kind: Option<String>,
+    pub kind: Option<String>,
 }
 
 pub(crate) fn process_error(error: ProcessError) -> WireError {
@@ -41,6 +42,39 @@ async fn overdue(
     Query(query): Query<OverdueQuery>,
 ) -> Result<Json<Value>, WireError> {
     let scope = Scope::of(&state, caller).await?;
+    let (today, open) = open_overdue(&state, &scope, &query).await?;
+    let items: Vec<Value> = open
+        .iter()
+        .map(|r| {
+            let d = &r.details;
+            json!({
+                "reminder": r.id,
+                "zjbs": d.document.as_str(),
+                "rybs": d.holder.as_ref().map(|h| h.as_str()),
+                "zjlx": d.document_type.map(|t| t.code()),
+                "unit": d.unit.as_ref().map(|u| u.as_str()),
+                "sbxlh": d.device.as_ref().map(|s| s.as_str()),
+                "kind": d.kind.code(),
+                "state": r.state.to_string(),
+                "planned_return": d.planned_return.map(|p| p.to_string()),
+                "overdue_days": r.overdue_days(today),
+                "opened_at": d.opened_at.to_rfc3339(),
+                "sent": r.sent,
+                "last_sent_at": r.last_sent_at.map(|t| t.to_rfc3339()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"today": today.to_string(), "overdue": items})))
+}
+
+/// The open reminders `scope` sees (of one unit and kind when the query names them), longest
+/// overdue first, and today's China-time date they are counted on. The department page lists
+/// the same.
+pub(crate) async fn open_overdue(
+    state: &AppState,
+    scope: &Scope,
+    query: &OverdueQuery,
+) -> Result<(NaiveDate, Vec<OpenReminder>), WireError> {
     // Days count in China time, whatever offset the clock's moment carries (one rule:
     // `custody_domain::reminder`).
     let today = china_date(state.commands.clock().now());
@@ -64,26 +98,5 @@ async fn overdue(
             .cmp(&a.overdue_days(today))
             .then_with(|| a.id.cmp(&b.id))
     });
-    let items: Vec<Value> = open
-        .iter()
-        .map(|r| {
-            let d = &r.details;
-            json!({
-                "reminder": r.id,
-                "zjbs": d.document.as_str(),
-                "rybs": d.holder.as_ref().map(|h| h.as_str()),
-                "zjlx": d.document_type.map(|t| t.code()),
-                "unit": d.unit.as_ref().map(|u| u.as_str()),
-                "sbxlh": d.device.as_ref().map(|s| s.as_str()),
-                "kind": d.kind.code(),
-                "state": r.state.to_string(),
-                "planned_return": d.planned_return.map(|p| p.to_string()),
-                "overdue_days": r.overdue_days(today),
-                "opened_at": d.opened_at.to_rfc3339(),
-                "sent": r.sent,
-                "last_sent_at": r.last_sent_at.map(|t| t.to_rfc3339()),
-            })
-        })
-        .collect();
-    Ok(Json(json!({"today": today.to_string(), "overdue": items})))
+    Ok((today, open))
 }

@@ -37,7 +37,7 @@ fn not_found(what: &str) -> WireError {
     WireError::new(ErrorCode::NotFound, format!("no such {what}"))
 }
 
-fn reader(state: &AppState) -> Reader {
+pub(crate) fn reader(state: &AppState) -> Reader {
     Reader::new(state.commands.log().clone())
 }
 
@@ -284,8 +284,19 @@ async fn alerts(
 ) -> Result<Json<Value>, WireError> {
     let scope = Scope::of(&state, caller).await?;
     let kind = query.kind.unwrap_or_default();
-    let found = reader(&state)
-        .alerts(scope.units(), Some(kind.as_str()).filter(|k| !k.is_empty()))
+    let items = alert_items(&state, &scope, &kind).await?;
+    Ok(Json(json!({"alerts": items})))
+}
+
+/// Every alert `scope` sees, of one kind (`kind` "" for all), as `GET /api/v1/alerts` lists
+/// them (the department page lists the same).
+pub(crate) async fn alert_items(
+    state: &AppState,
+    scope: &Scope,
+    kind: &str,
+) -> Result<Vec<Value>, WireError> {
+    let found = reader(state)
+        .alerts(scope.units(), Some(kind).filter(|k| !k.is_empty()))
         .await?;
     let mut items: Vec<Value> = found
         .raised
@@ -312,8 +323,8 @@ async fn alerts(
         })
     }));
     // Reconciliation alerts (missing uploads, unrepaired deviations): api/src/reconciliations.rs.
-    items.extend(crate::reconciliations::alerts(&state, &scope, &kind).await?);
-    Ok(Json(json!({"alerts": items})))
+    items.extend(crate::reconciliations::alerts(state, scope, kind).await?);
+    Ok(items)
 }
 
 async fn stats(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, WireError> {

@@ -32,10 +32,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/reconciliations.csv", get(reconciliations_csv))
 }
 
-#[derive(Deserialize)]
-struct ResultQuery {
-    date: Option<String>,
-    sbxlh: Option<String>,
+#[derive(Deserialize, Default)]
+pub(crate) struct ResultQuery {
+    pub date: Option<String>,
+    pub sbxlh: Option<String>,
 }
 
 impl ResultQuery {
@@ -64,13 +64,13 @@ fn view_error(error: impl std::fmt::Display) -> WireError {
 
 /// Everything the two read routes answer, in a fixed order (so the same events always read
 /// the same, byte for byte).
-struct Results {
-    batches: Vec<BatchResult>,
-    gaps: Vec<InventoryGap>,
-    missing: Vec<MissingUpload>,
+pub(crate) struct Results {
+    pub batches: Vec<BatchResult>,
+    pub gaps: Vec<InventoryGap>,
+    pub missing: Vec<MissingUpload>,
 }
 
-async fn results(
+pub(crate) async fn results(
     state: &AppState,
     scope: &Scope,
     query: &ResultQuery,
@@ -227,7 +227,9 @@ fn drawer_field(drawer: &DrawerRef) -> String {
 
 /// A cell a spreadsheet would read as a formula (it begins with `=`, `+`, `-`, `@`, a tab or a
 /// carriage return: OWASP's CSV injection rule) is prefixed with `'`, so that it shows as text.
-fn neutralised<'a>(cells: impl IntoIterator<Item = &'a str>) -> Vec<std::borrow::Cow<'a, [u8]>> {
+pub(crate) fn neutralised<'a>(
+    cells: impl IntoIterator<Item = &'a str>,
+) -> Vec<std::borrow::Cow<'a, [u8]>> {
     cells
         .into_iter()
         .map(|cell| match cell.chars().next() {
@@ -237,13 +239,34 @@ fn neutralised<'a>(cells: impl IntoIterator<Item = &'a str>) -> Vec<std::borrow:
         .collect()
 }
 
+/// A CSV writer as every export of the read side writes: UTF-8 with a byte-order mark (so
+/// that spreadsheet programs read the Chinese names as UTF-8), CRLF lines, RFC 4180 quoting.
+pub(crate) fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer("\u{feff}".as_bytes().to_vec())
+}
+
+/// A CSV body as a download named `filename`.
+pub(crate) fn csv_attachment(filename: &str, body: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// The work list: UTF-8 with a byte-order mark (so that spreadsheet programs read the Chinese
 /// names as UTF-8), CRLF lines, RFC 4180 quoting (by the `csv` crate: a field is quoted when it
 /// holds a comma, a quote or a line break).
-fn work_list(results: &Results) -> Result<Vec<u8>, csv::Error> {
-    let mut out = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer("\u{feff}".as_bytes().to_vec());
+pub(crate) fn work_list(results: &Results) -> Result<Vec<u8>, csv::Error> {
+    let mut out = csv_writer();
     out.write_record(CSV_HEADER)?;
     for batch in &results.batches {
         let common = [
@@ -339,17 +362,7 @@ async fn reconciliations_csv(
     let scope = Scope::of(&state, caller).await?;
     let results = results(&state, &scope, &query).await?;
     let body = work_list(&results).map_err(|e| WireError::internal("CSV work list", e))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"reconciliations.csv\"",
-            ),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(csv_attachment("reconciliations.csv", body))
 }
 
 // --- alerts -------------------------------------------------------------------------------

@@ -35,6 +35,11 @@ impl Scope {
         })
     }
 
+    /// Whether personal data is shown unmasked (the token has `pii`).
+    pub fn pii(&self) -> bool {
+        self.pii
+    }
+
     pub fn sees(&self, unit: Option<&str>) -> bool {
         self.units.sees(unit)
     }

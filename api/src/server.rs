@@ -90,6 +90,7 @@ impl App {
             reconciliation_window: config.reconciliation_window,
             checkpointer,
             metrics,
+            sessions: Default::default(),
         };
         // Bound before the first operator token is made: a start that cannot listen must not
         // create a token it never shows (docs/security.md).
@@ -113,6 +114,7 @@ impl App {
             .merge(crate::audit::routes())
             .merge(crate::checkpoints::routes())
             .merge(crate::reconciliations::routes())
+            .merge(crate::ui::routes())
             .fallback(crate::error::no_such_route)
             .layer(axum::middleware::map_response(crate::error::json_errors))
             .layer(axum::middleware::from_fn_with_state(

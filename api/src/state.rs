@@ -34,4 +34,6 @@ pub struct AppState {
     pub reconciliation_window: custody_domain::reconciliation::ReconciliationWindow,
     /// Counters of requests and commands (`GET /metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The department page's sign-ins (docs/department-page.md).
+    pub sessions: Arc<crate::sessions::Sessions>,
 }

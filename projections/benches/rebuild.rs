@@ -11,7 +11,9 @@
 //! Options (after `--`): `--events N`, `--backend embedded|postgres|both` (default: postgres if
 //! `DATABASE_URL` is set, else embedded), `--projections documents,access_records,…`,
 //! `--twice` (rebuild each projection a second time, so the rebuild also drops a full old
-//! generation). `CUSTODY_BENCH_EVENTS` overrides the event count.
+//! generation), `--keep DIR` (the embedded store in DIR, kept afterwards, e.g. to serve the
+//! department page over it: docs/benchmarks.md). `CUSTODY_BENCH_EVENTS` overrides the event
+//! count.
 //!
 //! On PostgreSQL a fresh database `custody_bench_<pid>` is created on the server of
 //! `DATABASE_URL` and dropped afterwards; the embedded store lives in a temporary directory.
@@ -61,6 +63,7 @@ struct Options {
     projections: Vec<Projection>,
     twice: bool,
     quick: bool,
+    keep: Option<std::path::PathBuf>,
 }
 
 fn options() -> Options {
@@ -101,6 +104,7 @@ fn options() -> Options {
         projections,
         twice: args.iter().any(|a| a == "--twice"),
         quick,
+        keep: value("--keep").map(Into::into),
     }
 }
 
@@ -133,7 +137,12 @@ async fn main() {
             }
             _ => {
                 let dir = tempfile::tempdir().expect("temp dir");
-                let log = EventLog::open_embedded(dir.path()).await.expect("open");
+                let path = options
+                    .keep
+                    .clone()
+                    .unwrap_or_else(|| dir.path().to_path_buf());
+                std::fs::create_dir_all(&path).expect("store dir");
+                let log = EventLog::open_embedded(&path).await.expect("open");
                 run("embedded", &log, &options).await;
             }
         }
@@ -663,7 +672,9 @@ async fn store_events(log: &EventLog, count: usize) -> Stats {
                 rows: ROWS,
                 columns: COLUMNS,
             }],
-            public_key_pem: "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoEcz1UBgi0DQgAE\n-----END PUBLIC KEY-----\n".to_string(),
+            // A whole SM2 public key (one for every cabinet), so that `custody serve` can
+            // load its registry over this store (scripts/bench-department-page).
+            public_key_pem: "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoEcz1UBgi0DQgAEBXaosudxgzBArCKr4Cy/Iyhvd0/I\nXe3Poc9WWP76iNZ9vuDHzUoUGACVCe0rpvYO2ArNB7hFmTLfWHaKm00smQ==\n-----END PUBLIC KEY-----\n".to_string(),
         });
         let at = generator.now();
         let activated = CabinetEvent::Activated(Activated {

@@ -10,6 +10,7 @@
 //! - [`cabinets`]: a cabinet with its drawers' occupancy and last heartbeat;
 //! - [`access_records`]: the deposits, withdrawals and corrections (存取记录);
 //! - [`alerts`]: anomalies, device alarms and rejected reports;
+//! - [`destinations`]: withdrawals' destinations in a period, per holder; the cabinets seen;
 //! - [`stats`]: counts by state, withdrawals per day, destinations, overdue.
 
 use std::collections::BTreeSet;
@@ -24,6 +25,7 @@ use crate::{Projection, ProjectionError};
 pub mod access_records;
 pub mod alerts;
 pub mod cabinets;
+pub mod destinations;
 pub mod documents;
 pub mod persons;
 pub mod stats;
@@ -31,6 +33,7 @@ pub mod stats;
 pub use access_records::{AccessRecordFilter, AccessRecordRow};
 pub use alerts::{Alerts, RejectedReport, ViewAlert};
 pub use cabinets::{BodyOccupancy, CabinetRecord, DrawerOccupancy, Heartbeat};
+pub use destinations::{Destinations, PersonTrips};
 pub use documents::{DocumentFilter, DocumentPage, DocumentRow, DrawerLocation, HolderRow};
 pub use persons::{PersonRecord, PersonStatus};
 pub use stats::Stats;

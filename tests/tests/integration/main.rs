@@ -4,6 +4,7 @@ mod business_time;
 mod checkpoints;
 mod concurrency;
 mod custody;
+mod department_page;
 mod errors;
 mod exit_entry;
 mod faults;

@@ -301,7 +301,7 @@ async fn a_holder_never_filed_is_a_person_of_the_read_side() {
     }
 }
 
-async fn query_audit_rows(app: &TestApp) -> i64 {
+pub(crate) async fn query_audit_rows(app: &TestApp) -> i64 {
     use sqlx::Row;
     sqlx::query("SELECT COUNT(*) AS n FROM query_audit")
         .fetch_one(app.store.log.platform().pool())
