@@ -22,6 +22,7 @@ pub mod readside;
 pub mod reconciliations;
 pub mod registry;
 pub mod scope;
+pub mod scrape;
 mod server;
 mod state;
 pub mod wire;
