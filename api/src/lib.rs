@@ -23,6 +23,7 @@ pub mod reconciliations;
 pub mod registry;
 pub mod rejection_ops;
 pub mod scope;
+pub mod scrape;
 mod server;
 pub mod sessions;
 mod state;

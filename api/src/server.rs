@@ -105,7 +105,7 @@ impl App {
         let router = Router::new()
             .route("/health", get(health))
             .route("/ready", get(ready))
-            .route("/metrics", get(crate::metrics::scrape))
+            .route("/metrics", get(crate::scrape::scrape))
             .route("/api/v1/openapi.json", get(crate::openapi::serve))
             .route("/yth_g1xt/api/v1/{mstype}", post(wire::receive))
             .merge(crate::ops::routes())
