@@ -138,6 +138,15 @@ pub(crate) fn parse_der_signature(der_signature: &[u8]) -> Result<Signature, Sig
     Signature::try_from(der).map_err(|_| SignatureError::BadDer)
 }
 
+/// The raw 64-byte `r ‖ s` of a DER signature, parsed strictly: the inverse of
+/// [`der_signature_from_raw`] (the fuzz target checks that the two agree).
+pub fn raw_signature_from_der(der_signature: &[u8]) -> Result<[u8; 64], SignatureError> {
+    let raw = parse_der_signature(der_signature)?.to_bytes();
+    let mut out = [0u8; 64];
+    out.copy_from_slice(&raw);
+    Ok(out)
+}
+
 /// Converts a raw 64-byte `r ‖ s` signature (as some devices and GmSSL's Python binding emit)
 /// into the DER form the protocol uses.
 pub fn der_signature_from_raw(raw_signature: &[u8]) -> Result<Vec<u8>, SignatureError> {
@@ -211,7 +220,8 @@ mod tests {
     fn raw_to_der() {
         let signer = Sm2Signer::new(&test_key());
         let der = signer.sign(b"m").unwrap();
-        let raw = parse_der_signature(&der).unwrap().to_bytes();
+        let raw = raw_signature_from_der(&der).unwrap();
+        assert_eq!(raw[..], parse_der_signature(&der).unwrap().to_bytes()[..]);
         assert_eq!(der_signature_from_raw(&raw).unwrap(), der);
         assert_eq!(
             der_signature_from_raw(&raw[..63]),

@@ -10,7 +10,7 @@ use custody_domain::cabinet::{Administrator, AlarmRaised};
 use custody_domain::document::{AbnormalReason, CancellationReason, DepositKind, WithdrawalKind};
 use custody_domain::identifiers::{DocumentId, SerialKind};
 use custody_domain::values::{DocumentRecord, Drawer};
-use custody_protocol::SignedRequest;
+use custody_protocol::{EnvelopeOpener, SignedRequest};
 use serde_json::Value;
 
 use super::fields::{
@@ -58,8 +58,21 @@ async fn activate(
     intake: &Intake,
     request: &SignedRequest,
 ) -> Result<Reply, WireError> {
+    let report = activation_report(request)?;
+    state.application.activate_cabinet(intake, report).await?;
+    // The registry is the edge's cache of who may sign what: it learns of the activation now.
+    state
+        .registry
+        .refresh_cabinet(&state.commands, &intake.principal.sender)
+        .await
+        .map_err(|e| WireError::internal("refreshing the sender registry", e))?;
+    Ok(Reply::new("", false))
+}
+
+/// sjsb-sbcsh's bdata as the use case's report.
+pub(super) fn activation_report(request: &SignedRequest) -> Result<ActivationReport, WireError> {
     let init: messages::CabinetInit = business_data(request)?;
-    let report = ActivationReport {
+    Ok(ActivationReport {
         device: init.sbxlh,
         unit: init.tyshxydm,
         unit_name: plain("dwmc", &init.dwmc, 200)?,
@@ -73,15 +86,7 @@ async fn activate(
                 person: a.rybs,
             })
             .collect(),
-    };
-    state.application.activate_cabinet(intake, report).await?;
-    // The registry is the edge's cache of who may sign what: it learns of the activation now.
-    state
-        .registry
-        .refresh_cabinet(&state.commands, &intake.principal.sender)
-        .await
-        .map_err(|e| WireError::internal("refreshing the sender registry", e))?;
-    Ok(Reply::new("", false))
+    })
 }
 
 async fn heartbeat(
@@ -90,11 +95,10 @@ async fn heartbeat(
     request: &SignedRequest,
     received: &Received<'_>,
 ) -> Result<Reply, WireError> {
-    let beat: messages::Heartbeat = business_data(request)?;
-    let status: Value = business_data(request)?;
+    let (device, status) = heartbeat_status(request)?;
     state
         .application
-        .record_heartbeat(intake, &beat.sbxlh, &status.to_string())
+        .record_heartbeat(intake, &device, &status)
         .await?;
     let mut reply = Reply::new("", false);
     // Clock calibration for the device; no firmware upgrade and no alarm-configuration change
@@ -108,11 +112,32 @@ async fn heartbeat(
     Ok(reply)
 }
 
+/// sjsb-xt's bdata: the device serial, and the whole status as JSON text.
+pub(super) fn heartbeat_status(request: &SignedRequest) -> Result<(String, String), WireError> {
+    let beat: messages::Heartbeat = business_data(request)?;
+    let status: Value = business_data(request)?;
+    Ok((beat.sbxlh, status.to_string()))
+}
+
 async fn document_operation(
     state: &AppState,
     intake: &Intake,
     request: &SignedRequest,
 ) -> Result<Reply, WireError> {
+    let report = document_operation_report(&state.platform_key.opener, request)?;
+    let serial = report.serial.clone();
+    let outcome = state
+        .application
+        .report_document_operation(intake, report)
+        .await?;
+    Ok(reply(serial.as_str(), outcome))
+}
+
+/// sjsb-zjcq's bdata as the use case's report, `zjdata` opened with `opener`.
+pub(super) fn document_operation_report(
+    opener: &EnvelopeOpener,
+    request: &SignedRequest,
+) -> Result<DocumentOperationReport, WireError> {
     let report: messages::DocumentOperation = business_data(request)?;
     let serial_kind = match report.optype.as_str() {
         "11" | "12" => SerialKind::Deposit,
@@ -126,7 +151,7 @@ async fn document_operation(
     };
     let serial = serial_of("ywlsh", serial_kind, &report.ywlsh)?;
     let operated_at = business_time("optime", &report.optime)?;
-    let record = open_record(state, &report.zjdata)?;
+    let record = open_record(opener, &report.zjdata)?;
     let drawer = Drawer {
         body: required("ZZGSN", &report.cabinet_body)?.to_string(),
         row: report.row,
@@ -172,26 +197,19 @@ async fn document_operation(
             },
         },
     };
-    let outcome = state
-        .application
-        .report_document_operation(
-            intake,
-            DocumentOperationReport {
-                serial: serial.clone(),
-                device: report.device_id,
-                record,
-                drawer,
-                operated_at,
-                operation,
-            },
-        )
-        .await?;
-    Ok(reply(serial.as_str(), outcome))
+    Ok(DocumentOperationReport {
+        serial,
+        device: report.device_id,
+        record,
+        drawer,
+        operated_at,
+        operation,
+    })
 }
 
 /// Opens `zjdata` with the platform key and reads the document record from it.
-fn open_record(state: &AppState, zjdata: &str) -> Result<DocumentRecord, WireError> {
-    let plaintext = open_envelope(state, "zjdata", zjdata)?;
+fn open_record(opener: &EnvelopeOpener, zjdata: &str) -> Result<DocumentRecord, WireError> {
+    let plaintext = open_envelope(opener, "zjdata", zjdata)?;
     let raw = custody_protocol::DocumentRecord::parse(&plaintext)
         .map_err(|e| WireError::new(ErrorCode::BadRecord, format!("zjdata record: {e}")))?;
     Ok(DocumentRecord {
@@ -217,6 +235,19 @@ async fn cancellation(
     intake: &Intake,
     request: &SignedRequest,
 ) -> Result<Reply, WireError> {
+    let report = cancellation_report(request)?;
+    let serial = report.serial.clone();
+    let outcome = state
+        .application
+        .report_cancellation(intake, report)
+        .await?;
+    Ok(reply(serial.as_str(), outcome))
+}
+
+/// sjsb-zjzx's bdata as the use case's report.
+pub(super) fn cancellation_report(
+    request: &SignedRequest,
+) -> Result<CancellationReport, WireError> {
     let report: messages::Cancellation = business_data(request)?;
     let serial = serial_of("ywlsh", SerialKind::Cancellation, &report.ywlsh)?;
     let document: DocumentId = required("zjbs", &report.zjbs)?
@@ -234,19 +265,12 @@ async fn cancellation(
             ))
         }
     };
-    let outcome = state
-        .application
-        .report_cancellation(
-            intake,
-            CancellationReport {
-                serial: serial.clone(),
-                document,
-                reason,
-                proof: optional_text("zmwjqm", &report.zmwjqm, 4096)?,
-            },
-        )
-        .await?;
-    Ok(reply(serial.as_str(), outcome))
+    Ok(CancellationReport {
+        serial,
+        document,
+        reason,
+        proof: optional_text("zmwjqm", &report.zmwjqm, 4096)?,
+    })
 }
 
 async fn alarm(
@@ -254,6 +278,14 @@ async fn alarm(
     intake: &Intake,
     request: &SignedRequest,
 ) -> Result<Reply, WireError> {
+    let report = alarm_report(request)?;
+    let serial = report.serial.clone();
+    let outcome = state.application.raise_alarm(intake, report).await?;
+    Ok(reply(&serial, outcome))
+}
+
+/// sjsb-gj's bdata as the use case's report.
+pub(super) fn alarm_report(request: &SignedRequest) -> Result<AlarmReport, WireError> {
     let report: messages::Alarm = business_data(request)?;
     // Alarms have no serial prefix of their own in the source; any 1 to 64 letters and digits.
     let serial = required("ywlsh", &report.ywlsh)?;
@@ -265,18 +297,11 @@ async fn alarm(
         content: plain("gjnr", &report.gjnr, 1000)?,
         raised_at: business_time("gjsj", &report.gjsj)?,
     };
-    let outcome = state
-        .application
-        .raise_alarm(
-            intake,
-            AlarmReport {
-                serial: serial.to_string(),
-                device: report.sbxlh,
-                alarm,
-            },
-        )
-        .await?;
-    Ok(reply(serial, outcome))
+    Ok(AlarmReport {
+        serial: serial.to_string(),
+        device: report.sbxlh,
+        alarm,
+    })
 }
 
 /// sjfk-cjxx: the open reminders of the cabinet's unit, each `{zjbs, rybs, zjlx, yqts, cjlx}`
@@ -289,9 +314,8 @@ async fn reminder_pull(
     request: &SignedRequest,
     received: &Received<'_>,
 ) -> Result<Reply, WireError> {
-    let pull: messages::ReminderPull = business_data(request)?;
-    let device = required("devid", &pull.devid)?;
-    let unit = required("orgid", &pull.orgid)?;
+    let (device, unit) = reminder_pull_names(request)?;
+    let (device, unit) = (device.as_str(), unit.as_str());
     state
         .application
         .authorise_reminder_pull(&intake.principal, device, unit)?;
@@ -319,4 +343,12 @@ async fn reminder_pull(
     let mut reply = Reply::new("", false);
     reply.extra.insert("cjxx".into(), Value::Array(reminders));
     Ok(reply)
+}
+
+/// sjfk-cjxx's bdata: the cabinet (`devid`) and its unit (`orgid`), both required.
+pub(super) fn reminder_pull_names(request: &SignedRequest) -> Result<(String, String), WireError> {
+    let pull: messages::ReminderPull = business_data(request)?;
+    let device = required("devid", &pull.devid)?;
+    let unit = required("orgid", &pull.orgid)?;
+    Ok((device.to_string(), unit.to_string()))
 }

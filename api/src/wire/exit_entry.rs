@@ -6,7 +6,7 @@ use custody_application::exit_entry::FilingAnswer;
 use custody_application::Intake;
 use custody_commands::Outcome;
 use custody_domain::document::{BorderCrossed, CrossingDirection, IssuanceConfirmed};
-use custody_domain::identifiers::{BusinessSerial, SerialKind};
+use custody_domain::identifiers::{BusinessSerial, DocumentId, SerialKind};
 use custody_protocol::SignedRequest;
 use serde_json::Value;
 
@@ -45,15 +45,21 @@ async fn border_crossings(
     request: &SignedRequest,
     received: &Received<'_>,
 ) -> Result<Reply, WireError> {
-    let list: messages::RecordList = business_data(request)?;
-    check_list_length("records", list.records.len())?;
-    let mut results = Vec::with_capacity(list.records.len());
+    let records = read_records(request)?;
+    let mut results = Vec::with_capacity(records.len());
     // In order, one by one: two crossings of one document in a list must apply in order.
-    for item in &list.records {
+    for item in &records {
         let outcome = border_crossing(state, intake, item).await;
         results.push(ItemResult::new(item_key(item, "jlbh"), outcome));
     }
     Ok(list_reply(state, request, received, None, results).await)
+}
+
+/// sjts-crjjl's and sjts-bzjg's bdata: `{records: [...]}`, bounded, items read on their own.
+pub(super) fn read_records(request: &SignedRequest) -> Result<Vec<Value>, WireError> {
+    let list: messages::RecordList = business_data(request)?;
+    check_list_length("records", list.records.len())?;
+    Ok(list.records)
 }
 
 async fn border_crossing(
@@ -61,6 +67,15 @@ async fn border_crossing(
     intake: &Intake,
     item: &Value,
 ) -> Result<Outcome, WireError> {
+    let (document, crossing) = read_border_crossing(item)?;
+    Ok(state
+        .application
+        .record_crossing(intake, &document, crossing)
+        .await?)
+}
+
+/// One sjts-crjjl record: the document and its crossing.
+pub(super) fn read_border_crossing(item: &Value) -> Result<(DocumentId, BorderCrossed), WireError> {
     let record: messages::BorderCrossing = list_item(item)?;
     let jlbh = record_id("jlbh", &record.jlbh)?;
     let document = document_id(&record.zjlx, &record.zjhm)?;
@@ -84,10 +99,7 @@ async fn border_crossing(
         country: country_code("gjdq", &record.gjdq)?,
         anomaly: None,
     };
-    Ok(state
-        .application
-        .record_crossing(intake, &document, crossing)
-        .await?)
+    Ok((document, crossing))
 }
 
 async fn issued_documents(
@@ -96,10 +108,9 @@ async fn issued_documents(
     request: &SignedRequest,
     received: &Received<'_>,
 ) -> Result<Reply, WireError> {
-    let list: messages::RecordList = business_data(request)?;
-    check_list_length("records", list.records.len())?;
-    let mut results = Vec::with_capacity(list.records.len());
-    for item in &list.records {
+    let records = read_records(request)?;
+    let mut results = Vec::with_capacity(records.len());
+    for item in &records {
         let outcome = issued_document(state, intake, item).await;
         results.push(ItemResult::new(item_key(item, "jlbh"), outcome));
     }
@@ -111,16 +122,21 @@ async fn issued_document(
     intake: &Intake,
     item: &Value,
 ) -> Result<Outcome, WireError> {
+    let issuance = read_issuance(item)?;
+    Ok(state.application.confirm_issuance(intake, issuance).await?)
+}
+
+/// One sjts-bzjg record.
+pub(super) fn read_issuance(item: &Value) -> Result<IssuanceConfirmed, WireError> {
     let record: messages::IssuedDocument = list_item(item)?;
-    let issuance = IssuanceConfirmed {
+    Ok(IssuanceConfirmed {
         record_id: record_id("jlbh", &record.jlbh)?.to_string(),
         holder: person_id(&record.rybs)?,
         document_type: document_type(&record.zjlx)?,
         number: document_number(&record.zjhm)?,
         issued_on: business_date("qfrq", &record.qfrq)?,
         valid_until: business_date("yxqz", &record.yxqz)?,
-    };
-    Ok(state.application.confirm_issuance(intake, issuance).await?)
+    })
 }
 
 async fn filing_results(
@@ -129,15 +145,23 @@ async fn filing_results(
     request: &SignedRequest,
     received: &Received<'_>,
 ) -> Result<Reply, WireError> {
-    let answers: messages::FilingResults = business_data(request)?;
-    let serial = serial_of("bbywlsh", SerialKind::Filing, &answers.bbywlsh)?;
-    check_list_length("bbjg", answers.bbjg.len())?;
-    let mut results = Vec::with_capacity(answers.bbjg.len());
-    for item in &answers.bbjg {
+    let (serial, items) = read_filing_results(request)?;
+    let mut results = Vec::with_capacity(items.len());
+    for item in &items {
         let outcome = filing_result(state, intake, &serial, item).await;
         results.push(ItemResult::new(item_key(item, "rybs"), outcome));
     }
     Ok(list_reply(state, request, received, Some(serial.as_str()), results).await)
+}
+
+/// sjts-bbjg's bdata: the filing list answered, and its items (each read on its own).
+pub(super) fn read_filing_results(
+    request: &SignedRequest,
+) -> Result<(BusinessSerial, Vec<Value>), WireError> {
+    let answers: messages::FilingResults = business_data(request)?;
+    let serial = serial_of("bbywlsh", SerialKind::Filing, &answers.bbywlsh)?;
+    check_list_length("bbjg", answers.bbjg.len())?;
+    Ok((serial, answers.bbjg))
 }
 
 async fn filing_result(
@@ -146,6 +170,15 @@ async fn filing_result(
     serial: &BusinessSerial,
     item: &Value,
 ) -> Result<Outcome, WireError> {
+    let answer = read_filing_answer(item)?;
+    Ok(state
+        .application
+        .answer_filing(intake, serial, answer)
+        .await?)
+}
+
+/// One sjts-bbjg answer.
+pub(super) fn read_filing_answer(item: &Value) -> Result<FilingAnswer, WireError> {
     let answer: messages::FilingResult = list_item(item)?;
     let person = person_id(&answer.rybs)?;
     let kind = filing_kind(&answer.bblx)?;
@@ -159,14 +192,10 @@ async fn filing_result(
             ))
         }
     };
-    let answer = FilingAnswer {
+    Ok(FilingAnswer {
         person,
         kind,
         accepted,
         remark: optional_text("bz", &answer.bz, 500)?,
-    };
-    Ok(state
-        .application
-        .answer_filing(intake, serial, answer)
-        .await?)
+    })
 }

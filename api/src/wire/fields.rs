@@ -8,11 +8,10 @@ use custody_domain::identifiers::{
     BusinessSerial, DocumentId, DocumentNumber, DocumentType, PersonId, SerialKind,
 };
 use custody_domain::values::china_standard_time;
-use custody_protocol::{EnvelopeError, SignedRequest};
+use custody_protocol::{EnvelopeError, EnvelopeOpener, SignedRequest};
 use serde::de::DeserializeOwned;
 
 use crate::error::{ErrorCode, WireError};
-use crate::state::AppState;
 
 pub(super) fn business_data<T: DeserializeOwned>(request: &SignedRequest) -> Result<T, WireError> {
     request
@@ -73,13 +72,11 @@ pub(super) fn serial_of(
 
 /// Opens a GM/T 0010 envelope (`zjdata`, `rydata`) with the platform key.
 pub(super) fn open_envelope(
-    state: &AppState,
+    opener: &EnvelopeOpener,
     field: &str,
     base64: &str,
 ) -> Result<Vec<u8>, WireError> {
-    state
-        .platform_key
-        .opener
+    opener
         .open_base64(required(field, base64)?)
         .map_err(|e| match e {
             EnvelopeError::NotForThisRecipient

@@ -10,6 +10,8 @@ pub mod admission;
 mod cabinet;
 mod exit_entry;
 mod fields;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ingress;
 mod lists;
 mod messages;

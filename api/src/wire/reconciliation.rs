@@ -28,17 +28,22 @@ pub async fn handle(
     intake: &Intake,
     request: &SignedRequest,
 ) -> Result<Reply, WireError> {
+    let batch = read_batch(request)?;
+    let answer = state.application.reconcile(intake, batch).await?;
+    Ok(reply(&answer))
+}
+
+/// sjsb-dzsj's bdata as the use case's batch.
+pub(super) fn read_batch(request: &SignedRequest) -> Result<ReconciliationBatch, WireError> {
     let batch: messages::ReconciliationBatch = business_data(request)?;
-    let batch = ReconciliationBatch {
+    Ok(ReconciliationBatch {
         serial: serial_of("dzywlsh", SerialKind::Reconciliation, &batch.dzywlsh)?,
         business_date: business_date("dzrq", &batch.dzrq)?,
         documents: reported_documents(&batch.zjzt)?,
         operations: logged_operations(&batch.czls)?,
         device: batch.sbxlh,
         unit: batch.tyshxydm,
-    };
-    let answer = state.application.reconcile(intake, batch).await?;
-    Ok(reply(&answer))
+    })
 }
 
 /// A code given as a number or a string of digits.
