@@ -2,7 +2,7 @@
 //! duplicate or redeliver. After every fault the views equal a fresh replay of the store, row by
 //! row, and nothing is doubled.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -114,8 +114,12 @@ async fn views_survive_nats_crashes_and_a_lost_store_under_load() {
     );
     let cabinet = Arc::new(app.active_cabinet().await);
     let running = Arc::new(AtomicBool::new(true));
+    // Deposits accepted so far: each fault waits for more of them, so the load goes on through
+    // every fault however fast this machine is.
+    let progress = Arc::new(AtomicUsize::new(0));
     let writer = {
         let (app, cabinet, running) = (app.clone(), cabinet.clone(), running.clone());
+        let progress = progress.clone();
         tokio::spawn(async move {
             let mut sent = 0usize;
             while running.load(Ordering::Relaxed) && sent < 400 {
@@ -140,24 +144,37 @@ async fn views_survive_nats_crashes_and_a_lost_store_under_load() {
                     assert_eq!(app.send(&lend).await.0, 200);
                 }
                 sent += 1;
+                progress.store(sent, Ordering::Relaxed);
             }
             sent
         })
     };
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let more = |step: usize| {
+        let progress = progress.clone();
+        async move {
+            let waited = tokio::time::timeout(Duration::from_secs(120), async {
+                while progress.load(Ordering::Relaxed) < step * 8 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            waited.expect("the writer goes on while NATS is down");
+        }
+    };
+    more(1).await;
     nats.kill();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    more(2).await;
     nats.restart().expect("restart nats-server");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    more(3).await;
     nats.kill();
     std::fs::remove_dir_all(&nats.store_dir).expect("delete the JetStream store");
     nats.restart()
         .expect("restart nats-server without its store");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    more(4).await;
     running.store(false, Ordering::Relaxed);
     let sent = writer.await.expect("writer");
     assert!(
-        sent > 20,
+        sent >= 32,
         "the load went on through the faults ({sent} deposits)"
     );
     tokio::time::timeout(Duration::from_secs(120), app.caught_up())
