@@ -8,4 +8,4 @@ pub mod checkpoint;
 pub mod merkle;
 
 pub use checkpoint::{parse_hash, Checkpoint, CheckpointError, SignedCheckpoint};
-pub use merkle::{Frontier, Hash, ProofError};
+pub use merkle::{Frontier, Hash, NodeId, ProofError, ProofPlan};

@@ -1,9 +1,10 @@
 //! The Merkle tree of RFC 9162 §2.1 with SM3 as the hash (docs/audit.md, "Tree").
 //!
 //! Leaves are hashed as `SM3(0x00 ‖ leaf)`, interior nodes as `SM3(0x01 ‖ left ‖ right)`; the
-//! tree over `n` leaves splits at the largest power of two below `n`. Proof generation works
-//! from the whole list of leaf hashes (O(n) per proof); verification follows the algorithms of
-//! §2.1.3.2 and §2.1.4.2 step by step.
+//! tree over `n` leaves splits at the largest power of two below `n`. Proofs come two ways: from
+//! the whole list of leaf hashes (O(n) per proof, the reference), or as a [`ProofPlan`] that names
+//! the O(log n) stored perfect subtrees ([`NodeId`]) a proof is made of. Verification follows the
+//! algorithms of §2.1.3.2 and §2.1.4.2 step by step.
 
 use sm3::{Digest, Sm3};
 use thiserror::Error;
@@ -139,6 +140,160 @@ fn prefix(leaves: &[Hash], size: u64) -> Result<&[Hash], ProofError> {
         })
 }
 
+/// A perfect subtree: the `2^level` leaves from `index * 2^level`. Level 0 is a leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId {
+    pub level: u32,
+    pub index: u64,
+}
+
+/// The leaves `[start, end)` of a subtree that RFC 9162's recursion visits: `start` is a multiple
+/// of a power of two at least `end - start`, so the subtree is its perfect parts (one per set bit
+/// of its width, largest first) folded from the right, like a [`Frontier`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subtree {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Subtree {
+    /// Its perfect parts, largest first (O(log n) of them).
+    pub fn parts(&self) -> Vec<NodeId> {
+        let mut parts = Vec::new();
+        let mut start = self.start;
+        let width = self.end - self.start;
+        for level in (0..u64::BITS).rev() {
+            if (width >> level) & 1 == 1 {
+                parts.push(NodeId {
+                    level,
+                    index: start >> level,
+                });
+                start += 1 << level;
+            }
+        }
+        parts
+    }
+}
+
+/// The subtrees whose roots make a proof, in the proof's order; [`ProofPlan::nodes`] is what to
+/// read from storage and [`ProofPlan::assemble`] the proof from it. Gives the same bytes as
+/// [`inclusion_proof`] and [`consistency_proof`] over the whole list of leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProofPlan {
+    pub subtrees: Vec<Subtree>,
+}
+
+impl ProofPlan {
+    /// The plan of the inclusion proof of leaf `index` in the tree of `size` leaves.
+    pub fn inclusion(index: u64, size: u64) -> Result<ProofPlan, ProofError> {
+        if index >= size {
+            return Err(ProofError::IndexOutOfRange { index, size });
+        }
+        let mut subtrees = Vec::new();
+        plan_path(index, 0, size, &mut subtrees);
+        Ok(ProofPlan { subtrees })
+    }
+
+    /// The plan of the consistency proof between the trees of `first` and `second` leaves.
+    pub fn consistency(first: u64, second: u64) -> Result<ProofPlan, ProofError> {
+        if first == 0 || first > second {
+            return Err(ProofError::BadSizes { first, second });
+        }
+        let mut subtrees = Vec::new();
+        plan_subproof(first, 0, second, true, &mut subtrees);
+        Ok(ProofPlan { subtrees })
+    }
+
+    /// Every perfect subtree the proof needs, sorted, without repeats.
+    pub fn nodes(&self) -> Vec<NodeId> {
+        let mut nodes: Vec<NodeId> = self.subtrees.iter().flat_map(Subtree::parts).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes
+    }
+
+    /// The proof from the perfect subtrees' hashes; `None` when `node` lacks one.
+    pub fn assemble(&self, node: impl Fn(NodeId) -> Option<Hash>) -> Option<Vec<Hash>> {
+        self.subtrees
+            .iter()
+            .map(|subtree| subtree_root(subtree, &node))
+            .collect()
+    }
+}
+
+/// The root of the tree of `size` leaves, from its perfect parts (the frontier's nodes).
+pub fn root_from_nodes(size: u64, node: impl Fn(NodeId) -> Option<Hash>) -> Option<Hash> {
+    if size == 0 {
+        return Some(empty_root());
+    }
+    subtree_root(
+        &Subtree {
+            start: 0,
+            end: size,
+        },
+        &node,
+    )
+}
+
+fn subtree_root(subtree: &Subtree, node: &impl Fn(NodeId) -> Option<Hash>) -> Option<Hash> {
+    let parts: Option<Vec<Hash>> = subtree.parts().into_iter().map(node).collect();
+    let mut parts = parts?.into_iter().rev();
+    let last = parts.next()?;
+    Some(parts.fold(last, |right, left| node_hash(&left, &right)))
+}
+
+/// [`path_of`] over leaf indices instead of a slice.
+fn plan_path(m: u64, start: u64, end: u64, out: &mut Vec<Subtree>) {
+    let n = end - start;
+    if n <= 1 {
+        return;
+    }
+    let k = split_u64(n);
+    if m < k {
+        plan_path(m, start, start + k, out);
+        out.push(Subtree {
+            start: start + k,
+            end,
+        });
+    } else {
+        plan_path(m - k, start + k, end, out);
+        out.push(Subtree {
+            start,
+            end: start + k,
+        });
+    }
+}
+
+/// [`subproof`] over leaf indices instead of a slice.
+fn plan_subproof(m: u64, start: u64, end: u64, complete: bool, out: &mut Vec<Subtree>) {
+    let n = end - start;
+    if m == n {
+        if !complete {
+            out.push(Subtree { start, end });
+        }
+        return;
+    }
+    let k = split_u64(n);
+    if m <= k {
+        plan_subproof(m, start, start + k, complete, out);
+        out.push(Subtree {
+            start: start + k,
+            end,
+        });
+    } else {
+        plan_subproof(m - k, start + k, end, false, out);
+        out.push(Subtree {
+            start,
+            end: start + k,
+        });
+    }
+}
+
+/// The largest power of two strictly below `n` (n > 1).
+fn split_u64(n: u64) -> u64 {
+    1 << (u64::BITS - 1 - (n - 1).leading_zeros())
+}
+
 /// Checks an inclusion proof (RFC 9162 §2.1.3.2).
 pub fn verify_inclusion(
     leaf: &Hash,
@@ -256,13 +411,28 @@ impl Frontier {
 
     /// Appends one leaf hash: merges equal-sized subtrees, as many as the size's trailing ones.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_recording(leaf, |_, _| {});
+    }
+
+    /// [`Frontier::push`], handing `completed` each perfect subtree above the leaf (level 1 and
+    /// up) that the leaf completes, lowest first: what storage keeps for proofs.
+    pub fn push_recording(&mut self, leaf: Hash, mut completed: impl FnMut(NodeId, &Hash)) {
         let mut node = leaf;
         let mut size = self.size;
+        let mut level = 0;
         while size & 1 == 1 {
             // from_parts and push keep one node per set bit, so a set bit has its node.
             let Some(left) = self.nodes.pop() else { break };
             node = node_hash(&left, &node);
             size >>= 1;
+            level += 1;
+            completed(
+                NodeId {
+                    level,
+                    index: ((self.size + 1) >> level) - 1,
+                },
+                &node,
+            );
         }
         self.nodes.push(node);
         self.size += 1;
@@ -387,5 +557,92 @@ mod tests {
             Err(ProofError::BadSizes { .. })
         ));
         assert!(Frontier::from_parts(3, vec![l[0]]).is_none());
+        assert!(matches!(
+            ProofPlan::inclusion(4, 4),
+            Err(ProofError::IndexOutOfRange { .. })
+        ));
+        assert!(matches!(
+            ProofPlan::consistency(5, 4),
+            Err(ProofError::BadSizes { .. })
+        ));
+    }
+
+    /// Every perfect subtree `push_recording` hands out, as storage keeps them (level 0 being
+    /// the leaves themselves).
+    fn stored_nodes(all: &[Hash]) -> std::collections::HashMap<NodeId, Hash> {
+        let mut nodes = std::collections::HashMap::new();
+        let mut frontier = Frontier::default();
+        for (i, leaf) in all.iter().enumerate() {
+            nodes.insert(
+                NodeId {
+                    level: 0,
+                    index: i as u64,
+                },
+                *leaf,
+            );
+            frontier.push_recording(*leaf, |id, hash| {
+                assert!(nodes.insert(id, *hash).is_none(), "{id:?} recorded twice");
+            });
+        }
+        nodes
+    }
+
+    #[test]
+    fn recorded_nodes_are_the_perfect_subtrees() {
+        let all = leaves(70);
+        let nodes = stored_nodes(&all);
+        assert_eq!(nodes.len(), 70 + 35 + 17 + 8 + 4 + 2 + 1);
+        for (id, hash) in &nodes {
+            let start = (id.index << id.level) as usize;
+            assert_eq!(root(&all[start..start + (1 << id.level)]), *hash, "{id:?}");
+        }
+    }
+
+    /// A proof at any size reads O(log n) perfect subtrees, not the leaves.
+    #[test]
+    fn plans_read_logarithmically_many_nodes() {
+        for size in [2u64, 1_000_000, (1 << 40) + 12_345, u64::MAX >> 1] {
+            let bound = 2 * (u64::BITS - size.leading_zeros()) as usize + 2;
+            for index in [0, size / 3, size - 1] {
+                let plan = ProofPlan::inclusion(index, size).unwrap();
+                assert!(plan.nodes().len() <= bound, "inclusion {index} of {size}");
+            }
+            for first in [1, size / 2 + 1, size - 1] {
+                let plan = ProofPlan::consistency(first, size).unwrap();
+                assert!(plan.nodes().len() <= bound, "consistency {first} to {size}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Proofs assembled from the stored perfect subtrees are byte for byte the reference
+        /// proofs over the whole list of leaves, and so are the roots.
+        #[test]
+        fn node_proofs_equal_the_reference(
+            n in 1usize..1200,
+            a in proptest::prelude::any::<u64>(),
+            b in proptest::prelude::any::<u64>(),
+        ) {
+            let all = leaves(n);
+            let nodes = stored_nodes(&all);
+            let node = |id: NodeId| nodes.get(&id).copied();
+            let size = 1 + b % n as u64;
+            let index = a % size;
+            let first = 1 + a % size;
+            let plan = ProofPlan::inclusion(index, size).unwrap();
+            proptest::prop_assert_eq!(
+                plan.assemble(node),
+                Some(inclusion_proof(&all, index, size).unwrap())
+            );
+            let plan = ProofPlan::consistency(first, size).unwrap();
+            proptest::prop_assert_eq!(
+                plan.assemble(node),
+                Some(consistency_proof(&all, first, size).unwrap())
+            );
+            proptest::prop_assert_eq!(
+                root_from_nodes(size, node),
+                Some(root(&all[..size as usize]))
+            );
+        }
     }
 }

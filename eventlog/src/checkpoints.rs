@@ -1,10 +1,13 @@
 //! The Merkle tree over the log and its signed checkpoints (`migrations/*/0008_checkpoints.sql`,
 //! docs/audit.md). Sealing hashes only the events after the latest checkpoint, from its stored
-//! frontier, and writes their leaves and the new checkpoint in one transaction. Proofs read the
-//! stored leaf hashes: O(n) per proof.
+//! frontier, and writes their leaves, the perfect subtrees they complete (`merkle_nodes`,
+//! `migrations/*/0010_merkle_nodes.sql`) and the new checkpoint in one transaction. Proofs read
+//! only the O(log n) stored subtrees they are made of ([`merkle::ProofPlan`]).
 
 use custody_audit::bundle::{Bundle, BundleEvent, BundleLeaf, ConsistencyProof, BUNDLE_FORMAT};
-use custody_audit::merkle::{self, Frontier, Hash};
+use std::collections::HashMap;
+
+use custody_audit::merkle::{self, Frontier, Hash, NodeId, ProofPlan};
 use custody_audit::{parse_hash, Checkpoint, SignedCheckpoint};
 use custody_protocol::sm2sig::Sm2Signer;
 use sqlx::any::AnyRow;
@@ -14,6 +17,10 @@ use crate::{CommitPosition, CommittedEvent, EventLog, EventLogError};
 
 /// Events read per round trip while sealing or exporting.
 const BATCH: usize = 1000;
+
+/// Rows written per INSERT while sealing: one statement per row made sealing 1,000,000 events
+/// mostly round trips; 500 leaves are 3,000 parameters, far below either store's limit.
+const INSERT_ROWS: usize = 500;
 
 /// Before every row: a row written behind the platform's back may carry any position (even 0
 /// or below, which the feed's [`CommitPosition::START`] would skip), and an audit must see it.
@@ -41,7 +48,22 @@ pub struct Consistency {
     pub proof: Vec<Hash>,
 }
 
+/// The PostgreSQL advisory lock key of sealing (the bytes of "custody\x01"). The relays' keys
+/// are FNV-1a hashes of stream names (projections/src/relay.rs): a collision would only make
+/// a seal wait for a relay.
+const SEALING_LOCK: i64 = 0x6375_7374_6f64_7901;
+
+/// What one attempt at sealing came to.
+enum Sealing {
+    Done(Option<SignedCheckpoint>),
+    /// Another sealer wrote a checkpoint first: start again from it.
+    Raced,
+}
+
 const CHECKPOINT_COLUMNS: &str = "tree_size, root_hash, signed_at, signature";
+
+const LEAF_COLUMNS: &str =
+    "tree_index, aggregate_type, aggregate_id, sequence, global_position, leaf_hash";
 
 impl EventLog {
     /// Seals the events committed since the latest checkpoint into a new one signed by
@@ -52,6 +74,21 @@ impl EventLog {
         timestamp: &str,
         now_ms: i64,
     ) -> Result<Option<SignedCheckpoint>, EventLogError> {
+        loop {
+            if let Sealing::Done(sealed) = self.try_seal(signer, timestamp, now_ms).await? {
+                return Ok(sealed);
+            }
+        }
+    }
+
+    /// One attempt: reads and hashes without holding anything, then writes under the sealing
+    /// guard, unless another sealer (another instance) wrote a checkpoint meanwhile.
+    async fn try_seal(
+        &self,
+        signer: &Sm2Signer,
+        timestamp: &str,
+        now_ms: i64,
+    ) -> Result<Sealing, EventLogError> {
         let pool = self.platform().pool();
         let latest = sqlx::query(
             "SELECT tree_size, frontier, last_tx_id, last_position FROM checkpoints \
@@ -63,6 +100,8 @@ impl EventLog {
             Some(row) => stored_frontier(&row)?,
             None => (Frontier::default(), BEFORE_EVERY_ROW),
         };
+        let base = frontier.size();
+        let mut nodes = self.missing_nodes(frontier.size()).await?;
         let mut new_leaves = Vec::new();
         loop {
             let batch = self.read_committed(last, BATCH).await?;
@@ -72,7 +111,7 @@ impl EventLog {
             for committed in batch {
                 let event = bundle_event(committed);
                 let leaf = event.leaf();
-                frontier.push(leaf);
+                frontier.push_recording(leaf, |id, hash| nodes.push((id, *hash)));
                 new_leaves.push(BundleLeaf {
                     tree_index: frontier.size() - 1,
                     aggregate_type: event.aggregate_type,
@@ -85,7 +124,14 @@ impl EventLog {
             last = end;
         }
         if new_leaves.is_empty() {
-            return Ok(None);
+            if !nodes.is_empty() {
+                let Some(mut tx) = self.sealing_guard(base).await? else {
+                    return Ok(Sealing::Raced);
+                };
+                insert_nodes(&mut tx, &nodes).await?;
+                tx.commit().await?;
+            }
+            return Ok(Sealing::Done(None));
         }
         let checkpoint = Checkpoint {
             tree_size: frontier.size(),
@@ -93,21 +139,28 @@ impl EventLog {
             timestamp: timestamp.to_string(),
         };
         let signed = checkpoint.sign(signer)?;
-        let mut tx = pool.begin().await?;
-        for leaf in &new_leaves {
-            sqlx::query(
+        let Some(mut tx) = self.sealing_guard(base).await? else {
+            return Ok(Sealing::Raced);
+        };
+        for chunk in new_leaves.chunks(INSERT_ROWS) {
+            let sql = format!(
                 "INSERT INTO merkle_leaves (tree_index, aggregate_type, aggregate_id, sequence, \
-                 global_position, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(to_i64(leaf.tree_index))
-            .bind(&leaf.aggregate_type)
-            .bind(&leaf.aggregate_id)
-            .bind(leaf.sequence)
-            .bind(leaf.global_position)
-            .bind(&leaf.leaf_hash)
-            .execute(&mut *tx)
-            .await?;
+                 global_position, leaf_hash) VALUES {}",
+                values(chunk.len(), 6)
+            );
+            let mut query = sqlx::query(&sql);
+            for leaf in chunk {
+                query = query
+                    .bind(to_i64(leaf.tree_index))
+                    .bind(&leaf.aggregate_type)
+                    .bind(&leaf.aggregate_id)
+                    .bind(leaf.sequence)
+                    .bind(leaf.global_position)
+                    .bind(&leaf.leaf_hash);
+            }
+            query.execute(&mut *tx).await?;
         }
+        insert_nodes(&mut tx, &nodes).await?;
         let frontier_text: Vec<String> = frontier.nodes().iter().map(hex).collect();
         sqlx::query(
             "INSERT INTO checkpoints (tree_size, root_hash, signed_at, signature, frontier, \
@@ -124,7 +177,37 @@ impl EventLog {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Some(signed))
+        Ok(Sealing::Done(Some(signed)))
+    }
+
+    /// The transaction that writes a seal, holding the store's sealing guard: on PostgreSQL a
+    /// transaction-scoped advisory lock, on SQLite the single writer's lock (taken by a write
+    /// that changes nothing). None, and nothing held, when the latest checkpoint is no longer
+    /// the tree of `base` leaves the seal was computed from.
+    async fn sealing_guard(
+        &self,
+        base: u64,
+    ) -> Result<Option<sqlx::Transaction<'static, sqlx::Any>>, EventLogError> {
+        let mut tx = self.platform().pool().begin().await?;
+        match self.backend() {
+            // COUNT: the Any driver has no type for pg_advisory_xact_lock's void.
+            crate::Backend::Postgres(_) => {
+                sqlx::query("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1)) AS sealing")
+                    .bind(SEALING_LOCK)
+                    .execute(&mut *tx)
+                    .await?
+            }
+            crate::Backend::Sqlite(_) => {
+                sqlx::query("DELETE FROM merkle_nodes WHERE level < 0")
+                    .execute(&mut *tx)
+                    .await?
+            }
+        };
+        let latest: Option<i64> = sqlx::query("SELECT MAX(tree_size) AS size FROM checkpoints")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("size")?;
+        Ok((latest.map_or(0, i64::unsigned_abs) == base).then_some(tx))
     }
 
     /// Every checkpoint, by tree size.
@@ -165,23 +248,13 @@ impl EventLog {
 
     /// The sealed leaves, in tree order.
     pub async fn sealed_leaves(&self) -> Result<Vec<BundleLeaf>, EventLogError> {
-        sqlx::query(
-            "SELECT tree_index, aggregate_type, aggregate_id, sequence, global_position, \
-             leaf_hash FROM merkle_leaves ORDER BY tree_index",
-        )
+        sqlx::query(&format!(
+            "SELECT {LEAF_COLUMNS} FROM merkle_leaves ORDER BY tree_index"
+        ))
         .fetch_all(self.platform().pool())
         .await?
         .iter()
-        .map(|row| {
-            Ok(BundleLeaf {
-                tree_index: row.try_get::<i64, _>("tree_index")?.unsigned_abs(),
-                aggregate_type: row.try_get("aggregate_type")?,
-                aggregate_id: row.try_get("aggregate_id")?,
-                sequence: row.try_get("sequence")?,
-                global_position: row.try_get("global_position")?,
-                leaf_hash: row.try_get("leaf_hash")?,
-            })
-        })
+        .map(bundle_leaf)
         .collect()
     }
 
@@ -191,19 +264,28 @@ impl EventLog {
         global_position: i64,
         size: u64,
     ) -> Result<InclusionProof, EventLogError> {
-        let leaves = self.sealed_leaves().await?;
-        let leaf = leaves
-            .iter()
-            .find(|leaf| leaf.global_position == global_position)
-            .cloned()
+        // A row written behind the platform's back may repeat a position: the first in tree
+        // order is the one named, as the bundle's verifier would.
+        let row = sqlx::query(&format!(
+            "SELECT {LEAF_COLUMNS} FROM merkle_leaves WHERE global_position = $1 \
+             ORDER BY tree_index LIMIT 1"
+        ))
+        .bind(global_position)
+        .fetch_optional(self.platform().pool())
+        .await?;
+        let leaf = row
+            .as_ref()
+            .map(bundle_leaf)
+            .transpose()?
             .ok_or(EventLogError::NotSealed)?;
-        let hashes = leaf_hashes(&leaves)?;
-        let proof = merkle::inclusion_proof(&hashes, leaf.tree_index, size)?;
+        let plan = ProofPlan::inclusion(leaf.tree_index, size)?;
+        self.check_sealed(size).await?;
+        let nodes = self.node_hashes(&plan, &[size]).await?;
         Ok(InclusionProof {
-            root_hash: merkle::root(&hashes[..proof_size(size)]),
+            root_hash: stored_root(size, &nodes)?,
+            proof: assemble(&plan, &nodes)?,
             leaf,
             tree_size: size,
-            proof,
         })
     }
 
@@ -213,15 +295,140 @@ impl EventLog {
         from: u64,
         to: u64,
     ) -> Result<Consistency, EventLogError> {
-        let hashes = leaf_hashes(&self.sealed_leaves().await?)?;
-        let proof = merkle::consistency_proof(&hashes, from, to)?;
+        let plan = ProofPlan::consistency(from, to)?;
+        self.check_sealed(to).await?;
+        let nodes = self.node_hashes(&plan, &[from, to]).await?;
         Ok(Consistency {
             from,
             to,
-            from_root: merkle::root(&hashes[..proof_size(from)]),
-            to_root: merkle::root(&hashes[..proof_size(to)]),
-            proof,
+            from_root: stored_root(from, &nodes)?,
+            to_root: stored_root(to, &nodes)?,
+            proof: assemble(&plan, &nodes)?,
         })
+    }
+
+    /// `TooFewLeaves` unless `size` leaves are sealed (the highest tree index, by its key).
+    async fn check_sealed(&self, size: u64) -> Result<(), EventLogError> {
+        let top: Option<i64> = sqlx::query("SELECT MAX(tree_index) AS top FROM merkle_leaves")
+            .fetch_one(self.platform().pool())
+            .await?
+            .try_get("top")?;
+        let have = top.map_or(0, |top| top.unsigned_abs() + 1);
+        if size > have {
+            return Err(custody_audit::ProofError::TooFewLeaves { have, want: size }.into());
+        }
+        Ok(())
+    }
+
+    /// The stored perfect subtrees a proof needs, and those of the roots of `sizes`: leaves
+    /// from `merkle_leaves`, the rest from `merkle_nodes`, one query each.
+    async fn node_hashes(
+        &self,
+        plan: &ProofPlan,
+        sizes: &[u64],
+    ) -> Result<HashMap<NodeId, Hash>, EventLogError> {
+        let mut ids = plan.nodes();
+        for &size in sizes {
+            ids.extend(
+                merkle::Subtree {
+                    start: 0,
+                    end: size,
+                }
+                .parts(),
+            );
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let (leaves, inner): (Vec<NodeId>, Vec<NodeId>) =
+            ids.into_iter().partition(|id| id.level == 0);
+        let pool = self.platform().pool();
+        let mut found = HashMap::new();
+        if !leaves.is_empty() {
+            let placeholders: Vec<String> = (1..=leaves.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT tree_index, leaf_hash FROM merkle_leaves WHERE tree_index IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in &leaves {
+                query = query.bind(to_i64(id.index));
+            }
+            for row in query.fetch_all(pool).await? {
+                let index = row.try_get::<i64, _>("tree_index")?.unsigned_abs();
+                let hash: String = row.try_get("leaf_hash")?;
+                found.insert(NodeId { level: 0, index }, stored_hash(&hash, "leaf hash")?);
+            }
+        }
+        if !inner.is_empty() {
+            let pairs: Vec<String> = (0..inner.len())
+                .map(|i| format!("(level = ${} AND node_index = ${})", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let sql = format!(
+                "SELECT level, node_index, hash FROM merkle_nodes WHERE {}",
+                pairs.join(" OR ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in &inner {
+                query = query.bind(i64::from(id.level)).bind(to_i64(id.index));
+            }
+            for row in query.fetch_all(pool).await? {
+                let level = u32::try_from(row.try_get::<i64, _>("level")?)
+                    .map_err(|_| EventLogError::BadStoredTree("merkle node level"))?;
+                let index = row.try_get::<i64, _>("node_index")?.unsigned_abs();
+                let hash: String = row.try_get("hash")?;
+                found.insert(
+                    NodeId { level, index },
+                    stored_hash(&hash, "merkle node hash")?,
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    /// The perfect subtrees above the leaves of a tree of `size` leaves sealed before
+    /// `merkle_nodes` existed (migration 0010), rebuilt from the stored leaves; none when they
+    /// are stored. They are written with the next seal. Nodes are written only with the leaves
+    /// that complete them, so the first one, (1, 0), is there exactly when all are.
+    async fn missing_nodes(&self, size: u64) -> Result<Vec<(NodeId, Hash)>, EventLogError> {
+        if size < 2 {
+            return Ok(Vec::new());
+        }
+        let pool = self.platform().pool();
+        let first = sqlx::query("SELECT hash FROM merkle_nodes WHERE level = 1 AND node_index = 0")
+            .fetch_optional(pool)
+            .await?;
+        if first.is_some() {
+            return Ok(Vec::new());
+        }
+        let mut nodes = Vec::new();
+        let mut frontier = Frontier::default();
+        while frontier.size() < size {
+            let rows = sqlx::query(
+                "SELECT tree_index, leaf_hash FROM merkle_leaves WHERE tree_index >= $1 \
+                 ORDER BY tree_index LIMIT $2",
+            )
+            .bind(to_i64(frontier.size()))
+            .bind(to_i64(BATCH as u64))
+            .fetch_all(pool)
+            .await?;
+            if rows.is_empty() {
+                return Err(EventLogError::BadStoredTree("sealed leaves missing"));
+            }
+            for row in rows {
+                let index = row.try_get::<i64, _>("tree_index")?.unsigned_abs();
+                if index != frontier.size() {
+                    return Err(EventLogError::BadStoredTree("sealed leaves missing"));
+                }
+                if index >= size {
+                    break;
+                }
+                let hash: String = row.try_get("leaf_hash")?;
+                frontier.push_recording(stored_hash(&hash, "leaf hash")?, |id, hash| {
+                    nodes.push((id, *hash))
+                });
+            }
+        }
+        Ok(nodes)
     }
 
     /// Everything an offline audit needs (docs/audit.md, "Bundle"): the events in commit
@@ -288,9 +495,62 @@ fn leaf_hashes(leaves: &[BundleLeaf]) -> Result<Vec<Hash>, EventLogError> {
         .collect()
 }
 
-/// A size already checked against the leaves by the proof functions.
-fn proof_size(size: u64) -> usize {
-    usize::try_from(size).unwrap_or(usize::MAX)
+fn bundle_leaf(row: &AnyRow) -> Result<BundleLeaf, EventLogError> {
+    Ok(BundleLeaf {
+        tree_index: row.try_get::<i64, _>("tree_index")?.unsigned_abs(),
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        global_position: row.try_get("global_position")?,
+        leaf_hash: row.try_get("leaf_hash")?,
+    })
+}
+
+fn stored_hash(text: &str, what: &'static str) -> Result<Hash, EventLogError> {
+    parse_hash(text).ok_or(EventLogError::BadStoredTree(what))
+}
+
+/// A subtree the proof needs is not stored: the tree is damaged (or was sealed by a version
+/// that wrote no nodes and has not sealed since).
+const MISSING_NODE: EventLogError = EventLogError::BadStoredTree("merkle node missing");
+
+fn assemble(plan: &ProofPlan, nodes: &HashMap<NodeId, Hash>) -> Result<Vec<Hash>, EventLogError> {
+    plan.assemble(|id| nodes.get(&id).copied())
+        .ok_or(MISSING_NODE)
+}
+
+fn stored_root(size: u64, nodes: &HashMap<NodeId, Hash>) -> Result<Hash, EventLogError> {
+    merkle::root_from_nodes(size, |id| nodes.get(&id).copied()).ok_or(MISSING_NODE)
+}
+
+/// `($1, $2), ($3, $4)` for two rows of two columns.
+fn values(rows: usize, width: usize) -> String {
+    let row = |r: usize| {
+        let columns: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+        format!("({})", columns.join(", "))
+    };
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
+async fn insert_nodes(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    nodes: &[(NodeId, Hash)],
+) -> Result<(), EventLogError> {
+    for chunk in nodes.chunks(INSERT_ROWS) {
+        let sql = format!(
+            "INSERT INTO merkle_nodes (level, node_index, hash) VALUES {}",
+            values(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(&sql);
+        for (id, hash) in chunk {
+            query = query
+                .bind(i64::from(id.level))
+                .bind(to_i64(id.index))
+                .bind(hex(hash));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 fn signed_checkpoint(row: &AnyRow) -> Result<SignedCheckpoint, EventLogError> {

@@ -4,9 +4,11 @@
 //! what changed and the checkpoint that proves it. Proofs served over HTTP verify and fail for a
 //! changed byte.
 
-use custody_audit::merkle::{verify_consistency, verify_inclusion};
+use custody_audit::merkle::{self, verify_consistency, verify_inclusion};
 use custody_audit::parse_hash;
-use custody_eventlog::{event_hash, GENESIS_HASH, PREVIOUS_HASH};
+use custody_audit::SignedCheckpoint;
+use custody_eventlog::{event_hash, EventLog, GENESIS_HASH, PREVIOUS_HASH};
+use custody_protocol::Sm2Signer;
 use custody_simulator::generate::{document_id, random_document_record};
 use custody_simulator::{DepositKind, SimulatedCabinet, Trip};
 use custody_tests::samples::date;
@@ -556,64 +558,41 @@ async fn checkpoints_are_published_to_jetstream() {
 }
 
 /// Costs, not correctness: `CHECKPOINT_BENCH_EVENTS` (default 20,000) chained events written
-/// straight into each store, then a first seal of them all, an incremental seal of 1,000 more,
-/// one inclusion and one consistency proof, the export and its verification. Run with
-/// `cargo test -p custody-tests --test integration -- --ignored checkpoint_costs --nocapture`.
+/// straight into each store (or the one `CHECKPOINT_BENCH_STORE` names: `postgres`,
+/// `embedded`), then a first seal of them all, an incremental seal of
+/// `CHECKPOINT_BENCH_INCREMENT` (default 1,000) more, one inclusion and one consistency proof,
+/// the export and its verification. Run with
+/// `cargo test -p custody-tests --test integration -- --ignored checkpoint_costs --nocapture`
+/// (docs/benchmarks.md, "Checkpoints").
 #[tokio::test]
 #[ignore]
 async fn checkpoint_costs() {
     use std::time::Instant;
-    let total: usize = std::env::var("CHECKPOINT_BENCH_EVENTS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(20_000);
+    let setting = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default)
+    };
+    let total = setting("CHECKPOINT_BENCH_EVENTS", 20_000);
+    let increment = setting("CHECKPOINT_BENCH_INCREMENT", 1000);
+    let only = std::env::var("CHECKPOINT_BENCH_STORE").ok();
     let signer = custody_protocol::Sm2Signer::new(&custody_protocol::keys::generate_secret_key(
         &mut rand::rng(),
     ));
     for kind in StoreKind::ALL {
+        if only
+            .as_deref()
+            .is_some_and(|only| !format!("{kind:?}").eq_ignore_ascii_case(only))
+        {
+            continue;
+        }
         let store = custody_tests::TestStore::new(kind).await;
         let log = &store.log;
-        let insert = format!(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
-             event_version, payload, metadata) VALUES ('Bench', $1, $2, 'Noted', '1', {}, {})",
-            json_param(kind, 3),
-            json_param(kind, 4)
-        );
-        let write = |from: usize, to: usize| {
-            let insert = insert.clone();
-            async move {
-                let mut tx = log.platform().pool().begin().await.expect("begin");
-                let mut previous = GENESIS_HASH.to_string();
-                for i in from..to {
-                    let (aggregate, sequence) = (format!("agg-{}", i / 10), (i % 10) as i64 + 1);
-                    if sequence == 1 {
-                        previous = GENESIS_HASH.to_string();
-                    }
-                    let payload = serde_json::json!({ "n": i });
-                    let metadata = serde_json::json!({ PREVIOUS_HASH: previous });
-                    previous =
-                        custody_audit::chain::event_hash(custody_audit::chain::EventFields {
-                            aggregate_type: "Bench",
-                            aggregate_id: &aggregate,
-                            sequence,
-                            event_type: "Noted",
-                            event_version: "1",
-                            payload: &payload,
-                            metadata: &metadata,
-                        });
-                    sqlx::query(&insert)
-                        .bind(&aggregate)
-                        .bind(sequence)
-                        .bind(payload.to_string())
-                        .bind(metadata.to_string())
-                        .execute(&mut *tx)
-                        .await
-                        .expect("insert");
-                }
-                tx.commit().await.expect("commit");
-            }
-        };
+        let write = |from: usize, to: usize| write_chained_events(log, kind, from, to);
+        let started = Instant::now();
         write(0, total).await;
+        let written = started.elapsed();
         let started = Instant::now();
         let first = log
             .seal(&signer, "2026-12-01T00:00:00.000Z", 0)
@@ -621,32 +600,17 @@ async fn checkpoint_costs() {
             .expect("seal")
             .expect("a checkpoint");
         let first_seal = started.elapsed();
-        write(total, total + 1000).await;
+        write(total, total + increment).await;
         let started = Instant::now();
-        let mut second = None;
-        while second
-            .as_ref()
-            .map(|c: &custody_audit::SignedCheckpoint| c.tree_size)
-            != Some((total + 1000) as u64)
-        {
-            if let Some(c) = log
-                .seal(&signer, "2026-12-01T00:01:00.000Z", 0)
-                .await
-                .expect("seal")
-            {
-                second = Some(c);
-            }
-        }
+        let second = seal_until(log, &signer, (total + increment) as u64).await;
         let incremental = started.elapsed();
-        let second = second.expect("second checkpoint");
+        let position: i64 =
+            sqlx::query_scalar("SELECT global_position FROM merkle_leaves WHERE tree_index = $1")
+                .bind((total / 2) as i64)
+                .fetch_one(log.platform().pool())
+                .await
+                .expect("a leaf");
         let started = Instant::now();
-        let position = log
-            .sealed_leaves()
-            .await
-            .expect("leaves")
-            .get(total / 2)
-            .map(|l| l.global_position)
-            .expect("a leaf");
         log.inclusion_proof(position, second.tree_size)
             .await
             .expect("inclusion");
@@ -664,9 +628,200 @@ async fn checkpoint_costs() {
         let verify = started.elapsed();
         assert!(verdict.verified, "{:?}", verdict.first_broken);
         eprintln!(
-            "{kind:?}, {total} events (+1000): first seal {first_seal:?}, incremental seal \
-             {incremental:?}, inclusion proof {inclusion:?}, consistency proof {consistency:?}, \
-             export {export:?}, offline verify {verify:?}"
+            "{kind:?}, {total} events (+{increment}), written in {written:?}: first seal \
+             {first_seal:?}, incremental seal {incremental:?}, inclusion proof {inclusion:?}, \
+             consistency proof {consistency:?}, export {export:?}, offline verify {verify:?}"
+        );
+    }
+}
+
+/// Events `from..to` of aggregates of ten (`agg-<i / 10>`), chained as the platform chains them,
+/// written straight into the store in one transaction, many rows a statement.
+async fn write_chained_events(log: &EventLog, kind: StoreKind, from: usize, to: usize) {
+    const ROWS: usize = 500;
+    let insert = |rows: usize| {
+        let values: Vec<String> = (0..rows)
+            .map(|r| {
+                format!(
+                    "('Bench', ${}, ${}, 'Noted', '1', {}, {})",
+                    4 * r + 1,
+                    4 * r + 2,
+                    json_param(kind, 4 * r + 3),
+                    json_param(kind, 4 * r + 4)
+                )
+            })
+            .collect();
+        format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+             event_version, payload, metadata) VALUES {}",
+            values.join(", ")
+        )
+    };
+    let mut previous = GENESIS_HASH.to_string();
+    let mut rows = Vec::new();
+    for i in from..to {
+        let (aggregate, sequence) = (format!("agg-{}", i / 10), (i % 10) as i64 + 1);
+        if sequence == 1 {
+            previous = GENESIS_HASH.to_string();
+        }
+        let payload = serde_json::json!({ "n": i });
+        let metadata = serde_json::json!({ PREVIOUS_HASH: previous });
+        previous = custody_audit::chain::event_hash(custody_audit::chain::EventFields {
+            aggregate_type: "Bench",
+            aggregate_id: &aggregate,
+            sequence,
+            event_type: "Noted",
+            event_version: "1",
+            payload: &payload,
+            metadata: &metadata,
+        });
+        rows.push((
+            aggregate,
+            sequence,
+            payload.to_string(),
+            metadata.to_string(),
+        ));
+    }
+    let mut tx = log.platform().pool().begin().await.expect("begin");
+    for chunk in rows.chunks(ROWS) {
+        let sql = insert(chunk.len());
+        let mut query = sqlx::query(&sql);
+        for (aggregate, sequence, payload, metadata) in chunk {
+            query = query
+                .bind(aggregate)
+                .bind(sequence)
+                .bind(payload)
+                .bind(metadata);
+        }
+        query.execute(&mut *tx).await.expect("insert");
+    }
+    tx.commit().await.expect("commit");
+}
+
+/// Seals until the latest checkpoint has `size` leaves: on PostgreSQL a commit enters the order
+/// only once every older transaction in the cluster has ended.
+async fn seal_until(log: &EventLog, signer: &Sm2Signer, size: u64) -> SignedCheckpoint {
+    for _ in 0..2000 {
+        log.seal(signer, "2026-12-01T00:01:00.000Z", 0)
+            .await
+            .expect("seal");
+        let latest = log.checkpoint(None).await.expect("latest");
+        if let Some(checkpoint) = latest.filter(|c| c.tree_size == size) {
+            return checkpoint;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the log was never sealed up to {size} events");
+}
+
+/// Every inclusion and consistency proof the store serves from its stored subtrees, at every
+/// checkpoint, equals the one computed from all the sealed leaves; so do the roots.
+async fn assert_proofs_match_the_leaves(log: &EventLog, sizes: &[u64]) {
+    let leaves = log.sealed_leaves().await.expect("leaves");
+    let hashes: Vec<_> = leaves
+        .iter()
+        .map(|l| parse_hash(&l.leaf_hash).expect("hash"))
+        .collect();
+    for &size in sizes {
+        for leaf in &leaves[..size as usize] {
+            let proof = log
+                .inclusion_proof(leaf.global_position, size)
+                .await
+                .expect("inclusion");
+            assert_eq!(
+                proof.proof,
+                merkle::inclusion_proof(&hashes, leaf.tree_index, size).expect("reference"),
+                "leaf {} of {size}",
+                leaf.tree_index
+            );
+            assert_eq!(proof.root_hash, merkle::root(&hashes[..size as usize]));
+        }
+        for from in 1..=size {
+            let proof = log
+                .consistency_proof(from, size)
+                .await
+                .expect("consistency");
+            assert_eq!(
+                proof.proof,
+                merkle::consistency_proof(&hashes, from, size).expect("reference"),
+                "{from} to {size}"
+            );
+            assert_eq!(proof.from_root, merkle::root(&hashes[..from as usize]));
+        }
+    }
+}
+
+/// Proofs come from the stored perfect subtrees (`merkle_nodes`) and equal those computed from
+/// every leaf; a store sealed before the nodes existed (here: its nodes deleted) has them
+/// rebuilt by the next seal, with or without new events.
+#[tokio::test]
+async fn stored_node_proofs_equal_the_reference_and_are_backfilled() {
+    let signer = Sm2Signer::new(&custody_protocol::keys::generate_secret_key(
+        &mut rand::rng(),
+    ));
+    for kind in StoreKind::ALL {
+        let store = custody_tests::TestStore::new(kind).await;
+        let log = &store.log;
+        let mut sizes = Vec::new();
+        for end in [5, 13, 16, 37] {
+            write_chained_events(log, kind, sizes.last().copied().unwrap_or(0) as usize, end).await;
+            sizes.push(seal_until(log, &signer, end as u64).await.tree_size);
+        }
+        assert_proofs_match_the_leaves(log, &sizes).await;
+
+        sqlx::query("DELETE FROM merkle_nodes")
+            .execute(log.platform().pool())
+            .await
+            .expect("delete");
+        assert!(log.consistency_proof(5, 37).await.is_err(), "no nodes");
+        let again = log
+            .seal(&signer, "2026-12-01T00:02:00.000Z", 0)
+            .await
+            .expect("seal");
+        assert_eq!(again, None, "nothing new to seal");
+        assert_proofs_match_the_leaves(log, &sizes).await;
+
+        sqlx::query("DELETE FROM merkle_nodes")
+            .execute(log.platform().pool())
+            .await
+            .expect("delete");
+        write_chained_events(log, kind, 37, 45).await;
+        sizes.push(seal_until(log, &signer, 45).await.tree_size);
+        assert_proofs_match_the_leaves(log, &sizes).await;
+    }
+}
+
+/// Two sealers at once on one store (as two instances would be): both succeed, the
+/// checkpoints grow strictly and the log verifies against every one of them.
+#[tokio::test]
+async fn concurrent_seals_yield_consistent_checkpoints() {
+    let signer = Sm2Signer::new(&custody_protocol::keys::generate_secret_key(
+        &mut rand::rng(),
+    ));
+    for kind in StoreKind::ALL {
+        let store = custody_tests::TestStore::new(kind).await;
+        let log = &store.log;
+        for round in 0..3 {
+            write_chained_events(log, kind, round * 40, (round + 1) * 40).await;
+            let (a, b) = tokio::join!(
+                log.seal(&signer, "2026-12-01T00:00:00.000Z", 0),
+                log.seal(&signer, "2026-12-01T00:00:00.000Z", 0),
+            );
+            a.expect("first sealer");
+            b.expect("second sealer");
+        }
+        seal_until(log, &signer, 120).await;
+        let checkpoints = log.checkpoints().await.expect("checkpoints");
+        assert!(checkpoints
+            .windows(2)
+            .all(|w| w[0].tree_size < w[1].tree_size));
+        let bundle = log.audit_bundle("").await.expect("bundle");
+        let verdict = custody_audit::bundle::verify(&bundle, &signer.verifier());
+        assert!(verdict.verified, "{:?}", verdict.first_broken);
+        assert_eq!(
+            verdict.checkpoints,
+            checkpoints.len() as u64,
+            "every checkpoint verified"
         );
     }
 }
