@@ -11,5 +11,6 @@ CREATE TABLE merkle_nodes
     PRIMARY KEY (level, node_index)
 );
 
--- An inclusion proof starts from the event's position.
-CREATE INDEX merkle_leaves_by_position ON merkle_leaves (global_position);
+-- An inclusion proof starts from the event's position: the first leaf in tree order of it, read
+-- from this index alone (with tree_index in it, a planner cannot walk the primary key instead).
+CREATE INDEX merkle_leaves_by_position ON merkle_leaves (global_position, tree_index);
