@@ -108,22 +108,11 @@ mod tests {
         Withdrawn,
     };
     use crate::identifiers::{CitizenId, DocumentNumber, DocumentType};
-    use crate::values::{DocumentRecord, Drawer, Location, Sex};
+    use crate::test_support::location;
+    use crate::values::{DocumentRecord, Sex};
 
     fn time(text: &str) -> Timestamp {
         DateTime::parse_from_rfc3339(text).expect("time")
-    }
-
-    fn location() -> Location {
-        Location {
-            unit: "91350100M000100Y43".parse().expect("credit code"),
-            device: "SIM-00000001".parse().expect("device"),
-            drawer: Drawer {
-                body: "SIM-00000001-G1".into(),
-                row: 1,
-                column: 1,
-            },
-        }
     }
 
     fn deposited(operated_at: &str) -> DocumentEvent {

@@ -17,6 +17,8 @@ pub mod metadata;
 pub mod person;
 pub mod reconciliation;
 pub mod reminder;
+#[cfg(test)]
+mod test_support;
 pub mod transitions;
 pub mod travel_approval;
 pub mod values;

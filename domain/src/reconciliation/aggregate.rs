@@ -139,19 +139,7 @@ mod tests {
 
     use super::*;
     use crate::document::DocumentState;
-    use crate::values::Drawer;
-
-    fn location() -> Location {
-        Location {
-            unit: "91350100M000100Y43".parse().expect("credit code"),
-            device: "SIM-00000001".parse().expect("device"),
-            drawer: Drawer {
-                body: "SIM-00000001-G1".into(),
-                row: 1,
-                column: 1,
-            },
-        }
-    }
+    use crate::test_support::location;
 
     fn deviation(n: u8, reason: DeviationReason, repair: bool) -> StateDeviation {
         StateDeviation {
