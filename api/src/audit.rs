@@ -18,6 +18,7 @@ use crate::auth::{Caller, Role};
 use crate::error::{ErrorCode, WireError};
 use crate::scope::{record_query, Scope};
 use crate::state::AppState;
+use custody_eventlog::AuditPage;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -215,15 +216,27 @@ async fn verify(
 
 /// Checks the live store as an offline auditor checks a bundle (docs/audit.md): checkpoint
 /// signatures and consistency, every event's inclusion under the checkpoints, every aggregate's
-/// chain. Holds the whole log in memory.
+/// chain. Reads the log a page at a time, once a pass.
 pub async fn verify_log(state: &AppState) -> Result<custody_audit::bundle::Verdict, WireError> {
-    let bundle = state
-        .commands
-        .log()
-        .audit_bundle(state.checkpointer.public_key_pem())
-        .await?;
-    Ok(custody_audit::bundle::verify(
-        &bundle,
+    let log = state.commands.log();
+    let checkpoints = log.checkpoints().await?;
+    let consistency = log.consistency_proofs(&checkpoints).await?;
+    let mut verification = custody_audit::bundle::Verification::new(
+        &checkpoints,
+        &consistency,
         &state.checkpointer.verifier(),
-    ))
+        &[],
+    );
+    loop {
+        let mut walk = log.audit_walk().await?;
+        while let Some(page) = walk.next_page(log).await? {
+            match page {
+                AuditPage::Leaves(leaves) => leaves.iter().for_each(|l| verification.leaf(l)),
+                AuditPage::Events(events) => events.iter().for_each(|e| verification.event(e)),
+            }
+        }
+        if let Some(verdict) = verification.end_pass() {
+            return Ok(verdict);
+        }
+    }
 }

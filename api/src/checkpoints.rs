@@ -6,8 +6,10 @@ use std::collections::HashMap;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use custody_audit::bundle::{json_line, BundleLine};
 use custody_audit::SignedCheckpoint;
 use serde_json::{json, Value};
 
@@ -146,7 +148,7 @@ async fn consistency(
 async fn export(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<custody_audit::bundle::Bundle>, WireError> {
+) -> Result<axum::response::Response, WireError> {
     require_auditor(&caller)?;
     if caller.role == Role::Auditor {
         // Event hashes cover the payloads as stored, so a bundle cannot be masked and still
@@ -172,11 +174,45 @@ async fn export(
     // The bundle carries every event's personal data: the export is logged like any audit
     // read (its path says it covered the whole log).
     crate::scope::record_query(&state, &caller, "/api/v1/audit/export", &[]).await?;
-    Ok(Json(
-        state
-            .commands
-            .log()
-            .audit_bundle(state.checkpointer.public_key_pem())
-            .await?,
-    ))
+    let log = state.commands.log().clone();
+    let (opening, mut end) = log
+        .audit_bundle_opening(state.checkpointer.public_key_pem())
+        .await?;
+    // Streamed a page at a time through a short queue, so an export of any size holds a few
+    // pages; a failure midway ends the body without its end line, which the verifier names.
+    let (pages, body) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    tokio::spawn(async move {
+        if pages.send(Ok(opening)).await.is_err() {
+            return;
+        }
+        let walked = async {
+            let mut walk = log.audit_walk().await?;
+            while let Some(page) = walk.next_page(&log).await? {
+                let chunk = page.into_lines(&mut end);
+                if pages.send(Ok(chunk)).await.is_err() {
+                    // The client went away.
+                    return Ok(false);
+                }
+            }
+            Ok::<_, custody_eventlog::EventLogError>(true)
+        }
+        .await;
+        let last = match walked {
+            Ok(true) => Ok(json_line(&BundleLine::End(end))),
+            Ok(false) => return,
+            Err(error) => {
+                tracing::error!(%error, "the audit export stopped midway");
+                Err(std::io::Error::other("the export stopped midway"))
+            }
+        };
+        let _ = pages.send(last).await;
+    });
+    let stream = futures::stream::unfold(body, |mut body| async move {
+        body.recv().await.map(|chunk| (chunk, body))
+    });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }

@@ -209,7 +209,6 @@ pub async fn audit(command: AuditCommand) -> Result<(), Box<dyn std::error::Erro
             witness,
             ..
         }) => {
-            let bundle = read_bundle(&bundle)?;
             let key =
                 std::fs::read_to_string(&key).map_err(|e| format!("{}: {e}", key.display()))?;
             print_verdict(&bundle, &key, witness.as_deref())
@@ -228,20 +227,26 @@ pub async fn audit(command: AuditCommand) -> Result<(), Box<dyn std::error::Erro
             url,
             token,
         }) => {
+            // The export is downloaded (mode 0600: it holds personal data) and checked as an
+            // offline bundle is, then removed.
             let connection = connection(url, token)?;
-            let (status, body) =
-                call(&connection, reqwest::Method::GET, "/api/v1/audit/export").await?;
-            if status != 200 {
-                return Err(format!("HTTP {status}: {body}").into());
-            }
-            let bundle: custody_audit::bundle::Bundle = serde_json::from_value(body)?;
-            let key = match key {
-                Some(key) => {
-                    std::fs::read_to_string(&key).map_err(|e| format!("{}: {e}", key.display()))?
+            let file = std::env::temp_dir().join(format!(
+                "custody-audit-{}-{}.jsonl",
+                std::process::id(),
+                chrono::Utc::now().timestamp_millis()
+            ));
+            let downloaded = download(&connection, "/api/v1/audit/export", &file).await;
+            let checked = match downloaded {
+                Ok(_) => match key {
+                    Some(key) => std::fs::read_to_string(&key)
+                        .map_err(|e| format!("{}: {e}", key.display()).into()),
+                    None => bundle_key(&file),
                 }
-                None => bundle.public_key_pem.clone(),
+                .and_then(|key| print_verdict(&file, &key, Some(&witness))),
+                Err(error) => Err(error),
             };
-            print_verdict(&bundle, &key, Some(&witness))
+            let _ = std::fs::remove_file(&file);
+            checked
         }
         AuditCommand::Verify(args) => {
             let connection = connection(args.url, args.token)?;
@@ -271,22 +276,66 @@ pub async fn audit(command: AuditCommand) -> Result<(), Box<dyn std::error::Erro
             Ok(())
         }
         AuditCommand::Export { out, connection } => {
-            let (status, body) =
-                call(&connection, reqwest::Method::GET, "/api/v1/audit/export").await?;
-            if status != 200 {
-                return Err(format!("HTTP {status}: {body}").into());
-            }
-            std::fs::write(&out, serde_json::to_vec(&body)?)
-                .map_err(|e| format!("{}: {e}", out.display()))?;
-            println!(
-                "wrote {} events and {} checkpoints to {}",
-                body["events"].as_array().map_or(0, Vec::len),
-                body["checkpoints"].as_array().map_or(0, Vec::len),
-                out.display()
-            );
+            let bytes = download(&connection, "/api/v1/audit/export", &out).await?;
+            println!("wrote {bytes} bytes of audit bundle to {}", out.display());
             Ok(())
         }
     }
+}
+
+/// Streams a GET's body into a new file (mode 0600), and checks it ended with the bundle's end
+/// line: an export cut short must not look like a log cut short.
+async fn download(
+    connection: &Connection,
+    path: &str,
+    out: &Path,
+) -> Result<u64, Box<dyn std::error::Error>> {
+    use std::io::Write;
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let url = format!("{}{path}", connection.url.trim_end_matches('/'));
+    let mut response = client
+        .get(&url)
+        .bearer_auth(&connection.token)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        let body = response.text().await.unwrap_or_default();
+        return Err(format!("HTTP {status}: {body}").into());
+    }
+    let mut file = custody_eventlog::files::create_private_file(out)
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    let (mut bytes, mut tail) = (0u64, Vec::new());
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("{url}: the export stopped: {e}"))?
+    {
+        file.write_all(&chunk)?;
+        bytes += chunk.len() as u64;
+        tail.extend_from_slice(&chunk);
+        let keep = tail.len().saturating_sub(256);
+        tail.drain(..keep);
+    }
+    file.sync_all()?;
+    let last_line = String::from_utf8_lossy(&tail);
+    let last_line = last_line.trim_end().rsplit('\n').next().unwrap_or_default();
+    if !last_line.starts_with("{\"end\"") {
+        return Err(format!("{}: the export ended without its end line", out.display()).into());
+    }
+    Ok(bytes)
+}
+
+/// The public key the bundle itself names (only when no key was given apart from it).
+fn bundle_key(path: &Path) -> Result<String, Box<dyn std::error::Error>> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut first = String::new();
+    std::io::BufReader::new(file).read_line(&mut first)?;
+    let header: custody_audit::bundle::BundleHeader = serde_json::from_str(&first)
+        .map_err(|e| format!("{}: not an audit bundle: {e}", path.display()))?;
+    Ok(header.public_key_pem)
 }
 
 fn connection(url: String, token: Option<String>) -> Result<Connection, String> {
@@ -294,16 +343,6 @@ fn connection(url: String, token: Option<String>) -> Result<Connection, String> 
         url,
         token: token.ok_or("--token (or CUSTODY_TOKEN) is needed without --bundle")?,
     })
-}
-
-fn read_bundle(path: &Path) -> Result<custody_audit::bundle::Bundle, Box<dyn std::error::Error>> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let bundle: custody_audit::bundle::Bundle = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{}: not an audit bundle: {e}", path.display()))?;
-    if bundle.format != custody_audit::bundle::BUNDLE_FORMAT {
-        return Err(format!("unknown bundle format {:?}", bundle.format).into());
-    }
-    Ok(bundle)
 }
 
 /// The checkpoints of a witness file, one JSON object a line.
@@ -321,24 +360,27 @@ pub fn read_witness(
         .collect()
 }
 
-/// Verifies a bundle against a checkpoint public key (PEM) and optionally a witness file.
+/// Verifies a bundle file against a checkpoint public key (PEM) and optionally a witness file,
+/// reading the file a line at a time, once a pass.
 pub fn verify_bundle(
-    bundle: &custody_audit::bundle::Bundle,
+    bundle: &Path,
     key_pem: &str,
     witness: Option<&Path>,
 ) -> Result<custody_audit::bundle::Verdict, Box<dyn std::error::Error>> {
     let public_key = custody_protocol::keys::public_key_from_spki_pem(key_pem)
         .map_err(|e| format!("checkpoint key: {e}"))?;
     let witnessed = witness.map(read_witness).transpose()?.unwrap_or_default();
-    Ok(custody_audit::bundle::verify_with_witnesses(
-        bundle,
+    let open = || std::fs::File::open(bundle).map(std::io::BufReader::new);
+    custody_audit::bundle::verify_lines(
+        open,
         &custody_protocol::Sm2Verifier::new(&public_key),
         &witnessed,
-    ))
+    )
+    .map_err(|e| format!("{}: {e}", bundle.display()).into())
 }
 
 fn print_verdict(
-    bundle: &custody_audit::bundle::Bundle,
+    bundle: &Path,
     key_pem: &str,
     witness: Option<&Path>,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -359,7 +401,7 @@ pub fn verify_bundle_file(
     witness: Option<&Path>,
 ) -> Result<custody_audit::bundle::Verdict, Box<dyn std::error::Error>> {
     let key = std::fs::read_to_string(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    verify_bundle(&read_bundle(bundle)?, &key, witness)
+    verify_bundle(bundle, &key, witness)
 }
 
 #[cfg(test)]

@@ -63,14 +63,14 @@ fn the_exit_code_says_whether_the_bundle_verifies() {
     let secret = generate_secret_key(&mut rand::rng());
     let signer = Sm2Signer::new(&secret);
     let dir = tempfile::tempdir().expect("temporary directory");
-    let (bundle_file, key_file) = (dir.path().join("b.json"), dir.path().join("k.pem"));
+    let (bundle_file, key_file) = (dir.path().join("b.jsonl"), dir.path().join("k.pem"));
     std::fs::write(
         &key_file,
         public_key_to_spki_pem(&secret.public_key()).expect("pem"),
     )
     .expect("write key");
     let mut bundle = one_event_bundle(&signer);
-    std::fs::write(&bundle_file, serde_json::to_vec(&bundle).expect("json")).expect("write");
+    std::fs::write(&bundle_file, bundle.to_lines()).expect("write");
     let ok = verify(&[&bundle_file, &key_file]);
     assert!(
         ok.status.success(),
@@ -79,7 +79,7 @@ fn the_exit_code_says_whether_the_bundle_verifies() {
     );
 
     bundle.events[0].payload = serde_json::json!({"n": 2});
-    std::fs::write(&bundle_file, serde_json::to_vec(&bundle).expect("json")).expect("write");
+    std::fs::write(&bundle_file, bundle.to_lines()).expect("write");
     let altered = verify(&[&bundle_file, &key_file]);
     assert_eq!(altered.status.code(), Some(1));
     let verdict: serde_json::Value = serde_json::from_slice(&altered.stdout).expect("verdict");

@@ -3,8 +3,13 @@
 //! consistent with the one before, every aggregate's hash chain, and every event's inclusion
 //! under the checkpoints. The first event altered, removed, inserted or reordered is named with
 //! the checkpoint that proves it.
+//!
+//! A bundle is written and read a line at a time ([`BundleHeader`], then [`BundleLine`]s), and
+//! [`Verification`] checks it fed a line at a time, so that a log of any length is exported and
+//! verified in bounded memory.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
+use std::io::BufRead;
 
 use custody_protocol::sm2sig::Sm2Verifier;
 use serde::{Deserialize, Serialize};
@@ -14,10 +19,166 @@ use crate::chain::{event_hash, EventFields, GENESIS_HASH, PREVIOUS_HASH};
 use crate::checkpoint::{parse_hash, Checkpoint, SignedCheckpoint};
 use crate::merkle::{self, Frontier, Hash};
 
-/// The first line of every bundle.
-pub const BUNDLE_FORMAT: &str = "custody-audit-bundle/v1";
+/// The format named by the first line of every bundle.
+pub const BUNDLE_FORMAT: &str = "custody-audit-bundle/v2";
 
-/// Everything an offline check needs.
+/// The first line of a bundle file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleHeader {
+    pub format: String,
+    /// The checkpoint public key (SubjectPublicKeyInfo PEM), for information: the verifier
+    /// uses the key it is given, never this one.
+    pub public_key_pem: String,
+}
+
+/// Every other line of a bundle file, in this order: every checkpoint by tree size, the
+/// consistency proof from each to the next, every sealed leaf in tree order, every event in
+/// commit order, and last the counts, so that a file cut short is told from a log cut short.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BundleLine {
+    Checkpoint(SignedCheckpoint),
+    Consistency(ConsistencyProof),
+    Leaf(BundleLeaf),
+    Event(BundleEvent),
+    End(BundleEnd),
+}
+
+/// The last line: how many lines of each kind came before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleEnd {
+    pub checkpoints: u64,
+    pub consistency: u64,
+    pub leaves: u64,
+    pub events: u64,
+}
+
+impl BundleEnd {
+    /// Counts a line that is not the end line.
+    pub fn count(&mut self, line: &BundleLine) {
+        match line {
+            BundleLine::Checkpoint(_) => self.checkpoints += 1,
+            BundleLine::Consistency(_) => self.consistency += 1,
+            BundleLine::Leaf(_) => self.leaves += 1,
+            BundleLine::Event(_) => self.events += 1,
+            BundleLine::End(_) => {}
+        }
+    }
+}
+
+/// A bundle file that cannot be checked at all (as opposed to a log that does not verify).
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("reading the bundle: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("line {line}: not a bundle line: {source}")]
+    Line {
+        line: u64,
+        source: serde_json::Error,
+    },
+    #[error("not an audit bundle: the first line names no format {BUNDLE_FORMAT:?}")]
+    Format,
+    #[error("line {line}: a {kind} line after the {after} lines (docs/audit.md gives the order)")]
+    Order {
+        line: u64,
+        kind: &'static str,
+        after: &'static str,
+    },
+    #[error("the bundle is cut short: it has no end line (the export did not finish)")]
+    Incomplete,
+    #[error("the end line counts {said:?} but the bundle holds {held:?}")]
+    Counts { said: BundleEnd, held: BundleEnd },
+}
+
+impl BundleLine {
+    fn kind(&self) -> (u8, &'static str) {
+        match self {
+            BundleLine::Checkpoint(_) => (0, "checkpoint"),
+            BundleLine::Consistency(_) => (1, "consistency"),
+            BundleLine::Leaf(_) => (2, "leaf"),
+            BundleLine::Event(_) => (3, "event"),
+            BundleLine::End(_) => (4, "end"),
+        }
+    }
+}
+
+/// Verifies a bundle file, given a way to open it from its start (it is read once for its
+/// checkpoints and once a pass, never held whole): its lines in order, its end line present and
+/// its counts right, and then the log as [`Verification`] checks it.
+pub fn verify_lines<R: BufRead>(
+    mut open: impl FnMut() -> std::io::Result<R>,
+    key: &Sm2Verifier,
+    witnessed: &[SignedCheckpoint],
+) -> Result<Verdict, BundleError> {
+    let (mut checkpoints, mut consistency) = (Vec::new(), Vec::new());
+    read_lines(open()?, |line| match line {
+        BundleLine::Checkpoint(c) => checkpoints.push(c),
+        BundleLine::Consistency(p) => consistency.push(p),
+        _ => {}
+    })?;
+    let mut verification = Verification::new(&checkpoints, &consistency, key, witnessed);
+    drop((checkpoints, consistency));
+    loop {
+        read_lines(open()?, |line| match &line {
+            BundleLine::Leaf(leaf) => verification.leaf(leaf),
+            BundleLine::Event(event) => verification.event(event),
+            _ => {}
+        })?;
+        if let Some(verdict) = verification.end_pass() {
+            return Ok(verdict);
+        }
+    }
+}
+
+/// Reads a bundle file's lines after its header, in order, each handed to `each`, and checks
+/// its end line.
+fn read_lines(reader: impl BufRead, mut each: impl FnMut(BundleLine)) -> Result<(), BundleError> {
+    let mut lines = reader.lines();
+    let header: BundleHeader = match lines.next() {
+        Some(line) => serde_json::from_str(&line?).map_err(|_| BundleError::Format)?,
+        None => return Err(BundleError::Format),
+    };
+    if header.format != BUNDLE_FORMAT {
+        return Err(BundleError::Format);
+    }
+    let mut held = BundleEnd::default();
+    let mut last = (0u8, "header");
+    for (i, line) in lines.enumerate() {
+        let number = i as u64 + 2;
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let line: BundleLine = serde_json::from_str(&line).map_err(|source| BundleError::Line {
+            line: number,
+            source,
+        })?;
+        let kind = line.kind();
+        if kind.0 < last.0 || last.0 == 4 {
+            return Err(BundleError::Order {
+                line: number,
+                kind: kind.1,
+                after: last.1,
+            });
+        }
+        last = kind;
+        if let BundleLine::End(said) = line {
+            if said != held {
+                return Err(BundleError::Counts { said, held });
+            }
+            continue;
+        }
+        held.count(&line);
+        each(line);
+    }
+    if last.0 != 4 {
+        return Err(BundleError::Incomplete);
+    }
+    Ok(())
+}
+
+/// Everything an offline check needs, held in memory (tests and small logs; the service and the
+/// command line stream it instead).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Bundle {
     pub format: String,
@@ -32,6 +193,45 @@ pub struct Bundle {
     pub leaves: Vec<BundleLeaf>,
     /// Every event with all its stored fields, in commit order.
     pub events: Vec<BundleEvent>,
+}
+
+impl Bundle {
+    /// The bundle as a file holds it: a header, a line each, the end line.
+    pub fn to_lines(&self) -> Vec<u8> {
+        let header = BundleHeader {
+            format: self.format.clone(),
+            public_key_pem: self.public_key_pem.clone(),
+        };
+        let lines = self
+            .checkpoints
+            .iter()
+            .cloned()
+            .map(BundleLine::Checkpoint)
+            .chain(
+                self.consistency
+                    .iter()
+                    .cloned()
+                    .map(BundleLine::Consistency),
+            )
+            .chain(self.leaves.iter().cloned().map(BundleLine::Leaf))
+            .chain(self.events.iter().cloned().map(BundleLine::Event));
+        let mut out = json_line(&header);
+        let mut end = BundleEnd::default();
+        for line in lines {
+            end.count(&line);
+            out.extend(json_line(&line));
+        }
+        out.extend(json_line(&BundleLine::End(end)));
+        out
+    }
+}
+
+/// One value as a line of a bundle file.
+pub fn json_line(value: &impl Serialize) -> Vec<u8> {
+    // The bundle's types serialize to JSON without fail: strings, numbers, JSON values.
+    let mut line = serde_json::to_vec(value).unwrap_or_default();
+    line.push(b'\n');
+    line
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,35 +369,416 @@ pub struct Verdict {
     pub findings: Vec<Finding>,
 }
 
-/// Verifies a bundle against the checkpoint key.
+/// Verifies a bundle held in memory against the checkpoint key.
 pub fn verify(bundle: &Bundle, key: &Sm2Verifier) -> Verdict {
     verify_with_witnesses(bundle, key, &[])
 }
 
-/// Verifies a bundle against the checkpoint key and checkpoints a witness kept outside the
-/// database: each witnessed checkpoint must be among the bundle's, and the log must reproduce
-/// its root too, so deleting or re-signing checkpoints in the store does not hide a change.
+/// Verifies a bundle held in memory against the checkpoint key and checkpoints a witness kept
+/// outside the database (see [`Verification`]).
 pub fn verify_with_witnesses(
     bundle: &Bundle,
     key: &Sm2Verifier,
     witnessed: &[SignedCheckpoint],
 ) -> Verdict {
-    let mut findings = Vec::new();
-    let mut checkpoints = verified_checkpoints(&bundle.checkpoints, key, &mut findings);
-    let witness_only = merge_witnessed(&mut checkpoints, witnessed, key, &mut findings);
-    check_consistency(bundle, &checkpoints, &witness_only, &mut findings);
-    let leaves: Vec<Hash> = bundle.events.iter().map(BundleEvent::leaf).collect();
-    check_inclusion(bundle, &checkpoints, &leaves, &mut findings);
-    let aggregates = check_chains(&bundle.events, &mut findings);
-    findings.sort_by_key(|f| (f.kind as u8, f.tree_index.unwrap_or(u64::MAX)));
-    Verdict {
-        verified: findings.is_empty(),
-        events_checked: bundle.events.len() as u64,
-        aggregates,
-        checkpoints: checkpoints.len() as u64,
-        sealed: checkpoints.last().map_or(0, |c| c.tree_size),
-        first_broken: findings.first().cloned(),
-        findings,
+    let mut verification =
+        Verification::new(&bundle.checkpoints, &bundle.consistency, key, witnessed);
+    loop {
+        bundle.leaves.iter().for_each(|l| verification.leaf(l));
+        bundle.events.iter().for_each(|e| verification.event(e));
+        if let Some(verdict) = verification.end_pass() {
+            return verdict;
+        }
+    }
+}
+
+/// The check of a bundle fed a line at a time, so that neither the offline verifier nor the
+/// service holds the log in memory: 32 bytes a leaf, and a link per aggregate.
+///
+/// Feed every leaf in tree order and then every event in commit order, and call
+/// [`Verification::end_pass`]; when it gives no verdict, feed them again (at most three passes,
+/// the later ones only to name a change the first one found).
+///
+/// What it checks: every checkpoint's signature, each checkpoint consistent with the one before,
+/// every aggregate's hash chain, and every event's inclusion under the checkpoints. Checkpoints
+/// a witness kept outside the database must be among the store's, and the log must reproduce
+/// their roots too, so deleting or re-signing checkpoints in the store does not hide a change.
+pub struct Verification {
+    checkpoints: Vec<Checkpoint>,
+    findings: Vec<Finding>,
+    pass: Pass,
+    /// Leaves and events fed in the current pass.
+    leaves_seen: u64,
+    events_seen: u64,
+}
+
+enum Pass {
+    /// Leaf hashes of the events and of the store, the chains.
+    First {
+        event_leaves: Vec<Hash>,
+        /// `None` once a stored leaf is out of place or unreadable.
+        stored: Option<Vec<Hash>>,
+        chains: HashMap<(String, String), Link>,
+    },
+    /// The change at `at.index` is known: which events stand there.
+    Second {
+        at: Place,
+        expected: Option<EventId>,
+        actual: Option<EventId>,
+        expected_present: bool,
+    },
+    /// Is the event that stands at `at.index` among the sealed ones?
+    Third {
+        at: Place,
+        expected: EventId,
+        actual: EventId,
+        expected_present: bool,
+        actual_sealed: bool,
+    },
+    Done(Verdict),
+}
+
+/// Where the first pass found the first change, and what it counted.
+#[derive(Clone, Copy)]
+struct Place {
+    index: u64,
+    /// The checkpoint that proves it.
+    proving: Option<u64>,
+    aggregates: u64,
+}
+
+/// Where an aggregate's chain stands.
+struct Link {
+    sequence: i64,
+    hash: String,
+    broken: bool,
+}
+
+impl Verification {
+    /// Verifies the checkpoints' signatures, merges the witnessed ones and checks each
+    /// checkpoint extends the one before it.
+    pub fn new(
+        checkpoints: &[SignedCheckpoint],
+        consistency: &[ConsistencyProof],
+        key: &Sm2Verifier,
+        witnessed: &[SignedCheckpoint],
+    ) -> Verification {
+        let mut findings = Vec::new();
+        let mut verified = verified_checkpoints(checkpoints, key, &mut findings);
+        let witness_only = merge_witnessed(&mut verified, witnessed, key, &mut findings);
+        check_consistency(consistency, &verified, &witness_only, &mut findings);
+        Verification {
+            checkpoints: verified,
+            findings,
+            pass: Pass::First {
+                event_leaves: Vec::new(),
+                stored: Some(Vec::new()),
+                chains: HashMap::new(),
+            },
+            leaves_seen: 0,
+            events_seen: 0,
+        }
+    }
+
+    fn sealed(&self) -> u64 {
+        self.checkpoints.last().map_or(0, |c| c.tree_size)
+    }
+
+    /// One stored leaf, in tree order.
+    pub fn leaf(&mut self, leaf: &BundleLeaf) {
+        let i = self.leaves_seen;
+        self.leaves_seen += 1;
+        let sealed = self.sealed();
+        match &mut self.pass {
+            Pass::First { stored, .. } => {
+                let hash = (leaf.tree_index == i)
+                    .then(|| parse_hash(&leaf.leaf_hash))
+                    .flatten();
+                match (stored.as_mut(), hash) {
+                    (Some(stored), Some(hash)) => stored.push(hash),
+                    _ => *stored = None,
+                }
+            }
+            Pass::Second { at, expected, .. } if i == at.index => *expected = Some(leaf.id()),
+            Pass::Third {
+                actual,
+                actual_sealed,
+                ..
+            } if i < sealed && leaf.id() == *actual => *actual_sealed = true,
+            _ => {}
+        }
+    }
+
+    /// One event, in commit order.
+    pub fn event(&mut self, event: &BundleEvent) {
+        let i = self.events_seen;
+        self.events_seen += 1;
+        match &mut self.pass {
+            Pass::First {
+                event_leaves,
+                chains,
+                ..
+            } => {
+                let hash = event.hash();
+                event_leaves.push(merkle::leaf_hash(&parse_hash(&hash).unwrap_or_default()));
+                if let Some(problem) = link(chains, event, hash) {
+                    self.findings.push(Finding {
+                        event: Some(event.id()),
+                        ..finding(FindingKind::Chain, None, problem)
+                    });
+                }
+            }
+            Pass::Second {
+                at,
+                expected,
+                actual,
+                expected_present,
+            } => {
+                let id = event.id();
+                if i == at.index {
+                    *actual = Some(id.clone());
+                }
+                if expected.as_ref() == Some(&id) {
+                    *expected_present = true;
+                }
+            }
+            Pass::Third { .. } | Pass::Done(_) => {}
+        }
+    }
+
+    /// Ends a pass: the verdict, or `None` when the leaves and events must be fed again.
+    pub fn end_pass(&mut self) -> Option<Verdict> {
+        let (leaves, events) = (self.leaves_seen, self.events_seen);
+        self.leaves_seen = 0;
+        self.events_seen = 0;
+        let placeholder = Pass::Done(self.verdict(0, 0));
+        let pass = std::mem::replace(&mut self.pass, placeholder);
+        self.pass = match pass {
+            Pass::First {
+                event_leaves,
+                stored,
+                chains,
+            } => {
+                let aggregates = chains.len() as u64;
+                match self.first_difference(&event_leaves, stored) {
+                    None => Pass::Done(self.verdict(events, aggregates)),
+                    Some(index) => Pass::Second {
+                        at: Place {
+                            index,
+                            proving: self.proving(index),
+                            aggregates,
+                        },
+                        expected: None,
+                        actual: None,
+                        expected_present: false,
+                    },
+                }
+            }
+            Pass::Second {
+                at:
+                    at @ Place {
+                        index,
+                        proving,
+                        aggregates,
+                    },
+                expected,
+                actual,
+                expected_present,
+            } => match (expected, actual) {
+                (Some(expected), None) => {
+                    let problem = format!(
+                        "the log ends after {events} events, below the checkpoint of tree size \
+                         {}: the event sealed at tree index {index} and every later one are gone",
+                        self.sealed()
+                    );
+                    self.name(FindingKind::Removed, index, proving, expected, problem);
+                    Pass::Done(self.verdict(events, aggregates))
+                }
+                (Some(expected), Some(actual)) if expected == actual => {
+                    let problem = format!("the event sealed at tree index {index} was changed");
+                    self.name(FindingKind::Altered, index, proving, expected, problem);
+                    Pass::Done(self.verdict(events, aggregates))
+                }
+                (Some(expected), Some(actual)) => Pass::Third {
+                    at,
+                    expected,
+                    actual,
+                    expected_present,
+                    actual_sealed: false,
+                },
+                // The leaves changed between passes: the bundle is not what it was.
+                (None, _) => {
+                    self.findings.push(finding(
+                        FindingKind::RootMismatch,
+                        proving,
+                        format!("the bundle changed while it was read ({leaves} leaves)"),
+                    ));
+                    Pass::Done(self.verdict(events, aggregates))
+                }
+            },
+            Pass::Third {
+                at:
+                    Place {
+                        index,
+                        proving,
+                        aggregates,
+                    },
+                expected,
+                actual,
+                expected_present,
+                actual_sealed,
+            } => {
+                let (kind, event, problem) = if !actual_sealed {
+                    (
+                        FindingKind::Inserted,
+                        actual,
+                        format!("an event no checkpoint sealed stands at tree index {index}"),
+                    )
+                } else if !expected_present {
+                    (
+                        FindingKind::Removed,
+                        expected,
+                        format!("the event sealed at tree index {index} is gone"),
+                    )
+                } else {
+                    (
+                        FindingKind::Reordered,
+                        expected,
+                        format!(
+                            "the event sealed at tree index {index} now stands elsewhere in \
+                             commit order"
+                        ),
+                    )
+                };
+                self.name(kind, index, proving, event, problem);
+                Pass::Done(self.verdict(events, aggregates))
+            }
+            done @ Pass::Done(_) => done,
+        };
+        match &self.pass {
+            Pass::Done(verdict) => Some(verdict.clone()),
+            _ => None,
+        }
+    }
+
+    /// The checkpoint that proves a change at `index`: the first one covering it.
+    fn proving(&self, index: u64) -> Option<u64> {
+        self.checkpoints
+            .iter()
+            .find(|c| c.tree_size > index)
+            .map(|c| c.tree_size)
+    }
+
+    fn name(
+        &mut self,
+        kind: FindingKind,
+        index: u64,
+        proving: Option<u64>,
+        event: EventId,
+        problem: String,
+    ) {
+        self.findings.push(Finding {
+            kind,
+            checkpoint: proving,
+            tree_index: Some(index),
+            event: Some(event),
+            problem,
+        });
+    }
+
+    /// Every event up to the latest checkpoint is included under it (its root recomputed from
+    /// the events). When not, and the stored leaves reproduce the signed roots, the first index
+    /// where the events' leaves differ from the stored ones, to be named by the next passes;
+    /// when the stored leaves were changed too, only the signed roots remain to say where.
+    fn first_difference(&mut self, leaves: &[Hash], stored: Option<Vec<Hash>>) -> Option<u64> {
+        if self.checkpoints.is_empty() {
+            return None;
+        }
+        let roots_match = |hashes: &[Hash]| first_failing(hashes, &self.checkpoints).is_none();
+        if roots_match(leaves) {
+            return None;
+        }
+        let Some(stored) = stored.filter(|stored| roots_match(stored)) else {
+            let first_bad = first_failing(leaves, &self.checkpoints).map(|c| c.tree_size);
+            let previous = first_bad
+                .and_then(|bad| self.checkpoints.iter().rev().find(|c| c.tree_size < bad))
+                .map_or(0, |c| c.tree_size);
+            self.findings.push(Finding {
+                tree_index: Some(previous),
+                ..finding(
+                    FindingKind::RootMismatch,
+                    first_bad,
+                    format!(
+                        "the events do not reproduce the signed root: the first change lies at \
+                         tree index {previous} or later, below {}",
+                        first_bad.unwrap_or(0)
+                    ),
+                )
+            });
+            return None;
+        };
+        let sealed = usize::try_from(self.sealed()).unwrap_or(usize::MAX);
+        (0..sealed)
+            .find(|&i| leaves.get(i) != stored.get(i))
+            .map(|i| i as u64)
+    }
+
+    fn verdict(&self, events: u64, aggregates: u64) -> Verdict {
+        let mut findings = self.findings.clone();
+        findings.sort_by_key(|f| (f.kind as u8, f.tree_index.unwrap_or(u64::MAX)));
+        Verdict {
+            verified: findings.is_empty(),
+            events_checked: events,
+            aggregates,
+            checkpoints: self.checkpoints.len() as u64,
+            sealed: self.sealed(),
+            first_broken: findings.first().cloned(),
+            findings,
+        }
+    }
+}
+
+/// Checks that `event` continues its aggregate's chain: sequences run 1, 2, … and each event
+/// links to the hash of the one before. The first break of an aggregate is its only finding.
+fn link(
+    chains: &mut HashMap<(String, String), Link>,
+    event: &BundleEvent,
+    hash: String,
+) -> Option<String> {
+    let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
+    let chain = chains.entry(key).or_insert_with(|| Link {
+        sequence: 0,
+        hash: GENESIS_HASH.to_string(),
+        broken: false,
+    });
+    if chain.broken {
+        return None;
+    }
+    let linked = event.metadata[PREVIOUS_HASH].as_str().unwrap_or_default();
+    let problem = if event.sequence != chain.sequence + 1 {
+        Some(format!(
+            "sequence {} where {} was expected (removed or reordered)",
+            event.sequence,
+            chain.sequence + 1
+        ))
+    } else if linked != chain.hash {
+        Some(
+            "prev_hash does not match the previous event (altered, removed or reordered)"
+                .to_string(),
+        )
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => {
+            chain.broken = true;
+            Some(problem)
+        }
+        None => {
+            chain.sequence = event.sequence;
+            chain.hash = hash;
+            None
+        }
     }
 }
 
@@ -276,16 +857,13 @@ fn merge_witnessed(
 /// Each verified checkpoint extends the one before it, by the bundle's consistency proofs (a
 /// checkpoint only the witness had has none: the log's leaves are checked against its root).
 fn check_consistency(
-    bundle: &Bundle,
+    consistency: &[ConsistencyProof],
     checkpoints: &[Checkpoint],
     witness_only: &HashSet<u64>,
     findings: &mut Vec<Finding>,
 ) {
-    let proofs: HashMap<(u64, u64), &ConsistencyProof> = bundle
-        .consistency
-        .iter()
-        .map(|p| ((p.from, p.to), p))
-        .collect();
+    let proofs: HashMap<(u64, u64), &ConsistencyProof> =
+        consistency.iter().map(|p| ((p.from, p.to), p)).collect();
     for pair in checkpoints.windows(2) {
         let (old, new) = (&pair[0], &pair[1]);
         if old.tree_size == 0
@@ -320,118 +898,6 @@ fn check_consistency(
     }
 }
 
-/// Every event up to the latest checkpoint is included under it (its root recomputed from the
-/// events); when not, the stored leaves, once they reproduce the signed roots, name the first
-/// event that differs and how.
-fn check_inclusion(
-    bundle: &Bundle,
-    checkpoints: &[Checkpoint],
-    leaves: &[Hash],
-    findings: &mut Vec<Finding>,
-) {
-    let Some(latest) = checkpoints.last() else {
-        return;
-    };
-    let sealed = usize::try_from(latest.tree_size).unwrap_or(usize::MAX);
-    // The checkpoint that proves a change at index i: the first one covering it.
-    let proving = |index: usize| {
-        checkpoints
-            .iter()
-            .find(|c| c.tree_size > index as u64)
-            .map(|c| c.tree_size)
-    };
-    let roots_match = |hashes: &[Hash]| first_failing(hashes, checkpoints).is_none();
-    if roots_match(leaves) {
-        return;
-    }
-    let stored: Option<Vec<Hash>> = bundle
-        .leaves
-        .iter()
-        .enumerate()
-        .map(|(i, leaf)| {
-            (leaf.tree_index == i as u64)
-                .then(|| parse_hash(&leaf.leaf_hash))
-                .flatten()
-        })
-        .collect();
-    let Some(stored) = stored.filter(|stored| roots_match(stored)) else {
-        // The stored leaves were changed too: only the signed roots remain.
-        let first_bad = first_failing(leaves, checkpoints);
-        let previous = first_bad
-            .and_then(|bad| {
-                checkpoints
-                    .iter()
-                    .rev()
-                    .find(|c| c.tree_size < bad.tree_size)
-            })
-            .map_or(0, |c| c.tree_size);
-        findings.push(Finding {
-            tree_index: Some(previous),
-            ..finding(
-                FindingKind::RootMismatch,
-                first_bad.map(|c| c.tree_size),
-                format!(
-                    "the events do not reproduce the signed root: the first change lies at tree \
-                     index {previous} or later, below {}",
-                    first_bad.map_or(0, |c| c.tree_size)
-                ),
-            )
-        });
-        return;
-    };
-    let sealed_ids: HashSet<EventId> = bundle.leaves[..sealed].iter().map(BundleLeaf::id).collect();
-    let present: HashMap<EventId, usize> = bundle
-        .events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.id(), i))
-        .collect();
-    let differs = (0..sealed).find(|&i| leaves.get(i) != Some(&stored[i]));
-    let Some(i) = differs else {
-        return;
-    };
-    let expected = bundle.leaves[i].id();
-    let (kind, event, problem) = match bundle.events.get(i) {
-        None => (
-            FindingKind::Removed,
-            expected.clone(),
-            format!(
-                "the log ends after {} events, below the checkpoint of tree size {}: the event \
-                 sealed at tree index {i} and every later one are gone",
-                bundle.events.len(),
-                latest.tree_size
-            ),
-        ),
-        Some(actual) if actual.id() == expected => (
-            FindingKind::Altered,
-            expected,
-            format!("the event sealed at tree index {i} was changed"),
-        ),
-        Some(actual) if !sealed_ids.contains(&actual.id()) => (
-            FindingKind::Inserted,
-            actual.id(),
-            format!("an event no checkpoint sealed stands at tree index {i}"),
-        ),
-        Some(_) if !present.contains_key(&expected) => (
-            FindingKind::Removed,
-            expected,
-            format!("the event sealed at tree index {i} is gone"),
-        ),
-        Some(_) => (
-            FindingKind::Reordered,
-            expected,
-            format!("the event sealed at tree index {i} now stands elsewhere in commit order"),
-        ),
-    };
-    findings.push(Finding {
-        kind,
-        checkpoint: proving(i),
-        tree_index: Some(i as u64),
-        event: Some(event),
-        problem,
-    });
-}
-
 /// The first checkpoint (by tree size) whose root the leaves do not reproduce, in one pass.
 fn first_failing<'a>(leaves: &[Hash], checkpoints: &'a [Checkpoint]) -> Option<&'a Checkpoint> {
     let mut frontier = Frontier::default();
@@ -447,48 +913,6 @@ fn first_failing<'a>(leaves: &[Hash], checkpoints: &'a [Checkpoint]) -> Option<&
         }
         frontier.root() != checkpoint.root_hash
     })
-}
-
-/// Every aggregate's events run 1, 2, … and each links to the hash of the one before. Returns
-/// how many aggregates there are.
-fn check_chains(events: &[BundleEvent], findings: &mut Vec<Finding>) -> u64 {
-    let mut by_aggregate: BTreeMap<(&str, &str), Vec<&BundleEvent>> = BTreeMap::new();
-    for event in events {
-        by_aggregate
-            .entry((&event.aggregate_type, &event.aggregate_id))
-            .or_default()
-            .push(event);
-    }
-    for chain in by_aggregate.values_mut() {
-        chain.sort_by_key(|e| e.sequence);
-        let mut previous = GENESIS_HASH.to_string();
-        for (i, event) in chain.iter().enumerate() {
-            let link = event.metadata[PREVIOUS_HASH].as_str().unwrap_or_default();
-            let problem = if event.sequence != i as i64 + 1 {
-                Some(format!(
-                    "sequence {} where {} was expected (removed or reordered)",
-                    event.sequence,
-                    i + 1
-                ))
-            } else if link != previous {
-                Some(
-                    "prev_hash does not match the previous event (altered, removed or reordered)"
-                        .to_string(),
-                )
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                findings.push(Finding {
-                    event: Some(event.id()),
-                    ..finding(FindingKind::Chain, None, problem)
-                });
-                break;
-            }
-            previous = event.hash();
-        }
-    }
-    by_aggregate.len() as u64
 }
 
 #[cfg(test)]
@@ -569,6 +993,48 @@ mod tests {
     fn first(verdict: &Verdict) -> (FindingKind, Option<u64>, Option<u64>) {
         let first = verdict.first_broken.as_ref().expect("a finding");
         (first.kind, first.tree_index, first.checkpoint)
+    }
+
+    fn from_file(bytes: &[u8], key: &Sm2Verifier) -> Result<Verdict, BundleError> {
+        verify_lines(|| Ok(std::io::Cursor::new(bytes)), key, &[])
+    }
+
+    #[test]
+    fn a_file_verifies_as_the_bundle_in_memory_and_a_cut_file_is_told_from_a_cut_log() {
+        let signer = signer();
+        let key = signer.verifier();
+        let intact = bundle(&signer);
+        let file = intact.to_lines();
+        assert_eq!(from_file(&file, &key).unwrap(), verify(&intact, &key));
+        let mut reordered = intact.clone();
+        reordered.events.swap(1, 2);
+        assert_eq!(
+            from_file(&reordered.to_lines(), &key).unwrap(),
+            verify(&reordered, &key),
+            "the later passes read the file again"
+        );
+        let cut = &file[..file.len() - 20];
+        let cut = &cut[..cut.iter().rposition(|&b| b == b'\n').unwrap() + 1];
+        assert!(matches!(from_file(cut, &key), Err(BundleError::Incomplete)));
+        let text = String::from_utf8(file.clone()).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        let event = lines
+            .iter()
+            .position(|l| l.starts_with("{\"event\""))
+            .unwrap();
+        lines.swap(event, event - 1);
+        let swapped = lines.join("\n");
+        assert!(matches!(
+            from_file(swapped.as_bytes(), &key),
+            Err(BundleError::Order { .. })
+        ));
+        lines.swap(event, event - 1);
+        lines.remove(event);
+        assert!(matches!(
+            from_file(lines.join("\n").as_bytes(), &key),
+            Err(BundleError::Counts { .. })
+        ));
+        assert!(matches!(from_file(b"{}\n", &key), Err(BundleError::Format)));
     }
 
     #[test]

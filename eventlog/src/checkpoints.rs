@@ -4,7 +4,10 @@
 //! `migrations/*/0010_merkle_nodes.sql`) and the new checkpoint in one transaction. Proofs read
 //! only the O(log n) stored subtrees they are made of ([`merkle::ProofPlan`]).
 
-use custody_audit::bundle::{Bundle, BundleEvent, BundleLeaf, ConsistencyProof, BUNDLE_FORMAT};
+use custody_audit::bundle::{
+    json_line, Bundle, BundleEnd, BundleEvent, BundleHeader, BundleLeaf, BundleLine,
+    ConsistencyProof, BUNDLE_FORMAT,
+};
 use std::collections::HashMap;
 
 use custody_audit::merkle::{self, Frontier, Hash, NodeId, ProofPlan};
@@ -431,36 +434,75 @@ impl EventLog {
         Ok(nodes)
     }
 
-    /// Everything an offline audit needs (docs/audit.md, "Bundle"): the events in commit
-    /// order, the checkpoints with the consistency proof from each to the next, the sealed
-    /// leaves and the checkpoint key. Held in memory whole.
+    /// The consistency proof from each checkpoint to the next, from the stored subtrees. A
+    /// proof the store cannot give (a damaged tree) is empty: the verifier then says which pair
+    /// is unproven.
+    pub async fn consistency_proofs(
+        &self,
+        checkpoints: &[SignedCheckpoint],
+    ) -> Result<Vec<ConsistencyProof>, EventLogError> {
+        let mut proofs = Vec::new();
+        for pair in checkpoints.windows(2) {
+            let (from, to) = (pair[0].tree_size, pair[1].tree_size);
+            if from == 0 {
+                continue;
+            }
+            let proof = match self.consistency_proof(from, to).await {
+                Ok(consistency) => consistency.proof.iter().map(hex).collect(),
+                Err(EventLogError::Database(error)) => return Err(EventLogError::Database(error)),
+                Err(_) => Vec::new(),
+            };
+            proofs.push(ConsistencyProof { from, to, proof });
+        }
+        Ok(proofs)
+    }
+
+    /// The first lines of a bundle file: its header, every checkpoint and the consistency
+    /// proofs, with their count. [`EventLog::audit_walk`] gives the rest.
+    pub async fn audit_bundle_opening(
+        &self,
+        public_key_pem: &str,
+    ) -> Result<(Vec<u8>, BundleEnd), EventLogError> {
+        let checkpoints = self.checkpoints().await?;
+        let consistency = self.consistency_proofs(&checkpoints).await?;
+        let mut opening = json_line(&BundleHeader {
+            format: BUNDLE_FORMAT.to_string(),
+            public_key_pem: public_key_pem.to_string(),
+        });
+        let mut end = BundleEnd::default();
+        let lines = checkpoints
+            .into_iter()
+            .map(BundleLine::Checkpoint)
+            .chain(consistency.into_iter().map(BundleLine::Consistency));
+        for line in lines {
+            end.count(&line);
+            opening.extend(json_line(&line));
+        }
+        Ok((opening, end))
+    }
+
+    /// Where to start reading what a bundle holds after its checkpoints and proofs
+    /// (docs/audit.md, "Bundle"): every stored leaf in tree order, then every event committed
+    /// by now, in commit order, a page at a time ([`AuditWalk::next_page`]).
+    pub async fn audit_walk(&self) -> Result<AuditWalk, EventLogError> {
+        Ok(AuditWalk {
+            head: self.committed_head().await?,
+            stage: Stage::Leaves { after: -1 },
+        })
+    }
+
+    /// The whole bundle in memory ([`EventLog::audit_walk`] streams it instead): for tests
+    /// and small logs.
     pub async fn audit_bundle(&self, public_key_pem: &str) -> Result<Bundle, EventLogError> {
         let checkpoints = self.checkpoints().await?;
-        let leaves = self.sealed_leaves().await?;
-        // Stored leaf hashes that no longer parse give no proof; the verifier then says so.
-        let hashes = leaf_hashes(&leaves).unwrap_or_default();
-        let consistency = checkpoints
-            .windows(2)
-            .filter(|pair| pair[0].tree_size > 0)
-            .map(|pair| ConsistencyProof {
-                from: pair[0].tree_size,
-                to: pair[1].tree_size,
-                proof: merkle::consistency_proof(&hashes, pair[0].tree_size, pair[1].tree_size)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(hex)
-                    .collect(),
-            })
-            .collect();
-        let mut events = Vec::new();
-        let mut last = BEFORE_EVERY_ROW;
-        loop {
-            let batch = self.read_committed(last, BATCH).await?;
-            let Some(end) = batch.last().map(|e| e.commit) else {
-                break;
-            };
-            events.extend(batch.into_iter().map(bundle_event));
-            last = end;
+        let consistency = self.consistency_proofs(&checkpoints).await?;
+        let (mut leaves, mut events) = (Vec::new(), Vec::new());
+        let mut walk = self.audit_walk().await?;
+        while let Some(page) = walk.next_page(self).await? {
+            match page {
+                AuditPage::Leaves(page) => leaves.extend(page),
+                AuditPage::Events(page) => events.extend(page),
+            }
         }
         Ok(Bundle {
             format: BUNDLE_FORMAT.to_string(),
@@ -470,6 +512,96 @@ impl EventLog {
             leaves,
             events,
         })
+    }
+}
+
+/// A page of an [`AuditWalk`].
+pub enum AuditPage {
+    Leaves(Vec<BundleLeaf>),
+    Events(Vec<BundleEvent>),
+}
+
+impl AuditPage {
+    /// The page as bundle file lines, counted into `end`.
+    pub fn into_lines(self, end: &mut BundleEnd) -> Vec<u8> {
+        let lines: Vec<BundleLine> = match self {
+            AuditPage::Leaves(leaves) => leaves.into_iter().map(BundleLine::Leaf).collect(),
+            AuditPage::Events(events) => events.into_iter().map(BundleLine::Event).collect(),
+        };
+        let mut chunk = Vec::new();
+        for line in &lines {
+            end.count(line);
+            chunk.extend(json_line(line));
+        }
+        chunk
+    }
+}
+
+/// A cursor over the leaves and then the events of the log, a page at a time: it holds one page.
+pub struct AuditWalk {
+    /// The events committed when the walk began; later ones are left for the next walk.
+    head: Option<CommitPosition>,
+    stage: Stage,
+}
+
+enum Stage {
+    Leaves { after: i64 },
+    Events { last: CommitPosition },
+    Done,
+}
+
+impl AuditWalk {
+    /// The next page, or `None` at the end.
+    pub async fn next_page(&mut self, log: &EventLog) -> Result<Option<AuditPage>, EventLogError> {
+        loop {
+            match self.stage {
+                Stage::Leaves { after } => {
+                    let leaves: Vec<BundleLeaf> = sqlx::query(&format!(
+                        "SELECT {LEAF_COLUMNS} FROM merkle_leaves WHERE tree_index > $1 \
+                         ORDER BY tree_index LIMIT $2"
+                    ))
+                    .bind(after)
+                    .bind(to_i64(BATCH as u64))
+                    .fetch_all(log.platform().pool())
+                    .await?
+                    .iter()
+                    .map(bundle_leaf)
+                    .collect::<Result<_, _>>()?;
+                    match leaves.last() {
+                        Some(last) => {
+                            self.stage = Stage::Leaves {
+                                after: to_i64(last.tree_index),
+                            };
+                            return Ok(Some(AuditPage::Leaves(leaves)));
+                        }
+                        None => {
+                            self.stage = Stage::Events {
+                                last: BEFORE_EVERY_ROW,
+                            }
+                        }
+                    }
+                }
+                Stage::Events { last } => {
+                    let Some(head) = self.head.filter(|head| last < *head) else {
+                        self.stage = Stage::Done;
+                        continue;
+                    };
+                    let batch = log.read_committed(last, BATCH).await?;
+                    let Some(end) = batch.last().map(|e| e.commit) else {
+                        self.stage = Stage::Done;
+                        continue;
+                    };
+                    self.stage = Stage::Events { last: end };
+                    let events = batch
+                        .into_iter()
+                        .filter(|e| e.commit <= head)
+                        .map(bundle_event)
+                        .collect();
+                    return Ok(Some(AuditPage::Events(events)));
+                }
+                Stage::Done => return Ok(None),
+            }
+        }
     }
 }
 
@@ -486,13 +618,6 @@ fn bundle_event(committed: CommittedEvent) -> BundleEvent {
         global_position: event.global_position,
         tx_id: committed.commit.tx_id,
     }
-}
-
-fn leaf_hashes(leaves: &[BundleLeaf]) -> Result<Vec<Hash>, EventLogError> {
-    leaves
-        .iter()
-        .map(|leaf| parse_hash(&leaf.leaf_hash).ok_or(EventLogError::BadStoredTree("leaf hash")))
-        .collect()
 }
 
 fn bundle_leaf(row: &AnyRow) -> Result<BundleLeaf, EventLogError> {

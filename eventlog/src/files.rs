@@ -18,6 +18,18 @@ pub fn private_file(file: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Creates (or truncates) a file readable by its owner only, for files that hold personal data
+/// outside the data directory (an audit export).
+pub fn create_private_file(file: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let opened = options.open(file)?;
+    restrict(file, 0o600)?;
+    Ok(opened)
+}
+
 #[cfg(unix)]
 fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;

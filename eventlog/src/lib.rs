@@ -21,7 +21,7 @@ mod repository;
 mod store;
 
 pub use chain::{canonical_json, event_hash, GENESIS_HASH, PREVIOUS_HASH};
-pub use checkpoints::{Consistency, InclusionProof};
+pub use checkpoints::{AuditPage, AuditWalk, Consistency, InclusionProof};
 pub use commit_order::{CommitPosition, CommittedEvent};
 pub use error::EventLogError;
 pub use log::{Backend, EventLog, StoredEvent, StoredEventRef};

@@ -105,16 +105,23 @@ async fn offline_verdict(scene: &Scene) -> Value {
 
 async fn offline_verdict_with(scene: &Scene, witness: Option<&std::path::Path>) -> Value {
     let app = &scene.app;
-    let (status, bundle) = app.read(&scene.auditor, "/api/v1/audit/export").await;
-    assert_eq!(status, 200, "{bundle}");
     let (status, key) = app
         .read(&scene.auditor, "/api/v1/audit/checkpoint-key")
         .await;
     assert_eq!(status, 200, "{key}");
     let dir = tempfile::tempdir().expect("temporary directory");
-    let bundle_file = dir.path().join("bundle.json");
+    let bundle_file = dir.path().join("bundle.jsonl");
     let key_file = dir.path().join("checkpoint.pub.pem");
-    std::fs::write(&bundle_file, bundle.to_string()).expect("write bundle");
+    // Exported as `custody audit export` does: streamed to the file, its end line checked.
+    custody_api::client::audit(custody_api::client::AuditCommand::Export {
+        out: bundle_file.clone(),
+        connection: custody_api::client::Connection {
+            url: app.url(""),
+            token: scene.auditor.clone(),
+        },
+    })
+    .await
+    .expect("the export");
     std::fs::write(&key_file, key["public_key_pem"].as_str().expect("pem")).expect("write key");
     let verdict = custody_api::client::verify_bundle_file(&bundle_file, &key_file, witness)
         .expect("a readable bundle");
@@ -620,17 +627,41 @@ async fn checkpoint_costs() {
             .await
             .expect("consistency");
         let consistency = started.elapsed();
+        // Exported as the service streams it, to a file, and verified from the file as
+        // `custody audit verify --bundle` does: neither holds the log in memory.
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let file = dir.path().join("bundle.jsonl");
         let started = Instant::now();
-        let bundle = log.audit_bundle("").await.expect("bundle");
+        {
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&file).expect("file"));
+            let (opening, mut end) = log.audit_bundle_opening("").await.expect("opening");
+            out.write_all(&opening).expect("write");
+            let mut walk = log.audit_walk().await.expect("walk");
+            while let Some(page) = walk.next_page(log).await.expect("page") {
+                out.write_all(&page.into_lines(&mut end)).expect("write");
+            }
+            let last = custody_audit::bundle::BundleLine::End(end);
+            out.write_all(&custody_audit::bundle::json_line(&last))
+                .expect("write");
+            out.flush().expect("flush");
+        }
         let export = started.elapsed();
+        let bytes = std::fs::metadata(&file).expect("bundle").len();
         let started = Instant::now();
-        let verdict = custody_audit::bundle::verify(&bundle, &signer.verifier());
+        let verdict = custody_audit::bundle::verify_lines(
+            || std::fs::File::open(&file).map(std::io::BufReader::new),
+            &signer.verifier(),
+            &[],
+        )
+        .expect("a readable bundle");
         let verify = started.elapsed();
         assert!(verdict.verified, "{:?}", verdict.first_broken);
         eprintln!(
             "{kind:?}, {total} events (+{increment}), written in {written:?}: first seal \
              {first_seal:?}, incremental seal {incremental:?}, inclusion proof {inclusion:?}, \
-             consistency proof {consistency:?}, export {export:?}, offline verify {verify:?}"
+             consistency proof {consistency:?}, export {export:?} ({bytes} bytes), offline verify \
+             {verify:?}"
         );
     }
 }
