@@ -31,6 +31,8 @@ pub struct NatsWitness {
     js: async_nats::jetstream::Context,
     pub stream: String,
     pub subject: String,
+    /// The witness stream, made on the first publish: the service starts while NATS is down.
+    created: tokio::sync::OnceCell<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,30 +48,34 @@ pub enum WitnessError {
 }
 
 impl NatsWitness {
+    /// Returns at once, connected or not (`connect_options`).
     pub async fn connect(
         url: &str,
         settings: &custody_projections::feed::StreamSettings,
     ) -> Result<NatsWitness, WitnessError> {
         use custody_projections::relay::{connect_options, jetstream_context};
-        let js = jetstream_context(connect_options().connect(url).await?);
-        let witness = NatsWitness {
-            js,
+        Ok(NatsWitness {
+            js: jetstream_context(connect_options().connect(url).await?),
             stream: format!("{}_CHECKPOINTS", settings.stream),
             subject: format!("{}_checkpoints", settings.subject_prefix),
-        };
-        witness
-            .js
-            .get_or_create_stream(async_nats::jetstream::stream::Config {
-                name: witness.stream.clone(),
-                subjects: vec![witness.subject.clone()],
-                ..Default::default()
-            })
-            .await?;
-        Ok(witness)
+            created: tokio::sync::OnceCell::new(),
+        })
     }
 
     /// Publishes one checkpoint and waits for the stream's ack.
     pub async fn publish(&self, checkpoint: &SignedCheckpoint) -> Result<(), WitnessError> {
+        self.created
+            .get_or_try_init(|| async {
+                self.js
+                    .get_or_create_stream(async_nats::jetstream::stream::Config {
+                        name: self.stream.clone(),
+                        subjects: vec![self.subject.clone()],
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ())
+            })
+            .await?;
         let message = async_nats::jetstream::message::PublishMessage::build()
             .message_id(checkpoint.tree_size.to_string())
             .payload(serde_json::to_vec(checkpoint)?.into());

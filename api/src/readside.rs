@@ -50,9 +50,7 @@ impl ReadSide {
         let mut tasks = Vec::new();
         let mut relay_health = None;
         if let Transport::JetStream { url, settings } = transport {
-            let relay = Relay::connect(log.clone(), url, settings.clone())
-                .await
-                .map_err(|e| ProjectionError::Decode(format!("relay: {e}")))?;
+            let relay = Relay::connect(log.clone(), url, settings.clone()).await?;
             relay_health = Some(relay.health());
             let mut stop = stop.clone();
             let task = tokio::spawn(relay.run(async move {

@@ -34,4 +34,6 @@ pub enum ProjectionError {
     Feed(#[from] feed::FeedError),
     #[error("stored event does not decode: {0}")]
     Decode(String),
+    #[error(transparent)]
+    Relay(#[from] relay::RelayError),
 }

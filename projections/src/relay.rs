@@ -165,9 +165,13 @@ fn lock_key(stream: &str) -> i64 {
 }
 
 /// NATS connection options shared by the relay, the JetStream feed and the checkpoint witness:
-/// reconnect forever, quickly (the default backoff grows to 4 s).
+/// reconnect forever, quickly (the default backoff grows to 4 s), and do not wait for the first
+/// connection either: ingress needs only the store, so a service started while NATS is down
+/// takes reports at once, and the relay and the feeds (which create their stream and consumers
+/// on their first round, retrying) catch up when NATS comes.
 pub fn connect_options() -> async_nats::ConnectOptions {
     async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
         .reconnect_delay_callback(|attempts| {
             Duration::from_millis((attempts as u64).saturating_mul(100).min(1_000))

@@ -272,3 +272,63 @@ async fn a_projector_killed_between_commit_and_ack_applies_nothing_twice() {
         .expect("n");
     assert_eq!(rows, numbers.len() as i64);
 }
+
+/// Ingress needs only the store: a service started while NATS is down starts, takes reports
+/// and says it is not ready; when NATS comes, the relay and the feeds connect on their own and
+/// the views catch up, with nothing restarted.
+#[tokio::test]
+async fn the_service_starts_and_takes_reports_while_nats_is_down() {
+    let mut nats = NatsServer::start().expect("nats-server");
+    nats.kill();
+    let app = TestApp::spawn_with(
+        StoreKind::Postgres,
+        AppOptions {
+            transport: Transport::JetStream {
+                url: nats.url.clone(),
+                settings: stream(),
+            },
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let cabinet = app.active_cabinet().await;
+    for i in 0..5 {
+        let record = random_document_record(&mut rand::rng());
+        let deposit = cabinet
+            .deposit(&record, &cabinet.drawer(i), DepositKind::New, app.now_ms())
+            .expect("deposit");
+        let (status, body) = app.send(&deposit).await;
+        assert_eq!(status, 200, "accepted with NATS down: {body}");
+    }
+    let ready = app
+        .client
+        .get(app.url("/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status().as_u16(), 503);
+    let body: serde_json::Value = ready.json().await.expect("ready body");
+    assert_eq!(body["checks"]["nats"], "disconnected", "{body}");
+
+    nats.restart().expect("nats-server comes");
+    tokio::time::timeout(Duration::from_secs(60), app.caught_up())
+        .await
+        .expect("the projections catch up once NATS is there");
+    assert_views_equal_replay(&app).await;
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let ready = app
+                .client
+                .get(app.url("/ready"))
+                .send()
+                .await
+                .expect("ready");
+            if ready.status().as_u16() == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(ready.is_ok(), "ready once NATS is connected");
+}
