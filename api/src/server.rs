@@ -28,6 +28,8 @@ pub struct App {
     pub state: AppState,
     /// The secret of the operator token generated at this first start, to show once.
     pub first_operator_token: Option<String>,
+    /// The embedded store's data directory lock, held until [`App::serve`] returns.
+    _data_directory: Option<std::fs::File>,
 }
 
 impl App {
@@ -41,10 +43,17 @@ impl App {
         config: &ServeConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<App, StartError> {
+        // Taken before the store is opened: a second serve must not even migrate it.
+        let data_directory = match config.store {
+            StoreChoice::Embedded => Some(custody_eventlog::files::lock_data_directory(
+                &config.data_dir,
+            )?),
+            StoreChoice::Postgres { .. } => None,
+        };
         let log = match &config.store {
             StoreChoice::Embedded => EventLog::open_embedded(&config.data_dir).await?,
             StoreChoice::Postgres { url } => {
-                EventLog::connect_postgres(url, config.max_connections).await?
+                connect_postgres_patiently(url, config.max_connections).await?
             }
         };
         let platform_key =
@@ -133,6 +142,7 @@ impl App {
             router,
             state,
             first_operator_token,
+            _data_directory: data_directory,
         })
     }
 
@@ -155,6 +165,50 @@ impl App {
         .await;
         read_side.stop();
         served
+    }
+}
+
+/// The longest pause between two attempts to reach PostgreSQL at start.
+const MAX_CONNECT_PAUSE: Duration = Duration::from_secs(10);
+
+/// Connects to PostgreSQL, waiting for it as long as it takes while it cannot be reached (a
+/// database that starts after the service, or restarts under it, needs no outside restart
+/// loop): 0.5 s, 1 s, 2 s … at most 10 s between attempts, each logged. Any other failure
+/// (authentication, a wrong database name, a migration) ends the start at once. Until it
+/// connects the service does not listen, which a load balancer reads as not ready.
+async fn connect_postgres_patiently(
+    url: &str,
+    max_connections: u32,
+) -> Result<EventLog, EventLogError> {
+    let mut pause = Duration::from_millis(500);
+    let mut attempts = 1u32;
+    loop {
+        match EventLog::connect_postgres(url, max_connections).await {
+            Err(EventLogError::Database(error)) if unreachable(&error) => {
+                tracing::warn!(
+                    %error,
+                    attempts,
+                    retry_in_ms = pause.as_millis() as u64,
+                    "PostgreSQL cannot be reached yet; waiting for it"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_CONNECT_PAUSE);
+                attempts += 1;
+            }
+            connected => return connected,
+        }
+    }
+}
+
+/// A failure to reach the server, as opposed to one the server answered.
+fn unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        // A server still starting up or shutting down says so (SQLSTATE 57P03, 57P01).
+        sqlx::Error::Database(error) => {
+            matches!(error.code().as_deref(), Some("57P03" | "57P01" | "57P02"))
+        }
+        _ => false,
     }
 }
 

@@ -9,6 +9,11 @@ pub enum EventLogError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "the data directory {path} is in use by another custody serve (it holds {path}/{lock}); \
+         stop that one first, or give this one another --data-dir"
+    )]
+    DataDirectoryInUse { path: String, lock: &'static str },
     #[error("stored event is not valid JSON: {0}")]
     Corrupt(#[from] serde_json::Error),
     #[error("the event is not sealed by any checkpoint yet")]

@@ -18,6 +18,36 @@ pub fn private_file(file: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The lock file of a data directory served by the embedded store.
+pub const DATA_DIRECTORY_LOCK: &str = "serve.lock";
+
+/// Takes the data directory for this process: an exclusive lock on its `serve.lock`, held while
+/// the returned file stays open and released by the kernel when the process dies however it
+/// dies (so a crash never leaves a stale lock to clean up). A second `custody serve` on the same
+/// embedded store would run every background worker twice on one SQLite file.
+pub fn lock_data_directory(dir: &Path) -> Result<std::fs::File, crate::EventLogError> {
+    let path = dir.display().to_string();
+    let io = |source| crate::EventLogError::DataDirectory {
+        path: path.clone(),
+        source,
+    };
+    private_directory(dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(DATA_DIRECTORY_LOCK))
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(crate::EventLogError::DataDirectoryInUse {
+            path,
+            lock: DATA_DIRECTORY_LOCK,
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
+    }
+}
+
 /// Creates (or truncates) a file readable by its owner only, for files that hold personal data
 /// outside the data directory (an audit export).
 pub fn create_private_file(file: &Path) -> std::io::Result<std::fs::File> {

@@ -16,7 +16,7 @@ use custody_projections::{Projection, Projector};
 use custody_simulator::generate::random_document_record;
 use custody_simulator::{DepositKind, Trip};
 use custody_tests::samples::{self, date};
-use custody_tests::{AppOptions, NatsServer, StoreKind, TestApp, TestStore};
+use custody_tests::{AppOptions, NatsServer, OwnPostgres, StoreKind, TestApp, TestStore};
 use sqlx::Row;
 
 fn stream() -> StreamSettings {
@@ -331,4 +331,32 @@ async fn the_service_starts_and_takes_reports_while_nats_is_down() {
     })
     .await;
     assert!(ready.is_ok(), "ready once NATS is connected");
+}
+
+/// A service started while its PostgreSQL is down waits for it, with no outside restart loop,
+/// and serves once it comes.
+#[tokio::test]
+async fn serve_waits_for_postgresql_at_start() {
+    let mut postgres = OwnPostgres::start().expect("a PostgreSQL of this test's own");
+    let store = TestStore::postgres_on(&postgres.server).await;
+    postgres.stop();
+    let starting = tokio::spawn(TestApp::serve(store, AppOptions::default()));
+    // Longer than a failed connect takes: it did not give up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !starting.is_finished(),
+        "serve gave up while PostgreSQL was down"
+    );
+    postgres.restart().expect("PostgreSQL starts");
+    let app = tokio::time::timeout(Duration::from_secs(60), starting)
+        .await
+        .expect("serve starts once PostgreSQL is there")
+        .expect("the start task");
+    let cabinet = app.active_cabinet().await;
+    let record = random_document_record(&mut rand::rng());
+    let deposit = cabinet
+        .deposit(&record, &cabinet.drawer(0), DepositKind::New, app.now_ms())
+        .expect("deposit");
+    assert_eq!(app.send(&deposit).await.0, 200);
+    app.stop().await;
 }
