@@ -72,6 +72,7 @@ error_codes! {
     OutsideWindow => ("E_OUTSIDE_WINDOW", 422, "a sjsb-dzsj batch arrived outside the reconciliation window (20:00 to 06:00 China time unless configured otherwise)"),
     RateLimited => ("E_RATE_LIMITED", 429, "no admission token within 200 ms (per sender or global)"),
     Internal => ("E_INTERNAL", 500, "the service failed; the report may be retried with the same business serial"),
+    Unavailable => ("E_UNAVAILABLE", 503, "the event store did not answer within 5 s; retry later (a report with the same business serial)"),
 }
 
 /// A refusal: its code and a human-readable message.
@@ -243,6 +244,7 @@ pub async fn json_errors(response: Response) -> Response {
         413 => ErrorCode::TooLarge,
         415 => ErrorCode::UnsupportedMediaType,
         429 => ErrorCode::RateLimited,
+        503 => ErrorCode::Unavailable,
         _ => ErrorCode::Internal,
     };
     // axum's rejection texts describe the client's input (which field, which line); they are

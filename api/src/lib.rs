@@ -8,6 +8,7 @@ pub mod checkpoints;
 pub mod client;
 mod config;
 pub mod config_file;
+pub mod deadline;
 pub mod error;
 mod health;
 pub mod metrics;

@@ -117,13 +117,19 @@ impl App {
             .route("/metrics", get(crate::scrape::scrape))
             .route("/api/v1/openapi.json", get(crate::openapi::serve))
             .route("/yth_g1xt/api/v1/{mstype}", post(wire::receive))
-            .merge(crate::ops::routes())
-            .merge(crate::read::routes())
-            .merge(crate::overdue::routes())
+            // The calls that walk the whole log (audit verify, export) are not bounded; every
+            // other read waits on the store at most crate::deadline::STORE_BUDGET.
             .merge(crate::audit::routes())
             .merge(crate::checkpoints::routes())
-            .merge(crate::reconciliations::routes())
-            .merge(crate::ui::routes())
+            .merge(
+                Router::new()
+                    .merge(crate::ops::routes())
+                    .merge(crate::read::routes())
+                    .merge(crate::overdue::routes())
+                    .merge(crate::reconciliations::routes())
+                    .merge(crate::ui::routes())
+                    .layer(axum::middleware::from_fn(crate::deadline::within_budget)),
+            )
             .fallback(crate::error::no_such_route)
             .layer(axum::middleware::map_response(crate::error::json_errors))
             .layer(axum::middleware::from_fn_with_state(

@@ -74,7 +74,14 @@ pub async fn receive(
         source: peer,
         now: state.commands.clock().now(),
     };
-    match judge(&state, &received, source).await {
+    // Bounded: a hung store gets a fast, retryable refusal (crate::deadline).
+    let judged = tokio::time::timeout(
+        crate::deadline::STORE_BUDGET,
+        judge(&state, &received, source),
+    )
+    .await
+    .unwrap_or_else(|_| Err(crate::deadline::unavailable().into()));
+    match judged {
         Ok(reply) => {
             let mut answer = Map::new();
             answer.insert("ywlsh".into(), reply.ywlsh.into());
@@ -90,22 +97,35 @@ pub async fn receive(
         Err(refusal) => {
             refusal.error.log_if_internal();
             let summary = Summary::of(&received);
-            if refusal.error.code != ErrorCode::RateLimited {
+            // A refusal for a store that does not answer cannot be kept in it either.
+            if !matches!(
+                refusal.error.code,
+                ErrorCode::RateLimited | ErrorCode::Unavailable
+            ) {
                 let named = Named {
                     ei: &summary.ei,
                     reqid: &summary.reqid,
                     ywlsh: &summary.ywlsh,
                 };
                 let message = refusal.error.message.clone();
-                keep_rejection(
-                    &state,
-                    &received,
-                    named,
-                    &refusal.error,
-                    message,
-                    refusal.authenticated,
+                let kept = tokio::time::timeout(
+                    crate::deadline::STORE_BUDGET,
+                    keep_rejection(
+                        &state,
+                        &received,
+                        named,
+                        &refusal.error,
+                        message,
+                        refusal.authenticated,
+                    ),
                 )
                 .await;
+                if kept.is_err() {
+                    tracing::warn!(
+                        code = refusal.error.code.as_str(),
+                        "a refusal could not be kept: the store did not answer in time"
+                    );
+                }
             }
             let body = json!({
                 "ywlsh": summary.ywlsh,
@@ -115,7 +135,10 @@ pub async fn receive(
                 "duplicate": false,
             });
             let ei = refusal.authenticated.then(|| summary.ei.clone());
-            let response = (refusal.error.status(), Json(body)).into_response();
+            let mut response = (refusal.error.status(), Json(body)).into_response();
+            if refusal.error.code == ErrorCode::Unavailable {
+                response = crate::deadline::with_retry_after(response);
+            }
             crate::observe::ingress_answer(response, &mstype, refusal.error.code.as_str(), ei)
         }
     }

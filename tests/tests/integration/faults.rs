@@ -360,3 +360,128 @@ async fn serve_waits_for_postgresql_at_start() {
     assert_eq!(app.send(&deposit).await.0, 200);
     app.stop().await;
 }
+
+/// A hung PostgreSQL (SIGSTOP: it answers nothing, not even an error) costs a report and a read
+/// at most the store budget: they are refused with `E_UNAVAILABLE` (503, `Retry-After`) rather
+/// than hanging, `/health` still answers at once, and once the server runs again reports are
+/// taken and nothing is doubled.
+#[tokio::test]
+async fn a_hung_postgresql_gets_fast_refusals_not_hangs() {
+    let postgres = OwnPostgres::start().expect("a PostgreSQL of this test's own");
+    let app = TestApp::serve(
+        TestStore::postgres_on(&postgres.server).await,
+        AppOptions::default(),
+    )
+    .await;
+    let unit = app.unit().await;
+    let cabinet = app.active_cabinet_of(&unit).await;
+    let reader = app.token("reader", &unit, &[]).await;
+    // The postmaster and every backend process: a stopped postmaster alone still lets open
+    // sessions answer.
+    let signal = |name: &str| {
+        let pid = postgres.server.pid;
+        let mut pids = vec![pid.to_string()];
+        pids.extend(children_of(pid).iter().map(u32::to_string));
+        let status = std::process::Command::new("kill")
+            .arg(name)
+            .args(&pids)
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {name}");
+    };
+    // A client that waits far longer than the budget: a hang would show as its timeout.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let hung_record = random_document_record(&mut rand::rng());
+    signal("-STOP");
+    let deposit = cabinet
+        .deposit(
+            &hung_record,
+            &cabinet.drawer(0),
+            DepositKind::New,
+            app.now_ms(),
+        )
+        .expect("deposit");
+    let response = client
+        .post(app.url(&format!("/yth_g1xt/api/v1/{}", deposit.mstype)))
+        .header("content-type", "application/json")
+        .body(deposit.to_json().expect("json"))
+        .send()
+        .await;
+    let health = client.get(app.url("/health")).send().await;
+    let read = client
+        .get(app.url("/api/v1/documents"))
+        .bearer_auth(&reader)
+        .send()
+        .await;
+    signal("-CONT");
+    let response = response.expect("an answer, not a hang");
+    assert_eq!(response.status().as_u16(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.expect("body");
+    assert_eq!(body["error_code"], "E_UNAVAILABLE", "{body}");
+    assert_eq!(health.expect("health answers").status().as_u16(), 200);
+    let read = read.expect("an answer, not a hang");
+    assert_eq!(read.status().as_u16(), 503);
+    let body: serde_json::Value = read.json().await.expect("body");
+    assert_eq!(body["error_code"], "E_UNAVAILABLE", "{body}");
+
+    // Running again: reports are taken, and the refused one is there at most once.
+    let record = random_document_record(&mut rand::rng());
+    let deposit = cabinet
+        .deposit(&record, &cabinet.drawer(1), DepositKind::New, app.now_ms())
+        .expect("deposit");
+    let accepted = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if app.send(&deposit).await.0 == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(accepted.is_ok(), "reports are taken once PostgreSQL runs");
+    // Two deposits were sent, one of them refused mid-way: one or two documents, each
+    // deposited once.
+    let documents = app
+        .store
+        .log
+        .aggregate_ids("Document")
+        .await
+        .expect("documents");
+    assert!((1..=2).contains(&documents.len()), "{documents:?}");
+    for id in documents {
+        let events = app
+            .store
+            .log
+            .events_of("Document", &id)
+            .await
+            .expect("events");
+        assert_eq!(events.len(), 1, "{id}: nothing doubled");
+    }
+    app.stop().await;
+}
+
+/// The processes whose parent is `pid` (from /proc: no procps needed).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let child: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            // "pid (comm) state ppid ...": comm may hold spaces, so read after the last ')'.
+            let ppid: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == pid).then_some(child)
+        })
+        .collect()
+}
