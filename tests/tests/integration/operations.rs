@@ -14,7 +14,7 @@ use custody_simulator::reconciliation::DayLedger;
 use custody_simulator::{DepositKind, Trip};
 use custody_tests::samples::{date, time};
 use custody_tests::{nats, AppOptions, OwnPostgres, StoreKind, TestApp, TestStore, OPS_TOKEN};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
     let response = app
@@ -550,5 +550,198 @@ async fn every_documented_operation_is_routed() {
         }
     }
     assert!(operations >= 39, "{operations} operations documented");
+    app.stop().await;
+}
+
+/// Where `value` breaks `schema` (a JSON Schema subset: `type`, `required`, `properties`,
+/// `items`, `oneOf`, `$ref` into `components/schemas`), as `path: reason` lines.
+fn schema_breaks(document: &Value, schema: &Value, value: &Value, path: &str) -> Vec<String> {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.trim_start_matches("#/components/schemas/");
+        return schema_breaks(
+            document,
+            &document["components"]["schemas"][name],
+            value,
+            path,
+        );
+    }
+    if let Some(choices) = schema["oneOf"].as_array() {
+        let fits = choices
+            .iter()
+            .filter(|choice| schema_breaks(document, choice, value, path).is_empty())
+            .count();
+        return if fits == 1 {
+            vec![]
+        } else {
+            vec![format!("{path}: fits {fits} of the oneOf choices: {value}")]
+        };
+    }
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let allowed: Vec<&str> = match &schema["type"] {
+        Value::String(one) => vec![one.as_str()],
+        Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+        _ => vec![kind],
+    };
+    let fits = allowed.contains(&kind) || (kind == "integer" && allowed.contains(&"number"));
+    if !fits {
+        return vec![format!("{path}: {kind}, the schema says {allowed:?}")];
+    }
+    let mut breaks = Vec::new();
+    for key in schema["required"].as_array().into_iter().flatten() {
+        let key = key.as_str().unwrap_or_default();
+        if value.get(key).is_none() {
+            breaks.push(format!("{path}: no {key}"));
+        }
+    }
+    if let (Some(properties), Some(fields)) = (schema["properties"].as_object(), value.as_object())
+    {
+        for (key, field) in fields {
+            match properties.get(key) {
+                Some(property) => breaks.extend(schema_breaks(
+                    document,
+                    property,
+                    field,
+                    &format!("{path}.{key}"),
+                )),
+                None => breaks.push(format!("{path}: {key} is not documented")),
+            }
+        }
+    }
+    if let (Some(items), Some(values)) = (schema.get("items"), value.as_array()) {
+        for (i, item) in values.iter().enumerate() {
+            breaks.extend(schema_breaks(
+                document,
+                items,
+                item,
+                &format!("{path}[{i}]"),
+            ));
+        }
+    }
+    breaks
+}
+
+#[tokio::test]
+async fn read_answers_have_their_documented_schema() {
+    let app = TestApp::spawn_with_clock(
+        StoreKind::Embedded,
+        ManualClock::at(time("2026-11-23T10:00:00+08:00")),
+    )
+    .await;
+    let (_, document) = get(&app, "/api/v1/openapi.json").await;
+    let unit = app.unit().await;
+    let cabinet = app.active_cabinet_of(&unit).await;
+    let reader = app.token("reader", &unit, &[]).await;
+    assert_eq!(
+        app.send(&cabinet.heartbeat(app.now_ms()).expect("beat"))
+            .await
+            .0,
+        200
+    );
+    // One document in a drawer, one lent and overdue since 26 November.
+    let mut held = Vec::new();
+    for drawer in 0..2 {
+        let record = random_document_record(&mut rand::rng());
+        let deposit = cabinet.deposit(
+            &record,
+            &cabinet.drawer(drawer),
+            DepositKind::New,
+            app.now_ms(),
+        );
+        assert_eq!(app.send(&deposit.expect("deposit")).await.0, 200);
+        held.push(record);
+    }
+    let lend = cabinet.lend(
+        &held[1],
+        &cabinet.drawer(1),
+        date(2026, 11, 25),
+        &Trip::default(),
+        app.now_ms(),
+    );
+    assert_eq!(app.send(&lend.expect("lend")).await.0, 200);
+    app.clock.set(time("2026-11-26T10:00:00+08:00"));
+    let (status, run) = app
+        .ops(reqwest::Method::POST, "/api/v1/ops/scheduler/run", None)
+        .await;
+    assert_eq!(status, 200, "{run}");
+    app.caught_up().await;
+
+    let zjbs = custody_simulator::generate::document_id(&held[0]).expect("zjbs");
+    let (_, one) = app
+        .read(&reader, &format!("/api/v1/documents/{zjbs}"))
+        .await;
+    let rybs = one["holder"]["rybs"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let reads = [
+        (
+            "/api/v1/documents/{zjbs}",
+            format!("/api/v1/documents/{zjbs}"),
+            "",
+        ),
+        (
+            "/api/v1/documents",
+            "/api/v1/documents".to_string(),
+            "documents",
+        ),
+        (
+            "/api/v1/persons/{rybs}",
+            format!("/api/v1/persons/{rybs}"),
+            "documents",
+        ),
+        (
+            "/api/v1/cabinets/{sbxlh}",
+            format!("/api/v1/cabinets/{}", cabinet.device_serial()),
+            "cabinets",
+        ),
+        (
+            "/api/v1/access-records",
+            "/api/v1/access-records".to_string(),
+            "access_records",
+        ),
+        ("/api/v1/alerts", "/api/v1/alerts".to_string(), ""),
+        ("/api/v1/overdue", "/api/v1/overdue".to_string(), "overdue"),
+    ];
+    for (template, path, listing) in reads {
+        let schema = &document["paths"][template]["get"]["responses"]["200"]["content"]
+            ["application/json"]["schema"];
+        assert!(schema.is_object(), "{template} documents its answer");
+        let (status, body) = app.read(&reader, &path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let breaks = schema_breaks(&document, schema, &body, template);
+        assert!(breaks.is_empty(), "{breaks:#?}");
+        // The lists the checks went through are not empty.
+        if !listing.is_empty() {
+            let listed = body[listing].as_array().map_or(0, Vec::len);
+            assert!(listed > 0, "{path} lists no {listing}: {body}");
+        }
+    }
+    // The checker itself refuses what breaks a schema.
+    let schema = json!({"$ref": "#/components/schemas/Person"});
+    let wrong = json!({"rybs": 7, "documents": []});
+    assert_eq!(
+        schema_breaks(&document, &schema, &wrong, "p"),
+        [
+            "p: no gmsfhm",
+            "p: no state",
+            "p: no unit",
+            "p: no xm",
+            "p.rybs: integer, the schema says [\"string\"]"
+        ]
+    );
+    let undocumented = json!({"rybs": "x", "xm": null, "gmsfhm": null, "state": "Filed",
+        "unit": null, "documents": [], "extra": 1});
+    assert_eq!(
+        schema_breaks(&document, &schema, &undocumented, "p"),
+        ["p: extra is not documented"]
+    );
     app.stop().await;
 }
