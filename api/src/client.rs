@@ -179,9 +179,9 @@ pub fn projection_table(body: &Value) -> String {
             text(&p["generation"]),
             text(&p["position"]["global_position"]),
             text(&p["applied"]),
-            text(&p["lag"]),
-            text(&p["lag_ms"]["p50"]),
-            text(&p["lag_ms"]["p99"]),
+            text(&p["lag_events"]),
+            text(&p["live_lag"]["p50_ms"]),
+            text(&p["live_lag"]["p99_ms"]),
             text(&p["rebuild"]["state"]),
         ]);
     }
@@ -414,8 +414,10 @@ mod tests {
             "head": {"tx_id": 9, "global_position": 42},
             "projections": [{
                 "name": "documents", "generation": 2,
-                "position": {"tx_id": 9, "global_position": 40}, "applied": 40, "lag": 2,
-                "lag_ms": {"events": 40, "p50": 3, "p99": 17, "max": 20}, "rebuild": null
+                "position": {"tx_id": 9, "global_position": 40}, "applied": 40,
+                "lag_events": 2,
+                "live_lag": {"sampled_events": 40, "p50_ms": 3, "p99_ms": 17, "max_ms": 20},
+                "rebuild": null
             }]
         });
         let table = projection_table(&body);

@@ -5,11 +5,14 @@
 use std::time::Duration;
 
 use custody_commands::{CommandObserver, CommandResult};
+use custody_processes::{DeliveryPass, ProcessObserver};
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::wire::admission::{Refused, Stage};
 
 pub type Labels = Vec<(&'static str, String)>;
 type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
@@ -17,6 +20,11 @@ type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
 /// Latency buckets from 1 ms to about 16 s.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// Admission wait buckets from 1 ms to 256 ms (a request waits at most `max_wait`, 200 ms).
+fn wait_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 9))
 }
 
 /// Counters and histograms of what happens; one per service, shared by every handler.
@@ -31,6 +39,12 @@ pub struct Metrics {
     command_latency: Histograms,
     command_conflicts: Family<Labels, Counter>,
     events_appended: Family<Labels, Counter>,
+    admission_refusals: Family<Labels, Counter>,
+    admission_waits: Histograms,
+    reminders_sent: Counter,
+    notifications_delivered: Counter,
+    notification_failures: Counter,
+    missing_uploads_found: Counter,
 }
 
 impl Default for Metrics {
@@ -53,9 +67,15 @@ impl Metrics {
             command_latency: histograms(),
             command_conflicts: Family::default(),
             events_appended: Family::default(),
+            admission_refusals: Family::default(),
+            admission_waits: Histograms::new_with_constructor(wait_histogram),
+            reminders_sent: Counter::default(),
+            notifications_delivered: Counter::default(),
+            notification_failures: Counter::default(),
+            missing_uploads_found: Counter::default(),
             registry: Registry::default(),
         };
-        let counters: [(&str, &str, &Family<Labels, Counter>); 6] = [
+        let counters: [(&str, &str, &Family<Labels, Counter>); 7] = [
             (
                 "custody_http_requests",
                 "HTTP requests by route template, method and status",
@@ -86,6 +106,12 @@ impl Metrics {
                 "Events appended to the log by this process, by aggregate type",
                 &metrics.events_appended,
             ),
+            (
+                "custody_admission_refusals",
+                "Signed reports refused admission (429), by the bucket that had no token: \
+                 source (before authentication), sender or global",
+                &metrics.admission_refusals,
+            ),
         ];
         for (name, help, family) in counters {
             registry.register(name, help, family.clone());
@@ -109,6 +135,37 @@ impl Metrics {
         ];
         for (name, help, family) in histograms {
             registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "custody_admission_wait_seconds",
+            "Time admitted reports waited for an admission token, by stage (source, \
+             authenticated); only reports that waited are observed",
+            metrics.admission_waits.clone(),
+        );
+        let process_counters: [(&str, &str, &Counter); 4] = [
+            (
+                "custody_reminders_sent",
+                "Reminders sent by this process (a Sent event and a queued notification each)",
+                &metrics.reminders_sent,
+            ),
+            (
+                "custody_notifications_delivered",
+                "Reminder notifications the webhook accepted (2xx)",
+                &metrics.notifications_delivered,
+            ),
+            (
+                "custody_notification_delivery_failures",
+                "Webhook delivery attempts that failed (each is retried later)",
+                &metrics.notification_failures,
+            ),
+            (
+                "custody_missing_uploads_found",
+                "Missing reconciliation uploads the clock's check newly found",
+                &metrics.missing_uploads_found,
+            ),
+        ];
+        for (name, help, counter) in process_counters {
+            registry.register(name, help, counter.clone());
         }
         metrics.start_at_zero();
         Metrics {
@@ -135,6 +192,16 @@ impl Metrics {
             let by_type = vec![("aggregate", aggregate.to_string())];
             let _ = self.command_conflicts.get_or_create(&by_type);
             let _ = self.events_appended.get_or_create(&by_type);
+        }
+        for refused in Refused::ALL {
+            let _ = self
+                .admission_refusals
+                .get_or_create(&vec![("bucket", refused.bucket().to_string())]);
+        }
+        for stage in Stage::ALL {
+            let _ = self
+                .admission_waits
+                .get_or_create(&vec![("stage", stage.name().to_string())]);
         }
         for code in crate::ErrorCode::ALL {
             if *code != crate::ErrorCode::RateLimited {
@@ -179,6 +246,23 @@ impl Metrics {
         }
     }
 
+    /// A report refused admission.
+    pub fn admission_refused(&self, refused: Refused) {
+        self.admission_refusals
+            .get_or_create(&vec![("bucket", refused.bucket().to_string())])
+            .inc();
+    }
+
+    /// A report admitted at `stage` after waiting `waited` (nothing is observed when it did
+    /// not wait, so the histogram's count is the reports that waited).
+    pub fn admission_waited(&self, stage: Stage, waited: Duration) {
+        if !waited.is_zero() {
+            self.admission_waits
+                .get_or_create(&vec![("stage", stage.name().to_string())])
+                .observe(waited.as_secs_f64());
+        }
+    }
+
     /// The whole exposition: these counters, then `now` (the state read at this scrape).
     pub fn encode(&self, now: &Registry) -> Result<String, std::fmt::Error> {
         let mut text = String::new();
@@ -215,5 +299,20 @@ impl CommandObserver for Metrics {
                 .get_or_create(&by_type)
                 .inc_by(events as u64);
         }
+    }
+}
+
+impl ProcessObserver for Metrics {
+    fn reminders_sent(&self, sent: usize) {
+        self.reminders_sent.inc_by(sent as u64);
+    }
+
+    fn notifications_delivered(&self, pass: DeliveryPass) {
+        self.notifications_delivered.inc_by(pass.delivered as u64);
+        self.notification_failures.inc_by(pass.failed as u64);
+    }
+
+    fn missing_uploads_found(&self, found: usize) {
+        self.missing_uploads_found.inc_by(found as u64);
     }
 }

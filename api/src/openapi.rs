@@ -3,7 +3,8 @@
 //! Built from [`ROUTES`], one row per method and path. Two tests keep it honest: a unit test
 //! reads every `.route(…)` of this crate's source and compares it with the table both ways, and
 //! an integration test calls every documented operation and finds none unrouted. The error
-//! schema's codes are [`ErrorCode::ALL`], the one wire error table.
+//! schema's codes are [`ErrorCode::ALL`], the one wire error table. The read API's answers have
+//! schemas here too ([`answer_schema`]); an integration test checks real answers against them.
 
 use axum::Json;
 use serde_json::{json, Map, Value};
@@ -352,14 +353,156 @@ fn parameters(path: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The schema (in `components.schemas`) of an operation's 200 answer, where one is written.
+fn answer_schema(route: &Route) -> Option<&'static str> {
+    match (route.method, route.path) {
+        ("get", "/api/v1/documents/{zjbs}") => Some("Document"),
+        ("get", "/api/v1/documents") => Some("DocumentPage"),
+        ("get", "/api/v1/persons/{rybs}") => Some("Person"),
+        ("get", "/api/v1/cabinets/{sbxlh}") => Some("Cabinet"),
+        ("get", "/api/v1/access-records") => Some("AccessRecordPage"),
+        ("get", "/api/v1/alerts") => Some("Alerts"),
+        ("get", "/api/v1/overdue") => Some("Overdue"),
+        _ => None,
+    }
+}
+
+/// A JSON Schema type that may also be null.
+fn nullable(kind: &str) -> Value {
+    json!({"type": [kind, "null"]})
+}
+
+/// An object schema of `properties`, every one of them required (the read API always writes
+/// each key, null when it has no value).
+fn object(properties: Value) -> Value {
+    let required: Vec<String> = properties
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    json!({"type": "object", "required": required, "properties": properties})
+}
+
+fn array_of(reference: &str) -> Value {
+    json!({"type": "array", "items": {"$ref": format!("#/components/schemas/{reference}")}})
+}
+
+/// The read API's answers (SPEC §7.1). Personal data is masked unless the token has `pii`.
+fn read_schemas() -> Map<String, Value> {
+    let text = || json!({"type": "string"});
+    let integer = || json!({"type": "integer"});
+    let mut schemas = Map::new();
+    schemas.insert(
+        "Document".into(),
+        object(json!({
+            "zjbs": text(), "zjlx": text(), "zjhm": nullable("string"),
+            "state": {"type": "string", "description": "a document state of SPEC §3.1"},
+            "holder": object(json!({
+                "rybs": nullable("string"), "xm": nullable("string"),
+                "gmsfhm": nullable("string")
+            })),
+            "unit": nullable("string"),
+            "location": {"oneOf": [{"type": "null"}, object(json!({
+                "sbxlh": text(), "zjgxlh": nullable("string"),
+                "row": nullable("integer"), "col": nullable("integer")
+            }))]},
+            "planned_return": nullable("string"),
+            "version": integer(), "updated_at": nullable("string")
+        })),
+    );
+    schemas.insert(
+        "DocumentPage".into(),
+        object(json!({
+            "documents": array_of("Document"), "page": integer(), "per_page": integer(),
+            "total": integer()
+        })),
+    );
+    schemas.insert(
+        "Person".into(),
+        object(json!({
+            "rybs": text(), "xm": nullable("string"), "gmsfhm": nullable("string"),
+            "state": {"type": "string", "description": "a person state of SPEC §3.2, or HolderOnly"},
+            "unit": nullable("string"),
+            "documents": {"type": "array", "items": text()}
+        })),
+    );
+    schemas.insert(
+        "Cabinet".into(),
+        object(json!({
+            "sbxlh": text(), "unit": nullable("string"), "state": text(),
+            "cabinets": {"type": "array", "items": object(json!({
+                "zjgxlh": text(), "rows": integer(), "cols": integer(),
+                "drawers": {"type": "array", "items": object(json!({
+                    "row": integer(), "col": integer(),
+                    "documents": {"type": "array", "items": text()}
+                }))}
+            }))},
+            "last_heartbeat": {"oneOf": [{"type": "null"}, object(json!({
+                "at": text(), "status": {"description": "what the device reported"}
+            }))]}
+        })),
+    );
+    schemas.insert(
+        "AccessRecord".into(),
+        object(json!({
+            "zjbs": text(), "sequence": integer(), "kind": text(), "unit": nullable("string"),
+            "sbxlh": nullable("string"), "zjgxlh": nullable("string"),
+            "row": nullable("integer"), "col": nullable("integer"), "ywlsh": nullable("string"),
+            "operated_at": nullable("string"), "destination": nullable("string"),
+            "planned_return": nullable("string"), "anomaly": nullable("string")
+        })),
+    );
+    schemas.insert(
+        "AccessRecordPage".into(),
+        object(json!({
+            "access_records": array_of("AccessRecord"), "page": integer(),
+            "per_page": integer()
+        })),
+    );
+    schemas.insert(
+        "Alert".into(),
+        object(json!({
+            "kind": text(), "unit": nullable("string"),
+            "subject": {"type": "object", "required": ["type", "id"]},
+            "detail": {"description": "what the alert is about, by kind"},
+            "raised_at": nullable("string")
+        })),
+    );
+    schemas.insert(
+        "Alerts".into(),
+        object(json!({"alerts": array_of("Alert")})),
+    );
+    schemas.insert(
+        "OverdueReminder".into(),
+        object(json!({
+            "reminder": text(), "zjbs": text(), "rybs": nullable("string"),
+            "zjlx": nullable("string"), "unit": nullable("string"), "sbxlh": nullable("string"),
+            "kind": text(), "state": text(), "planned_return": nullable("string"),
+            "overdue_days": integer(), "opened_at": text(), "sent": integer(),
+            "last_sent_at": nullable("string")
+        })),
+    );
+    schemas.insert(
+        "Overdue".into(),
+        object(json!({"today": text(), "overdue": array_of("OverdueReminder")})),
+    );
+    schemas
+}
+
 fn operation(route: &Route) -> Value {
+    let answered = match answer_schema(route) {
+        Some(name) => json!({
+            "description": "answered",
+            "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}}
+        }),
+        None => json!({"description": "answered"}),
+    };
     let mut operation = json!({
         "operationId": format!("{}{}", route.method, route.path.replace(['/', '{', '}', '.', '-'], "_")),
         "tags": [route.tag],
         "summary": route.summary,
         "parameters": parameters(route.path),
         "responses": {
-            "200": {"description": "answered"},
+            "200": answered,
             "default": {
                 "description": "an error answer",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
@@ -393,7 +536,7 @@ pub fn document() -> Value {
         item[route.method] = operation(route);
     }
     let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Custody",
@@ -419,7 +562,11 @@ pub fn document() -> Value {
                 }
             }
         }
-    })
+    });
+    if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
+        schemas.extend(read_schemas());
+    }
+    document
 }
 
 pub async fn serve() -> Json<Value> {

@@ -492,18 +492,20 @@ async fn projections(State(state): State<AppState>, caller: Caller) -> Answer {
                 "elapsed_ms": p.elapsed.as_millis() as u64}),
             RebuildState::Failed(error) => json!({"state": "failed", "error": error}),
         });
-        // Projection lag of the events this process applied live: commit − recorded_at.
-        let lag_ms = state.read_side.projector(projection).map(|p| {
+        // Lag of the events this process applied live (commit − recorded_at), over a sample of
+        // `sampled_events`; each key names what it holds.
+        let live_lag = state.read_side.projector(projection).map(|p| {
             let lag = p.lag();
-            json!({"events": lag.count, "p50": lag.p50_ms, "p99": lag.p99_ms, "max": lag.max_ms})
+            json!({"sampled_events": lag.count, "p50_ms": lag.p50_ms, "p99_ms": lag.p99_ms,
+                "max_ms": lag.max_ms})
         });
         items.push(json!({
             "name": projection.name(),
             "generation": status.active_generation,
             "position": {"tx_id": status.cursor.tx_id, "global_position": status.cursor.position},
             "applied": status.applied,
-            "lag": lag,
-            "lag_ms": lag_ms,
+            "lag_events": lag,
+            "live_lag": live_lag,
             "rebuild": rebuild,
         }));
     }

@@ -117,7 +117,7 @@ async fn processes(State(state): State<AppState>, caller: Caller) -> Answer {
                 "name": s.name,
                 "position": {"tx_id": s.cursor.tx_id, "global_position": s.cursor.position},
                 "handled": s.handled,
-                "lag": s.lag,
+                "lag_events": s.lag,
             })
         })
         .collect();

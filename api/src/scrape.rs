@@ -1,14 +1,19 @@
 //! `GET /metrics`: Prometheus metrics (OpenMetrics text), for an operator token.
 //!
 //! Two kinds: what happens is counted as it happens ([`crate::metrics::Metrics`]); where things
-//! stand (projection positions and lag, the outbox, the pools) is read here at each scrape, so a
+//! stand (projection positions and lag, the outbox, cabinets' heartbeats, the last days'
+//! reconciliation uploads, the pools) is read here at each scrape, so a
 //! scrape always shows the state of that moment and nothing is kept up to date in the
 //! background. docs/operations.md lists every metric; deploy/ has the dashboard and alert rules,
 //! and a test checks every name they use is exported.
 
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use custody_domain::transitions::Named as _;
 use custody_eventlog::Backend;
 use custody_projections::Projection;
 use prometheus_client::metrics::family::Family;
@@ -114,15 +119,68 @@ async fn snapshot(state: &AppState) -> Result<Registry, WireError> {
         "custody_outbox_failing",
         "Undelivered notifications whose last delivery attempt failed",
     );
-    let pending = state
+    let depth = state
         .processes
-        .notifications(true, OUTBOX_COUNT_LIMIT)
+        .outbox_depth()
         .await
         .map_err(|e| WireError::internal("outbox", e))?;
-    outbox.get_or_create(&vec![]).set(pending.len() as i64);
-    failing
-        .get_or_create(&vec![])
-        .set(pending.iter().filter(|n| n.last_error.is_some()).count() as i64);
+    outbox.get_or_create(&vec![]).set(depth.pending);
+    failing.get_or_create(&vec![]).set(depth.failing);
+
+    // The business clock (the one heartbeats and business dates are recorded by).
+    let business_now = state.commands.clock().now();
+    let cabinets = gauges(
+        &mut registry,
+        "custody_cabinets_by_heartbeat_age",
+        "Cabinets by state and the age of their latest heartbeat (under_15m, 15m_to_1h, \
+         1h_to_24h, over_24h, never)",
+    );
+    let ages = crate::read::reader(state)
+        .cabinets_by_heartbeat_age(business_now.timestamp_millis())
+        .await?;
+    for ((cabinet_state, age), count) in ages {
+        cabinets
+            .get_or_create(&vec![
+                ("state", cabinet_state.name().to_string()),
+                ("age", age.name().to_string()),
+            ])
+            .set(count as i64);
+    }
+
+    if let Some(last) = state.reconciliation_window.last_closed_date(business_now) {
+        let first = last - chrono::Days::new(RECONCILIATION_DAYS - 1);
+        let uploads = gauges(
+            &mut registry,
+            "custody_reconciliation_uploads",
+            "Nightly batches reconciled for each of the last 7 closed business dates",
+        );
+        let missing = gauges(
+            &mut registry,
+            "custody_reconciliation_missing_uploads",
+            "Active cabinets that sent no batch for each of the last 7 closed business dates \
+             (found once its window closed, less those a late batch made good)",
+        );
+        let uploaded = custody_projections::reconciliations::read::uploads_per_date(
+            log.platform().pool(),
+            first,
+            last,
+        )
+        .await?;
+        let not_uploaded = state
+            .processes
+            .missing_uploads_per_date(first.iter_days().take_while(|d| *d <= last))
+            .await
+            .map_err(|e| WireError::internal("missing uploads", e))?;
+        for date in first.iter_days().take_while(|d| *d <= last) {
+            let labels = label("business_date", date.to_string());
+            uploads
+                .get_or_create(&labels)
+                .set(uploaded.get(&date).copied().unwrap_or(0));
+            missing
+                .get_or_create(&labels)
+                .set(not_uploaded.get(&date).copied().unwrap_or(0) as i64);
+        }
+    }
 
     if let Some(relay) = state.read_side.relay() {
         let since = gauges(
@@ -148,14 +206,51 @@ async fn snapshot(state: &AppState) -> Result<Registry, WireError> {
         "custody_db_pool_connections",
         "Database pool connections by pool (events, platform) and state (in_use, idle)",
     );
-    let (size, idle) = match log.backend() {
-        Backend::Postgres(pool) => (pool.size(), pool.num_idle()),
-        Backend::Sqlite(pool) => (pool.size(), pool.num_idle()),
-    };
+    let limits = gauges(
+        &mut registry,
+        "custody_db_pool_max_connections",
+        "Connections each database pool may open at most",
+    );
+    let acquire = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    registry.register(
+        "custody_db_pool_acquire_seconds",
+        "How long this scrape waited to take a connection from each pool: a sample of the \
+         wait every query meets now (near 0 unless the pool is exhausted)",
+        acquire.clone(),
+    );
     let platform = log.platform().pool();
-    for (pool, size, idle) in [
-        ("events", size, idle),
-        ("platform", platform.size(), platform.num_idle()),
+    // Each pool's wait is timed before its counts are read, so the counts include the probe's
+    // connection in neither state (it is handed back first).
+    let started = Instant::now();
+    match log.backend() {
+        Backend::Postgres(pool) => drop(pool.acquire().await.map_err(db_unavailable)?),
+        Backend::Sqlite(pool) => drop(pool.acquire().await.map_err(db_unavailable)?),
+    }
+    let events_wait = started.elapsed();
+    let started = Instant::now();
+    drop(platform.acquire().await.map_err(db_unavailable)?);
+    let platform_wait = started.elapsed();
+    let (size, idle, max) = match log.backend() {
+        Backend::Postgres(pool) => (
+            pool.size(),
+            pool.num_idle(),
+            pool.options().get_max_connections(),
+        ),
+        Backend::Sqlite(pool) => (
+            pool.size(),
+            pool.num_idle(),
+            pool.options().get_max_connections(),
+        ),
+    };
+    for (pool, size, idle, max, wait) in [
+        ("events", size, idle, max, events_wait),
+        (
+            "platform",
+            platform.size(),
+            platform.num_idle(),
+            platform.options().get_max_connections(),
+            platform_wait,
+        ),
     ] {
         let idle = idle as i64;
         let in_use = (i64::from(size) - idle).max(0);
@@ -165,12 +260,23 @@ async fn snapshot(state: &AppState) -> Result<Registry, WireError> {
         connections
             .get_or_create(&vec![("pool", pool.into()), ("state", "idle".into())])
             .set(idle);
+        limits
+            .get_or_create(&label("pool", pool))
+            .set(i64::from(max));
+        acquire
+            .get_or_create(&label("pool", pool))
+            .set(wait.as_secs_f64());
     }
     Ok(registry)
 }
 
-/// Outbox rows counted per scrape, at most (a backlog larger than this reads as this).
-const OUTBOX_COUNT_LIMIT: i64 = 100_000;
+/// Closed business dates the reconciliation gauges show, the latest last.
+const RECONCILIATION_DAYS: u64 = 7;
+
+/// A pool that gives no connection answers as the store does (the error table's mapping).
+fn db_unavailable(error: sqlx::Error) -> WireError {
+    custody_eventlog::EventLogError::from(error).into()
+}
 
 fn recorded_ms(metadata: &serde_json::Value) -> Option<i64> {
     let text = metadata.get("recorded_at")?.as_str()?;

@@ -81,8 +81,12 @@ impl App {
             reconciliation_window: config.reconciliation_window,
             ..config.processes.clone()
         };
-        let processes =
-            custody_processes::Processes::start(commands.clone(), process_config).await?;
+        let processes = custody_processes::Processes::start(
+            commands.clone(),
+            process_config,
+            Some(metrics.clone()),
+        )
+        .await?;
         let state = AppState {
             application: Application::new(commands.clone())
                 .with_reconciliation_window(config.reconciliation_window),

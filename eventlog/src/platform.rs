@@ -368,6 +368,18 @@ impl PlatformStore {
         Ok(())
     }
 
+    /// When each device's latest heartbeat arrived (epoch ms), by device serial.
+    pub async fn heartbeat_times(
+        &self,
+    ) -> Result<std::collections::HashMap<String, i64>, EventLogError> {
+        sqlx::query("SELECT sbxlh, received_ms FROM device_status")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("sbxlh")?, row.try_get("received_ms")?)))
+            .collect()
+    }
+
     /// A device's latest heartbeat: when it arrived and what it said.
     pub async fn heartbeat(&self, sbxlh: &str) -> Result<Option<(i64, String)>, EventLogError> {
         sqlx::query("SELECT received_ms, status FROM device_status WHERE sbxlh = $1")

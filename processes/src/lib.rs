@@ -38,7 +38,7 @@ use crate::reminders::RemindersHandler;
 
 pub use consumer::ProcessStatus;
 pub use missing_uploads::{check_missing_uploads, check_missing_uploads_for, MissingUpload};
-pub use outbox::{DeliveryPass, Notification};
+pub use outbox::{DeliveryPass, Notification, OutboxDepth};
 pub use reminders::{OpenReminder, SendingPass};
 pub use scheduler::ReturnDatePass;
 
@@ -128,6 +128,17 @@ pub enum ProcessError {
     Timeout(&'static str, Duration),
 }
 
+/// Told what the process managers did, as they do it (the service's metrics). Every pass
+/// reports here, the background ones and those run by hand alike.
+pub trait ProcessObserver: Send + Sync {
+    /// Reminders sent by one pass (a `Sent` event and a queued notification each).
+    fn reminders_sent(&self, sent: usize);
+    /// What one webhook delivery pass did.
+    fn notifications_delivered(&self, pass: DeliveryPass);
+    /// Missing uploads the clock's check newly kept.
+    fn missing_uploads_found(&self, found: usize);
+}
+
 /// What one clock tick did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TickReport {
@@ -141,6 +152,7 @@ struct Inner {
     reminders: Consumer<RemindersHandler>,
     cascade: Consumer<CascadeHandler>,
     deliverer: Option<Deliverer>,
+    observer: Option<Arc<dyn ProcessObserver>>,
     /// One clock tick at a time (the interval and an explicit run).
     tick_gate: Mutex<()>,
 }
@@ -157,6 +169,15 @@ impl Processes {
     /// The process managers over `commands`' log, registering their cursors; nothing runs until
     /// [`Processes::spawn`] (tests drive them by hand).
     pub async fn new(commands: Arc<Commands>, config: ProcessConfig) -> Result<Self, ProcessError> {
+        Self::observed(commands, config, None).await
+    }
+
+    /// As [`Processes::new`], telling `observer` what every pass did.
+    pub async fn observed(
+        commands: Arc<Commands>,
+        config: ProcessConfig,
+        observer: Option<Arc<dyn ProcessObserver>>,
+    ) -> Result<Self, ProcessError> {
         let reminders = Consumer::new(
             RemindersHandler,
             commands.clone(),
@@ -175,6 +196,7 @@ impl Processes {
                 reminders,
                 cascade,
                 deliverer,
+                observer,
                 tick_gate: Mutex::new(()),
             }),
             shutdown,
@@ -187,8 +209,9 @@ impl Processes {
     pub async fn start(
         commands: Arc<Commands>,
         config: ProcessConfig,
+        observer: Option<Arc<dyn ProcessObserver>>,
     ) -> Result<Arc<Self>, ProcessError> {
-        let processes = Processes::new(commands, config).await?;
+        let processes = Processes::observed(commands, config, observer).await?;
         processes.spawn();
         Ok(Arc::new(processes))
     }
@@ -247,7 +270,12 @@ impl Processes {
                     continue;
                 }
                 match check_missing_uploads(&inner.commands, window).await {
-                    Ok(_) => done = date,
+                    Ok(found) => {
+                        done = date;
+                        if let Some(observer) = &inner.observer {
+                            observer.missing_uploads_found(found);
+                        }
+                    }
                     Err(error) => tracing::warn!(%error, "could not check for missing uploads"),
                 }
             }
@@ -342,6 +370,19 @@ impl Processes {
         outbox::list(self.inner.pool(), pending, limit).await
     }
 
+    /// How many notifications wait for delivery, and how many of them last failed.
+    pub async fn outbox_depth(&self) -> Result<OutboxDepth, ProcessError> {
+        outbox::depth(self.inner.pool()).await
+    }
+
+    /// Missing uploads not made good since, for each of `dates`.
+    pub async fn missing_uploads_per_date(
+        &self,
+        dates: impl IntoIterator<Item = chrono::NaiveDate>,
+    ) -> Result<std::collections::BTreeMap<chrono::NaiveDate, usize>, ProcessError> {
+        missing_uploads::missing_uploads_per_date(self.inner.pool(), dates).await
+    }
+
     /// Where each reactive process stands.
     pub async fn status(&self) -> Result<Vec<ProcessStatus>, ProcessError> {
         Ok(vec![
@@ -395,6 +436,9 @@ impl Inner {
             self.config.reminders_per_day,
         )
         .await?;
+        if let Some(observer) = &self.observer {
+            observer.reminders_sent(reminders.sent);
+        }
         // Queue the notifications of what was just sent.
         self.catch_up(None).await?;
         Ok(TickReport {
@@ -408,7 +452,11 @@ impl Inner {
             None => Ok(DeliveryPass::default()),
             Some(deliverer) => {
                 let now = self.commands.clock().now().timestamp_millis();
-                deliverer.deliver_due(self.pool(), now).await
+                let pass = deliverer.deliver_due(self.pool(), now).await?;
+                if let Some(observer) = &self.observer {
+                    observer.notifications_delivered(pass);
+                }
+                Ok(pass)
             }
         }
     }

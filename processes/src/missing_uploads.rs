@@ -4,7 +4,7 @@
 //! `reconciliation_missing` (this process's table). Idempotent: a date checked twice, or by two
 //! instances, keeps each cabinet once.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, NaiveDate};
 use custody_commands::Commands;
@@ -127,4 +127,21 @@ pub async fn missing_uploads(
         }
     }
     Ok(missing)
+}
+
+/// How many missing uploads each of `dates` has that no batch has made good since (as
+/// [`missing_uploads`] lists them).
+pub async fn missing_uploads_per_date(
+    pool: &AnyPool,
+    dates: impl IntoIterator<Item = NaiveDate>,
+) -> Result<BTreeMap<NaiveDate, usize>, ProcessError> {
+    let mut counts = BTreeMap::new();
+    for date in dates {
+        let filter = ResultFilter {
+            business_date: Some(date),
+            device: None,
+        };
+        counts.insert(date, missing_uploads(pool, &filter).await?.len());
+    }
+    Ok(counts)
 }

@@ -194,3 +194,25 @@ impl Deliverer {
 pub(crate) fn poll_of(config: &WebhookConfig) -> Duration {
     config.poll.max(Duration::from_millis(10))
 }
+
+/// How many notifications wait, and how many of those failed their last attempt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxDepth {
+    pub pending: i64,
+    pub failing: i64,
+}
+
+/// The outbox's depth, counted (not listed: a backlog is as large as it is).
+pub(crate) async fn depth(pool: &AnyPool) -> Result<OutboxDepth, ProcessError> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS pending, \
+         COALESCE(SUM(CASE WHEN last_error IS NULL THEN 0 ELSE 1 END), 0) AS failing \
+         FROM notification_outbox WHERE delivered_ms IS NULL",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(OutboxDepth {
+        pending: row.try_get("pending")?,
+        failing: row.try_get("failing")?,
+    })
+}

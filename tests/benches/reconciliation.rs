@@ -332,7 +332,7 @@ async fn wait_for_projections(app: &TestApp) {
         assert_eq!(status, 200, "{body}");
         let behind = body["projections"]
             .as_array()
-            .map(|all| all.iter().any(|p| p["lag"].as_i64() != Some(0)))
+            .map(|all| all.iter().any(|p| p["lag_events"].as_i64() != Some(0)))
             .unwrap_or(true);
         if !behind {
             return;

@@ -117,6 +117,8 @@ pub struct AppOptions {
     pub checkpoint_witness: Option<PathBuf>,
     /// The rejected-reports log's bounds (cap per source a minute, retention).
     pub rejection_log: RejectionLogConfig,
+    /// Where reminders are delivered (none: they stay queued in the outbox).
+    pub webhook: Option<custody_processes::WebhookConfig>,
 }
 
 impl Default for AppOptions {
@@ -138,6 +140,7 @@ impl Default for AppOptions {
             transport: Transport::Store,
             checkpoint_witness: None,
             rejection_log: RejectionLogConfig::default(),
+            webhook: None,
         }
     }
 }
@@ -194,6 +197,7 @@ impl TestApp {
         config.transport = options.transport.clone();
         config.checkpoint_witness = options.checkpoint_witness.clone();
         config.rejection_log = options.rejection_log;
+        config.processes.webhook = options.webhook.clone();
         let app = App::build_with_clock(&config, Arc::new(options.clock.clone()))
             .await
             .expect("build the app");
@@ -341,7 +345,7 @@ impl TestApp {
             assert_eq!(status, 200, "projections: {body}");
             let behind = body["projections"]
                 .as_array()
-                .map(|all| all.iter().any(|p| p["lag"].as_i64() != Some(0)))
+                .map(|all| all.iter().any(|p| p["lag_events"].as_i64() != Some(0)))
                 .unwrap_or(true);
             if visible >= stored && !behind {
                 return;

@@ -152,6 +152,8 @@ impl<K: Eq + Hash + Clone> Buckets<K> {
 /// A pre-authentication token taken for a source: given back with [`Admission::authenticated`].
 pub struct Pending {
     bucket: Arc<Bucket>,
+    /// How long the request waited for it (zero when a token was there).
+    pub waited: Duration,
 }
 
 /// Why a request was not admitted.
@@ -163,6 +165,40 @@ pub enum Refused {
     Sender,
     /// The service as a whole is at its rate.
     Global,
+}
+
+/// The two stages a request is admitted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Before the signature is checked: the source address's bucket.
+    Source,
+    /// Once it verified: the sender's bucket and the service's.
+    Authenticated,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 2] = [Stage::Source, Stage::Authenticated];
+
+    /// The metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Source => "source",
+            Stage::Authenticated => "authenticated",
+        }
+    }
+}
+
+impl Refused {
+    pub const ALL: [Refused; 3] = [Refused::Source, Refused::Sender, Refused::Global];
+
+    /// Which bucket refused (the metric label).
+    pub fn bucket(self) -> &'static str {
+        match self {
+            Refused::Source => "source",
+            Refused::Sender => "sender",
+            Refused::Global => "global",
+        }
+    }
 }
 
 pub struct Admission {
@@ -201,12 +237,16 @@ impl Admission {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        Ok(Pending { bucket })
+        Ok(Pending {
+            bucket,
+            waited: wait,
+        })
     }
 
     /// Once the signature verified: the source's token goes back, and the sender's own bucket
-    /// and the service's are charged (waiting at most `max_wait`, or refused at once).
-    pub async fn authenticated(&self, pending: Pending, sender: &str) -> Result<(), Refused> {
+    /// and the service's are charged (waiting at most `max_wait`, or refused at once). Answers
+    /// how long the request waited for them.
+    pub async fn authenticated(&self, pending: Pending, sender: &str) -> Result<Duration, Refused> {
         pending.bucket.refund();
         let bucket = self.senders.get(&sender.to_string());
         let sender_wait = bucket
@@ -220,7 +260,7 @@ impl Admission {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        Ok(())
+        Ok(wait)
     }
 
     /// Source addresses tracked now (bounded by `max_sources`).
@@ -311,6 +351,34 @@ mod tests {
         for _ in 0..50 {
             assert!(admission.admit(here, "CAB-1").await);
         }
+    }
+
+    // Paused time: the sleeps of the waits pass at once, the buckets' clock hardly moves.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_waits_for_a_token_says_how_long() {
+        let admission = Admission::new(AdmissionConfig {
+            per_sender_rate: 0.01,
+            per_sender_burst: 1.0,
+            max_wait: Duration::from_secs(250),
+            ..AdmissionConfig::default()
+        });
+        let here = IpAddr::from([10, 0, 0, 2]);
+        let mut waits = Vec::new();
+        for _ in 0..3 {
+            let pending = admission.unauthenticated(here).await.expect("source");
+            assert_eq!(pending.waited, Duration::ZERO);
+            waits.push(admission.authenticated(pending, "CAB-1").await);
+        }
+        // The burst's token, then one lent 100 s ahead, then one 200 s ahead ...
+        assert_eq!(waits[0], Ok(Duration::ZERO));
+        let secs = |w: &Result<Duration, Refused>| w.map(|w| w.as_secs_f64().round());
+        assert_eq!((secs(&waits[1]), secs(&waits[2])), (Ok(100.0), Ok(200.0)));
+        // ... and one 300 s ahead is further than the 250 s a request may wait.
+        let pending = admission.unauthenticated(here).await.expect("source");
+        assert_eq!(
+            admission.authenticated(pending, "CAB-1").await,
+            Err(Refused::Sender)
+        );
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use custody_domain::identifiers::sm3_hex;
 use custody_protocol::{RequestError, SignedRequest};
 use serde_json::{json, Map, Value};
 
+use super::admission::Stage;
 use super::messages::MessageType;
 use super::rejection_log::keep_rejection;
 use super::reply::{Named, Received, Reply};
@@ -181,28 +182,38 @@ async fn judge(
     })?;
     // Before anything is verified, only the source's own pre-authentication budget is charged:
     // naming a genuine sender's `ei` spends none of that sender's tokens (docs/security.md).
-    let pending = state.admission.unauthenticated(source).await.map_err(|_| {
-        refuse(
-            ErrorCode::RateLimited,
-            "this address failed to authenticate too often; retry later",
-        )
-    })?;
+    let pending = state
+        .admission
+        .unauthenticated(source)
+        .await
+        .map_err(|refused| {
+            state.metrics.admission_refused(refused);
+            refuse(
+                ErrorCode::RateLimited,
+                "this address failed to authenticate too often; retry later",
+            )
+        })?;
+    state
+        .metrics
+        .admission_waited(Stage::Source, pending.waited);
     check_freshness(state, &request, received)?;
     let sender = registered_sender(state, &request, message)?;
     request
         .verify_sender(&sender.verifier)
         .map_err(|e| refuse(ErrorCode::BadSignature, e.to_string()))?;
     check_gateway_signature(state, &request)?;
-    state
+    let waited = state
         .admission
         .authenticated(pending, &sender.ei)
         .await
-        .map_err(|_| {
+        .map_err(|refused| {
+            state.metrics.admission_refused(refused);
             refuse(
                 ErrorCode::RateLimited,
                 "no admission within 200 ms; retry later",
             )
         })?;
+    state.metrics.admission_waited(Stage::Authenticated, waited);
 
     // From here on the sender is authenticated.
     let authenticated = |error: WireError| Refusal {

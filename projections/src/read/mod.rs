@@ -32,7 +32,7 @@ pub mod stats;
 
 pub use access_records::{AccessRecordFilter, AccessRecordRow};
 pub use alerts::{Alerts, RejectedReport, ViewAlert};
-pub use cabinets::{BodyOccupancy, CabinetRecord, DrawerOccupancy, Heartbeat};
+pub use cabinets::{BodyOccupancy, CabinetRecord, DrawerOccupancy, Heartbeat, HeartbeatAge};
 pub use destinations::{Destinations, PersonTrips};
 pub use documents::{DocumentFilter, DocumentPage, DocumentRow, DrawerLocation, HolderRow};
 pub use persons::{PersonRecord, PersonStatus};

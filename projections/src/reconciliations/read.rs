@@ -293,6 +293,35 @@ pub async fn reconciled(
     .collect())
 }
 
+/// Batches reconciled for each business date from `first` to `last` (both included), as the
+/// active generation has them; a date with none is absent.
+pub async fn uploads_per_date(
+    pool: &AnyPool,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> Result<BTreeMap<NaiveDate, i64>, ProjectionError> {
+    let generation = generation(pool, Projection::Reconciliations).await?;
+    let mut uploads = BTreeMap::new();
+    // `YYYY-MM-DD` text orders as the dates do.
+    for row in sqlx::query(
+        "SELECT business_date, COUNT(*) AS batches FROM view_reconciliations \
+         WHERE generation = $1 AND state = 'Reconciled' \
+         AND business_date >= $2 AND business_date <= $3 GROUP BY business_date",
+    )
+    .bind(generation)
+    .bind(first.to_string())
+    .bind(last.to_string())
+    .fetch_all(pool)
+    .await?
+    {
+        let date: String = row.try_get("business_date")?;
+        let date = NaiveDate::parse_from_str(&date, "%Y-%m-%d")
+            .map_err(|e| ProjectionError::Decode(format!("business date {date}: {e}")))?;
+        uploads.insert(date, row.try_get::<i64, _>("batches")?);
+    }
+    Ok(uploads)
+}
+
 /// The inventory gaps (optype 23 with reason `missing` or `invalid`) of the day and cabinet
 /// `filter` names, from the access records, newest first, at most `limit`.
 pub async fn inventory_gaps(
