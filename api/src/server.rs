@@ -97,6 +97,14 @@ impl App {
             rejection_quota: Arc::new(wire::rejection_quota::RejectionQuota::new(
                 config.rejection_log,
             )),
+            rejection_spool: Arc::new(
+                custody_eventlog::rejection_spool::RejectionSpool::open(&config.data_dir).map_err(
+                    |source| StartError::Spool {
+                        path: config.data_dir.clone(),
+                        source,
+                    },
+                )?,
+            ),
             protocol: config.protocol,
             read_side,
             processes,
@@ -146,6 +154,7 @@ impl App {
             .with_state(state.clone());
         spawn_request_id_sweeper(&state);
         wire::rejection_log::spawn_retention(&state);
+        wire::rejection_log::spawn_spool_drain(&state);
         state.checkpointer.spawn(config.checkpoint_interval);
         Ok(App {
             listener,
@@ -295,6 +304,11 @@ pub enum StartError {
     Witness(#[from] crate::checkpointer::WitnessError),
     #[error("creating the first operator token: {0}")]
     Bootstrap(String),
+    #[error("the rejection spool in {}: {source}", path.display())]
+    Spool {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,

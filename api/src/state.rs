@@ -23,6 +23,8 @@ pub struct AppState {
     pub admission: Arc<Admission>,
     /// Bounds what unauthenticated refusals leave in the rejected-reports log.
     pub rejection_quota: Arc<crate::wire::rejection_quota::RejectionQuota>,
+    /// Refusals the store could not take when they happened, until it can.
+    pub rejection_spool: Arc<custody_eventlog::rejection_spool::RejectionSpool>,
     pub protocol: ProtocolConfig,
     pub read_side: Arc<ReadSide>,
     /// The return-date scheduler, reminders and the revocation cascade; they stop when the last

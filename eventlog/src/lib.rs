@@ -16,6 +16,7 @@ mod history;
 mod log;
 mod lookups;
 mod platform;
+pub mod rejection_spool;
 mod rejections;
 mod repository;
 mod store;

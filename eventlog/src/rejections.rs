@@ -20,7 +20,7 @@ pub const UNAUTHENTICATED_PREFIX_BYTES: usize = 4096;
 const SERIALS_PER_QUERY: usize = 500;
 
 /// A refused report as listed: everything but its body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RejectionSummary {
     pub id: i64,
     pub received_ms: i64,
@@ -47,7 +47,7 @@ pub struct RejectionSummary {
 }
 
 /// A refused report with its kept body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rejection {
     pub summary: RejectionSummary,
     /// The whole body, or its first bytes (`summary.body_whole`), as text.

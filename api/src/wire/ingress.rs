@@ -109,24 +109,17 @@ pub async fn receive(
                     ywlsh: &summary.ywlsh,
                 };
                 let message = refusal.error.message.clone();
-                let kept = tokio::time::timeout(
-                    crate::deadline::STORE_BUDGET,
-                    keep_rejection(
-                        &state,
-                        &received,
-                        named,
-                        &refusal.error,
-                        message,
-                        refusal.authenticated,
-                    ),
+                // Bounded itself: a store that does not take it in time gets it later, from
+                // the spool.
+                keep_rejection(
+                    &state,
+                    &received,
+                    named,
+                    &refusal.error,
+                    message,
+                    refusal.authenticated,
                 )
                 .await;
-                if kept.is_err() {
-                    tracing::warn!(
-                        code = refusal.error.code.as_str(),
-                        "a refusal could not be kept: the store did not answer in time"
-                    );
-                }
             }
             let body = json!({
                 "ywlsh": summary.ywlsh,

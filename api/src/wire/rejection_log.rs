@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use custody_eventlog::rejection_spool::Spooled;
 use custody_eventlog::{Rejection, RejectionSummary};
 
 use super::reply::{Named, Received};
@@ -34,11 +35,15 @@ pub async fn keep_rejection(
             .source
             .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
         if !state.rejection_quota.take(address, minute) {
-            let counted = platform
-                .count_not_kept(minute, &address.to_string(), error.code.as_str())
-                .await;
-            if let Err(error) = counted {
-                tracing::error!(%error, "could not count a refused report");
+            let counted = tokio::time::timeout(
+                KEEP_BUDGET,
+                platform.count_not_kept(minute, &address.to_string(), error.code.as_str()),
+            )
+            .await;
+            match counted {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "could not count a refused report"),
+                Err(_) => tracing::error!("could not count a refused report: the store hung"),
             }
             return;
         }
@@ -61,9 +66,47 @@ pub async fn keep_rejection(
         touched_unit: error.touched_unit.clone(),
     };
     let rejection = Rejection::of_body(summary, received.body);
-    if let Err(error) = platform.insert_rejection(&rejection).await {
-        tracing::error!(%error, code = rejection.summary.error_code, "could not keep a rejected report");
+    let inserted = tokio::time::timeout(KEEP_BUDGET, platform.insert_rejection(&rejection)).await;
+    let failure = match inserted {
+        Ok(Ok(())) => return,
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "the store did not answer in time".to_string(),
+    };
+    // The store is going away or hung: the refusal waits in the spool until it is back.
+    let code = &rejection.summary.error_code;
+    match state.rejection_spool.put(&rejection) {
+        Ok(Spooled::Kept) => {
+            tracing::warn!(%failure, code, "a refusal is spooled until the store takes it")
+        }
+        Ok(Spooled::Full) => {
+            tracing::error!(%failure, code, "a refusal is not kept: the store and the spool are full")
+        }
+        Err(error) => {
+            tracing::error!(%failure, %error, code, "a refusal is not kept: the spool cannot be written")
+        }
     }
+}
+
+/// How long a refusal may wait for the store before it is spooled.
+const KEEP_BUDGET: Duration = Duration::from_secs(2);
+
+/// Moves spooled refusals into the store every two seconds, once it takes them.
+pub fn spawn_spool_drain(state: &AppState) {
+    let (commands, spool) = (state.commands.clone(), state.rejection_spool.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            every.tick().await;
+            if spool.is_empty() {
+                continue;
+            }
+            match spool.drain(commands.log().platform()).await {
+                Ok(0) => {}
+                Ok(moved) => tracing::info!(moved, "spooled refusals kept in the store"),
+                Err(error) => tracing::debug!(%error, "spooled refusals wait for the store"),
+            }
+        }
+    });
 }
 
 /// Prunes refusals older than the retention, every hour.

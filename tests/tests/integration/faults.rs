@@ -410,6 +410,21 @@ async fn a_hung_postgresql_gets_fast_refusals_not_hangs() {
         .body(deposit.to_json().expect("json"))
         .send()
         .await;
+    // A refusal that needs no store is answered, and kept once the store is back (spooled).
+    let stale = cabinet
+        .deposit(
+            &random_document_record(&mut rand::rng()),
+            &cabinet.drawer(2),
+            DepositKind::New,
+            app.now_ms() - 3_600_000,
+        )
+        .expect("stale deposit");
+    let refused = client
+        .post(app.url(&format!("/yth_g1xt/api/v1/{}", stale.mstype)))
+        .header("content-type", "application/json")
+        .body(stale.to_json().expect("json"))
+        .send()
+        .await;
     let health = client.get(app.url("/health")).send().await;
     let read = client
         .get(app.url("/api/v1/documents"))
@@ -423,6 +438,8 @@ async fn a_hung_postgresql_gets_fast_refusals_not_hangs() {
     let body: serde_json::Value = response.json().await.expect("body");
     assert_eq!(body["error_code"], "E_UNAVAILABLE", "{body}");
     assert_eq!(health.expect("health answers").status().as_u16(), 200);
+    let refused = refused.expect("an answer, not a hang");
+    assert_eq!(refused.status().as_u16(), 409);
     let read = read.expect("an answer, not a hang");
     assert_eq!(read.status().as_u16(), 503);
     let body: serde_json::Value = read.json().await.expect("body");
@@ -443,6 +460,29 @@ async fn a_hung_postgresql_gets_fast_refusals_not_hangs() {
     })
     .await;
     assert!(accepted.is_ok(), "reports are taken once PostgreSQL runs");
+    let kept = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let (_, body) = app
+                .ops(reqwest::Method::GET, "/api/v1/ops/rejections", None)
+                .await;
+            let stale: Vec<_> = body["rejections"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["error_code"] == "E_STALE")
+                .collect();
+            if !stale.is_empty() {
+                return stale.len();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        kept,
+        Ok(1),
+        "the refusal made while the store hung is kept once"
+    );
     // Two deposits were sent, one of them refused mid-way: one or two documents, each
     // deposited once.
     let documents = app
