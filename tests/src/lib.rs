@@ -777,10 +777,17 @@ fn postgres_bin_dir() -> Result<PathBuf, String> {
         .ok_or_else(|| "no PostgreSQL server binaries under /usr/lib/postgresql".to_string())
 }
 
+/// The nats-server the tests run: `CUSTODY_TEST_NATS_SERVER` (scripts/test sets it to the
+/// pinned 2.15.1 it fetches), else Debian's.
 fn nats_server_binary() -> PathBuf {
-    ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-        .iter()
+    std::env::var_os("CUSTODY_TEST_NATS_SERVER")
         .map(PathBuf::from)
+        .into_iter()
+        .chain(
+            ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+                .iter()
+                .map(PathBuf::from),
+        )
         .find(|p| p.is_file())
         .unwrap_or_else(|| PathBuf::from("nats-server"))
 }
