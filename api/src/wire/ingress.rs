@@ -167,7 +167,7 @@ async fn judge(
     check_freshness(state, &request, received)?;
     let sender = registered_sender(state, &request, message)?;
     request
-        .verify_sender(&sender.verifier)
+        .verify_sender_tabled(&sender.verifier, state.registry.verify_tables())
         .map_err(|e| refuse(ErrorCode::BadSignature, e.to_string()))?;
     check_gateway_signature(state, &request)?;
     state
@@ -308,11 +308,11 @@ fn check_gateway_signature(state: &AppState, request: &SignedRequest) -> Result<
         }
         return Ok(());
     }
-    let verified = state
-        .registry
-        .gateways()
-        .iter()
-        .any(|gateway| request.verify_gateway(&gateway.verifier).is_ok());
+    let verified = state.registry.gateways().iter().any(|gateway| {
+        request
+            .verify_gateway_tabled(&gateway.verifier, state.registry.verify_tables())
+            .is_ok()
+    });
     if verified {
         Ok(())
     } else {
