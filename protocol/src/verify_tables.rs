@@ -26,12 +26,14 @@ use crate::sm2sig::{parse_der_signature, SignatureError, Sm2Verifier};
 
 /// Window width of the generator's table: 33 windows of 128 points, about 300 KB, built once.
 const GENERATOR_WIDTH: u32 = 8;
-/// Window width of a device key's table: 65 windows of 8 points (36 KB, about 1 ms to build).
+/// Window width of a device key's table: 65 windows of 8 points, 37,440 bytes, about 1 ms to
+/// build.
 pub const KEY_TABLE_WIDTH: u32 = 4;
 /// A key is tabled on its second verify: a key seen once (a device that reports rarely) never
 /// pays the build, one seen twice is likely to be seen often.
 pub const TABLE_AFTER_SIGHTINGS: u32 = 2;
-/// Memory for device-key tables in [`VerifyTables::default`]: 64 MiB, 1,820 keys of 36 KB.
+/// Memory for device-key tables in [`VerifyTables::default`]: 64 MiB, 1,792 tables of 37,440
+/// bytes.
 pub const DEFAULT_MEMORY_BUDGET: usize = 64 * 1024 * 1024;
 /// Bits of an SM2 scalar.
 const SCALAR_BITS: usize = 256;
@@ -225,8 +227,8 @@ enum Route {
 
 /// Bounded cache of device-key tables, shared by every ingress verify.
 ///
-/// Holds at most `budget / 36 KB` tables (least recently used evicted) and remembers up to four
-/// times as many keys seen once (about 100 bytes each) to decide when to table one.
+/// Holds at most `budget / 37,440 bytes` tables (the least recently used evicted) and remembers
+/// up to four times as many keys seen once (about 100 bytes each) to decide when to table one.
 pub struct VerifyTables {
     capacity: usize,
     cache: Mutex<Cache>,
