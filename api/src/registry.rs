@@ -13,7 +13,7 @@ use custody_domain::cabinet::{Cabinet, CabinetState};
 use custody_domain::custody::Actor;
 use custody_eventlog::EventLogError;
 use custody_protocol::keys::public_key_from_spki_pem;
-use custody_protocol::Sm2Verifier;
+use custody_protocol::{Sm2Verifier, VerifyTables};
 
 /// What kind of sender a key belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,8 @@ impl Sender {
 #[derive(Default)]
 pub struct Registry {
     senders: RwLock<HashMap<String, Sender>>,
+    /// Precomputed verify tables of the keys that sign often, bounded (docs/security.md).
+    verify_tables: VerifyTables,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +152,11 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(ei)
             .cloned()
+    }
+
+    /// The table cache every signature check of a registered key goes through.
+    pub fn verify_tables(&self) -> &VerifyTables {
+        &self.verify_tables
     }
 
     /// Every registered gateway, for checking `rsig`.

@@ -94,6 +94,7 @@ impl App {
             registry: Arc::new(registry),
             platform_key: Arc::new(platform_key),
             admission: Arc::new(Admission::new(config.admission)),
+            crypto: Arc::new(wire::crypto_pool::CryptoPool::per_core()),
             rejection_quota: Arc::new(wire::rejection_quota::RejectionQuota::new(
                 config.rejection_log,
             )),

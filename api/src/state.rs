@@ -11,6 +11,7 @@ use crate::platform_key::PlatformKey;
 use crate::readside::ReadSide;
 use crate::registry::Registry;
 use crate::wire::admission::Admission;
+use crate::wire::crypto_pool::CryptoPool;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -21,6 +22,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub platform_key: Arc<PlatformKey>,
     pub admission: Arc<Admission>,
+    /// Where ingress runs its SM2 work, off the async workers.
+    pub crypto: Arc<CryptoPool>,
     /// Bounds what unauthenticated refusals leave in the rejected-reports log.
     pub rejection_quota: Arc<crate::wire::rejection_quota::RejectionQuota>,
     /// Refusals the store could not take when they happened, until it can.

@@ -227,6 +227,9 @@ fn sm4_cbc_iv<'a>(algorithm: &AlgorithmIdentifierRef<'a>) -> Result<&'a [u8], En
     Ok(parameters.value())
 }
 
+/// How the SM2-encrypted content key is decrypted.
+type KeyDecrypt = fn(&Sm2Decryptor, &[u8]) -> Result<Vec<u8>, Sm2CipherError>;
+
 /// Opens envelopes addressed to the platform's SM2 encryption key.
 ///
 /// Holds the prepared SM2 decryption key (deriving it costs a scalar multiplication) and,
@@ -266,6 +269,18 @@ impl EnvelopeOpener {
 
     /// Opens a DER envelope and returns the plaintext.
     pub fn open(&self, der: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+        self.open_with(der, Sm2Decryptor::decrypt_der)
+    }
+
+    /// [`Self::open`] with the content key decrypted the way this crate did before
+    /// ([`Sm2Decryptor::decrypt_der_from_slice`]); only for the equivalence tests and the
+    /// benchmark.
+    #[doc(hidden)]
+    pub fn open_from_slice(&self, der: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+        self.open_with(der, Sm2Decryptor::decrypt_der_from_slice)
+    }
+
+    fn open_with(&self, der: &[u8], decrypt: KeyDecrypt) -> Result<Vec<u8>, EnvelopeError> {
         let view = decode_view(der)?;
         // Cheap checks first: no SM2 work for envelopes that cannot be decrypted anyway.
         let iv = sm4_cbc_iv(&view.content.content_encryption_algorithm)?;
@@ -278,7 +293,7 @@ impl EnvelopeOpener {
             return Err(EnvelopeError::BadPadding);
         }
 
-        let content_key = self.decrypt_content_key(&view.recipients)?;
+        let content_key = self.decrypt_content_key(&view.recipients, decrypt)?;
         if content_key.len() != SM4_KEY_LEN {
             return Err(EnvelopeError::BadContentKeyLength(content_key.len()));
         }
@@ -299,6 +314,7 @@ impl EnvelopeOpener {
     fn decrypt_content_key(
         &self,
         recipients: &[RecipientInfo<'_>],
+        decrypt: KeyDecrypt,
     ) -> Result<Vec<u8>, EnvelopeError> {
         let mut candidates = recipients
             .iter()
@@ -321,12 +337,12 @@ impl EnvelopeOpener {
             let algorithm = recipient.key_encryption_algorithm.oid;
             let result =
                 if algorithm == oid::SM2_ENCRYPTION || algorithm == oid::SM2_ENCRYPTION_GMSSL {
-                    self.decryptor
-                        .decrypt_der(recipient.encrypted_key.as_bytes())
-                        .map_err(|err| match err {
+                    decrypt(&self.decryptor, recipient.encrypted_key.as_bytes()).map_err(|err| {
+                        match err {
                             Sm2CipherError::DecryptionFailed => EnvelopeError::KeyDecryptionFailed,
                             other => EnvelopeError::MalformedEncryptedKey(other.to_string()),
-                        })
+                        }
+                    })
                 } else {
                     Err(EnvelopeError::UnsupportedAlgorithm {
                         role: "key-encryption",

@@ -8,8 +8,11 @@
 
 use sm2::dsa::signature::{Signer, Verifier};
 use sm2::dsa::{DerSignature, Signature, SigningKey, VerifyingKey};
+use sm2::elliptic_curve::sec1::ToSec1Point;
 use sm2::{PublicKey, SecretKey};
 use thiserror::Error;
+
+use crate::verify_tables;
 
 /// The default distinguishing ID of GM/T 0009, used by every party of the protocol.
 pub const DEFAULT_DISTINGUISHING_ID: &str = "1234567812345678";
@@ -78,8 +81,11 @@ impl Sm2Signer {
 
     /// A verifier for this signer's signatures.
     pub fn verifier(&self) -> Sm2Verifier {
-        Sm2Verifier {
-            verifying_key: self.signing_key.verifying_key().clone(),
+        let verifying_key = self.signing_key.verifying_key();
+        // The ID was accepted when this signer was made, so it is accepted again.
+        match Sm2Verifier::with_distinguishing_id(&self.public_key(), verifying_key.distid()) {
+            Ok(verifier) => verifier,
+            Err(_) => unreachable!("the signer's distinguishing ID was valid"),
         }
     }
 }
@@ -97,13 +103,17 @@ impl std::fmt::Debug for Sm2Signer {
 #[derive(Clone, Debug)]
 pub struct Sm2Verifier {
     verifying_key: VerifyingKey,
+    /// `Z_A`, for the tabled path ([`crate::verify_tables`]); `verifying_key` keeps its own.
+    identity_hash: [u8; 32],
+    /// The key as uncompressed SEC1, the table cache's key.
+    key_bytes: [u8; 65],
 }
 
 impl Sm2Verifier {
     /// A verifier using the default distinguishing ID `1234567812345678`.
     pub fn new(public_key: &PublicKey) -> Self {
-        match VerifyingKey::new(DEFAULT_DISTINGUISHING_ID, *public_key) {
-            Ok(verifying_key) => Self { verifying_key },
+        match Self::with_distinguishing_id(public_key, DEFAULT_DISTINGUISHING_ID) {
+            Ok(verifier) => verifier,
             Err(_) => unreachable!("the default distinguishing ID is 16 bytes"),
         }
     }
@@ -113,22 +123,46 @@ impl Sm2Verifier {
         public_key: &PublicKey,
         distinguishing_id: &str,
     ) -> Result<Self, SignatureError> {
-        VerifyingKey::new(distinguishing_id, *public_key)
-            .map(|verifying_key| Self { verifying_key })
-            .map_err(|_| SignatureError::BadDistinguishingId)
+        let verifying_key = VerifyingKey::new(distinguishing_id, *public_key)
+            .map_err(|_| SignatureError::BadDistinguishingId)?;
+        let identity_hash = verify_tables::identity_hash(distinguishing_id, public_key)?;
+        let mut key_bytes = [0u8; 65];
+        key_bytes.copy_from_slice(public_key.to_sec1_point(false).as_bytes());
+        Ok(Self {
+            verifying_key,
+            identity_hash,
+            key_bytes,
+        })
     }
 
-    /// Checks a DER signature over `message`.
+    /// Checks a DER signature over `message` on the plain `sm2` path (see
+    /// [`crate::verify_tables::VerifyTables::verify`] for the tabled one).
     pub fn verify(&self, message: &[u8], der_signature: &[u8]) -> Result<(), SignatureError> {
         let signature = parse_der_signature(der_signature)?;
+        self.verify_parsed(message, &signature)
+    }
+
+    pub(crate) fn verify_parsed(
+        &self,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), SignatureError> {
         self.verifying_key
-            .verify(message, &signature)
+            .verify(message, signature)
             .map_err(|_| SignatureError::Mismatch)
     }
 
     /// The public key this verifier checks against.
     pub fn public_key(&self) -> PublicKey {
         PublicKey::from(&self.verifying_key)
+    }
+
+    pub(crate) fn identity_hash(&self) -> &[u8; 32] {
+        &self.identity_hash
+    }
+
+    pub(crate) fn key_bytes(&self) -> &[u8; 65] {
+        &self.key_bytes
     }
 }
 

@@ -14,6 +14,7 @@ use common::*;
 use custody_protocol::envelope;
 use custody_protocol::sm2enc;
 use custody_protocol::sm2sig::{Sm2Signer, Sm2Verifier};
+use custody_protocol::VerifyTables;
 use custody_protocol::{PublicKey, SecretKey};
 use sm2::elliptic_curve::sec1::ToSec1Point;
 
@@ -123,6 +124,17 @@ fn gmssl_signature_verifies_in_rust_and_back() {
     Sm2Verifier::new(&public)
         .verify(message, &signature)
         .unwrap();
+    let tables = VerifyTables::default();
+    for _ in 0..3 {
+        tables
+            .verify(&Sm2Verifier::new(&public), message, &signature)
+            .unwrap();
+    }
+    assert_eq!(
+        tables.len(),
+        1,
+        "GmSSL's signature verified through the key's table"
+    );
 
     let ours = Sm2Signer::new(&secret).sign(message).unwrap();
     let verdict = oracle(serde_json::json!({

@@ -4,7 +4,7 @@ mod common;
 
 use common::{hex, unhex};
 use custody_protocol::sm2sig::{self, SignatureError, Sm2Signer, Sm2Verifier};
-use custody_protocol::{PublicKey, SecretKey};
+use custody_protocol::{PublicKey, SecretKey, VerifyTables};
 use sm3::{Digest, Sm3};
 use sm4::cipher::{Array, BlockCipherEncrypt, KeyInit};
 
@@ -69,6 +69,20 @@ fn sm2_standard_signature_verifies_with_default_id() {
         .unwrap();
     // The free function uses the same default ID.
     sm2sig::verify(&public_key, b"message digest", &vector_signature_der()).unwrap();
+    // The tabled path computes Z_A itself: it must agree on the standard's vector.
+    let tables = VerifyTables::default();
+    let verifier = Sm2Verifier::new(&public_key);
+    let other_id = Sm2Verifier::with_distinguishing_id(&public_key, "1234567812345679").unwrap();
+    for _ in 0..3 {
+        tables
+            .verify(&verifier, b"message digest", &vector_signature_der())
+            .unwrap();
+        assert_eq!(
+            tables.verify(&other_id, b"message digest", &vector_signature_der()),
+            Err(SignatureError::Mismatch)
+        );
+    }
+    assert_eq!(tables.len(), 1);
 }
 
 #[test]

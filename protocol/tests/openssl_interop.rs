@@ -13,6 +13,7 @@ use custody_protocol::envelope;
 use custody_protocol::keys;
 use custody_protocol::sm2enc::{self, Sm2Decryptor};
 use custody_protocol::sm2sig::{Sm2Signer, Sm2Verifier};
+use custody_protocol::VerifyTables;
 
 const DISTID: &str = "distid:1234567812345678";
 
@@ -54,6 +55,13 @@ fn openssl_signature_verifies_in_rust() {
     let verifier = Sm2Verifier::new(&cabinet_public_key());
     verifier.verify(message, &signature).unwrap();
     assert!(verifier.verify(b"other", &signature).is_err());
+    // And through the key's table (tabled from the second sighting on).
+    let tables = VerifyTables::default();
+    for _ in 0..3 {
+        tables.verify(&verifier, message, &signature).unwrap();
+        assert!(tables.verify(&verifier, b"other", &signature).is_err());
+    }
+    assert_eq!(tables.len(), 1);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The cabinet's messages at the wire: bdata fields become domain types here (refused with a
 //! precise code when they do not parse), then one use case of the application layer runs.
 
+use std::sync::Arc;
+
 use custody_application::cabinet::{
     ActivationReport, AlarmReport, CabinetOperation, CancellationReport, DocumentOperationReport,
 };
@@ -124,7 +126,13 @@ async fn document_operation(
     intake: &Intake,
     request: &SignedRequest,
 ) -> Result<Reply, WireError> {
-    let report = document_operation_report(&state.platform_key.opener, request)?;
+    // The envelope is opened on the crypto pool: it is most of this report's CPU.
+    let platform_key = Arc::clone(&state.platform_key);
+    let request = request.clone();
+    let report = state
+        .crypto
+        .run(move || document_operation_report(&platform_key.opener, &request))
+        .await??;
     let serial = report.serial.clone();
     let outcome = state
         .application

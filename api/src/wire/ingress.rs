@@ -1,4 +1,5 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use axum::body::to_bytes;
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -18,7 +19,7 @@ use super::rejection_log::keep_rejection;
 use super::reply::{Named, Received, Reply};
 use super::{cabinet, exit_entry, unit};
 use crate::error::{ErrorCode, WireError};
-use crate::registry::{Sender, SenderKind};
+use crate::registry::{Registry, Sender, SenderKind};
 use crate::state::AppState;
 
 /// Bodies above this are refused with 413 before anything is parsed.
@@ -191,10 +192,20 @@ async fn judge(
         .admission_waited(Stage::Source, pending.waited);
     check_freshness(state, &request, received)?;
     let sender = registered_sender(state, &request, message)?;
-    request
-        .verify_sender(&sender.verifier)
-        .map_err(|e| refuse(ErrorCode::BadSignature, e.to_string()))?;
-    check_gateway_signature(state, &request)?;
+    let registry = Arc::clone(&state.registry);
+    let verifier = Arc::clone(&sender.verifier);
+    let require_gateway = state.protocol.require_gateway_signature;
+    let (request, verified) = state
+        .crypto
+        .run(move || {
+            let verified = request
+                .verify_sender_tabled(&verifier, registry.verify_tables())
+                .map_err(|e| refuse(ErrorCode::BadSignature, e.to_string()))
+                .and_then(|()| check_gateway_signature(&registry, require_gateway, &request));
+            (request, verified)
+        })
+        .await?;
+    verified?;
     let waited = state
         .admission
         .authenticated(pending, &sender.ei)
@@ -325,9 +336,13 @@ fn registered_sender(
     }
 }
 
-fn check_gateway_signature(state: &AppState, request: &SignedRequest) -> Result<(), Refusal> {
+fn check_gateway_signature(
+    registry: &Registry,
+    require_gateway_signature: bool,
+    request: &SignedRequest,
+) -> Result<(), Refusal> {
     if !request.has_gateway_signature() {
-        if state.protocol.require_gateway_signature {
+        if require_gateway_signature {
             return Err(refuse(
                 ErrorCode::BadGatewaySignature,
                 "a gateway signature (s.rsig) is required",
@@ -335,11 +350,11 @@ fn check_gateway_signature(state: &AppState, request: &SignedRequest) -> Result<
         }
         return Ok(());
     }
-    let verified = state
-        .registry
-        .gateways()
-        .iter()
-        .any(|gateway| request.verify_gateway(&gateway.verifier).is_ok());
+    let verified = registry.gateways().iter().any(|gateway| {
+        request
+            .verify_gateway_tabled(&gateway.verifier, registry.verify_tables())
+            .is_ok()
+    });
     if verified {
         Ok(())
     } else {

@@ -8,6 +8,7 @@
 
 pub mod admission;
 mod cabinet;
+pub mod crypto_pool;
 mod exit_entry;
 mod fields;
 #[doc(hidden)]
