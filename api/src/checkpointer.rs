@@ -31,6 +31,8 @@ pub struct NatsWitness {
     js: async_nats::jetstream::Context,
     pub stream: String,
     pub subject: String,
+    /// Its copies, as many as the events stream's.
+    replicas: usize,
     /// The witness stream, made on the first publish: the service starts while NATS is down.
     created: tokio::sync::OnceCell<()>,
 }
@@ -53,11 +55,12 @@ impl NatsWitness {
         url: &str,
         settings: &custody_projections::feed::StreamSettings,
     ) -> Result<NatsWitness, WitnessError> {
-        use custody_projections::relay::{connect_options, jetstream_context};
+        use custody_projections::relay::{connect_options, jetstream_context, servers};
         Ok(NatsWitness {
-            js: jetstream_context(connect_options().connect(url).await?),
+            js: jetstream_context(connect_options().connect(servers(url)).await?),
             stream: format!("{}_CHECKPOINTS", settings.stream),
             subject: format!("{}_checkpoints", settings.subject_prefix),
+            replicas: settings.replicas.max(1),
             created: tokio::sync::OnceCell::new(),
         })
     }
@@ -70,6 +73,7 @@ impl NatsWitness {
                     .get_or_create_stream(async_nats::jetstream::stream::Config {
                         name: self.stream.clone(),
                         subjects: vec![self.subject.clone()],
+                        num_replicas: self.replicas,
                         ..Default::default()
                     })
                     .await

@@ -103,8 +103,14 @@ struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     checkpoint_interval: u64,
     /// Feed the projectors through NATS JetStream (nats://…) instead of reading the store.
+    /// Several servers of one cluster are named comma-separated (nats://a:4222,nats://b:4222).
     #[arg(long, env = "CUSTODY_NATS_URL")]
     nats_url: Option<String>,
+    /// Copies of the JetStream stream: 3 in a three-node cluster, so losing any one node loses
+    /// nothing; 1 for a single nats-server. Applied when the stream is created.
+    #[arg(long, env = "CUSTODY_NATS_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=5))]
+    nats_replicas: u16,
     /// Refuse requests that carry no gateway signature (s.rsig).
     #[arg(long, env = "CUSTODY_REQUIRE_GATEWAY_SIGNATURE")]
     require_gateway_signature: bool,
@@ -207,7 +213,10 @@ fn main() -> ExitCode {
                 if let Some(url) = args.nats_url {
                     config.transport = custody_api::Transport::JetStream {
                         url,
-                        settings: Default::default(),
+                        settings: custody_projections::feed::StreamSettings {
+                            replicas: usize::from(args.nats_replicas),
+                            ..Default::default()
+                        },
                     };
                 }
                 config.platform_key = args.platform_key;

@@ -178,6 +178,15 @@ pub fn connect_options() -> async_nats::ConnectOptions {
         })
 }
 
+/// The servers of `--nats-url`: one URL, or several of one cluster comma-separated; the client
+/// tries them in turn and learns the rest of the cluster from whichever answers.
+pub fn servers(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
 /// A JetStream context with the timeout every publisher here uses.
 pub fn jetstream_context(client: async_nats::Client) -> jetstream::Context {
     jetstream::ContextBuilder::new()
@@ -235,7 +244,7 @@ impl Relay {
         nats_url: &str,
         settings: StreamSettings,
     ) -> Result<Self, RelayError> {
-        let client = connect_options().connect(nats_url).await?;
+        let client = connect_options().connect(servers(nats_url)).await?;
         Ok(Self::new(log, client, settings))
     }
 

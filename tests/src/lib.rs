@@ -634,6 +634,8 @@ pub struct NatsServer {
     pub store_dir: PathBuf,
     child: Child,
     dir: PathBuf,
+    /// Options beyond the port and store (a cluster node's name and routes).
+    options: Vec<String>,
 }
 
 /// The nats-server of this test run, started on first use.
@@ -660,10 +662,13 @@ pub struct NatsServerInfo {
 impl NatsServer {
     /// Starts a nats-server of the caller's own (to kill and restart in fault tests).
     pub fn start() -> Result<NatsServer, String> {
+        Self::start_with(free_port()?, Vec::new())
+    }
+
+    fn start_with(port: u16, options: Vec<String>) -> Result<NatsServer, String> {
         let dir = temp_dir("custody-nats-")?;
         let store_dir = dir.join("jetstream");
-        let port = free_port()?;
-        let child = Self::spawn(port, &store_dir, &dir)?;
+        let child = Self::spawn(port, &store_dir, &dir, &options)?;
         watch(child.id(), &dir, "TERM")?;
         let server = NatsServer {
             url: format!("nats://127.0.0.1:{port}"),
@@ -671,12 +676,13 @@ impl NatsServer {
             store_dir,
             child,
             dir,
+            options,
         };
         server.wait_ready()?;
         Ok(server)
     }
 
-    fn spawn(port: u16, store_dir: &Path, dir: &Path) -> Result<Child, String> {
+    fn spawn(port: u16, store_dir: &Path, dir: &Path, options: &[String]) -> Result<Child, String> {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -686,6 +692,7 @@ impl NatsServer {
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
             .arg("-sd")
             .arg(store_dir)
+            .args(options)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
@@ -718,9 +725,48 @@ impl NatsServer {
 
     /// Starts it again on the same port and store directory.
     pub fn restart(&mut self) -> Result<(), String> {
-        self.child = Self::spawn(self.port, &self.store_dir, &self.dir)?;
+        self.child = Self::spawn(self.port, &self.store_dir, &self.dir, &self.options)?;
         watch(self.child.id(), &self.dir, "TERM")?;
         self.wait_ready()
+    }
+}
+
+/// A JetStream cluster of nodes on loopback, each routed to the others.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    pub fn start(size: usize) -> Result<NatsCluster, String> {
+        let ports: Vec<(u16, u16)> = (0..size)
+            .map(|_| Ok((free_port()?, free_port()?)))
+            .collect::<Result<_, String>>()?;
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, cluster)| format!("nats://127.0.0.1:{cluster}"))
+            .collect();
+        let name = format!("custody-{}", ports[0].0);
+        let mut nodes = Vec::new();
+        for (i, (port, cluster)) in ports.iter().enumerate() {
+            let options = vec![
+                "-n".to_string(),
+                format!("node-{i}"),
+                "--cluster_name".to_string(),
+                name.clone(),
+                "--cluster".to_string(),
+                format!("nats://127.0.0.1:{cluster}"),
+                "--routes".to_string(),
+                routes.join(","),
+            ];
+            nodes.push(NatsServer::start_with(*port, options)?);
+        }
+        Ok(NatsCluster { nodes })
+    }
+
+    /// Every node's URL, comma-separated, as `--nats-url` takes them.
+    pub fn url(&self) -> String {
+        let urls: Vec<&str> = self.nodes.iter().map(|n| n.url.as_str()).collect();
+        urls.join(",")
     }
 }
 

@@ -34,7 +34,7 @@ impl JetStreamFeed {
         durable: impl Into<String>,
     ) -> Result<Self, FeedError> {
         let client = crate::relay::connect_options()
-            .connect(nats_url)
+            .connect(crate::relay::servers(nats_url))
             .await
             .map_err(nats)?;
         Ok(Self::new(client, settings, durable))

@@ -33,6 +33,9 @@ pub struct StreamSettings {
     pub subject_prefix: String,
     /// How long the stream remembers message ids to drop duplicates.
     pub duplicate_window: Duration,
+    /// Copies of the stream in a JetStream cluster (3 survives losing any one node; 1 for a
+    /// single server). Applied when the stream is created.
+    pub replicas: usize,
 }
 
 impl Default for StreamSettings {
@@ -41,6 +44,7 @@ impl Default for StreamSettings {
             stream: "CUSTODY_EVENTS".into(),
             subject_prefix: "custody.events".into(),
             duplicate_window: Duration::from_secs(120),
+            replicas: 1,
         }
     }
 }
@@ -75,7 +79,7 @@ impl StreamSettings {
             retention: RetentionPolicy::Limits,
             discard: DiscardPolicy::Old,
             storage: StorageType::File,
-            num_replicas: 1,
+            num_replicas: self.replicas.max(1),
             duplicate_window: self.duplicate_window,
             ..Config::default()
         }

@@ -16,7 +16,9 @@ use custody_projections::{Projection, Projector};
 use custody_simulator::generate::random_document_record;
 use custody_simulator::{DepositKind, Trip};
 use custody_tests::samples::{self, date};
-use custody_tests::{AppOptions, NatsServer, OwnPostgres, StoreKind, TestApp, TestStore};
+use custody_tests::{
+    AppOptions, NatsCluster, NatsServer, OwnPostgres, StoreKind, TestApp, TestStore,
+};
 use sqlx::Row;
 
 fn stream() -> StreamSettings {
@@ -524,4 +526,75 @@ fn children_of(pid: u32) -> Vec<u32> {
             (ppid == pid).then_some(child)
         })
         .collect()
+}
+
+/// A three-node JetStream cluster with the stream at R3: one node killed while reports arrive (and
+/// later brought back) loses nothing: every report is accepted, the stream holds every event once,
+/// and the views equal a replay.
+#[tokio::test]
+async fn a_three_node_cluster_loses_one_node_and_nothing_else() {
+    let mut cluster = NatsCluster::start(3).expect("a three-node nats cluster");
+    let settings = StreamSettings {
+        replicas: 3,
+        ..stream()
+    };
+    let app = TestApp::spawn_with(
+        StoreKind::Postgres,
+        AppOptions {
+            transport: Transport::JetStream {
+                url: cluster.url(),
+                settings: settings.clone(),
+            },
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let cabinet = app.active_cabinet().await;
+    let deposit = |i: usize| {
+        let record = random_document_record(&mut rand::rng());
+        cabinet
+            .deposit(&record, &cabinet.drawer(i), DepositKind::New, app.now_ms())
+            .expect("deposit")
+    };
+    for i in 0..20 {
+        assert_eq!(app.send(&deposit(i)).await.0, 200);
+    }
+    tokio::time::timeout(Duration::from_secs(120), app.caught_up())
+        .await
+        .expect("caught up over the cluster");
+    cluster.nodes[0].kill();
+    for i in 20..40 {
+        assert_eq!(
+            app.send(&deposit(i)).await.0,
+            200,
+            "accepted with a node down"
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(120), app.caught_up())
+        .await
+        .expect("caught up with one node down");
+    cluster.nodes[0].restart().expect("the node comes back");
+    for i in 40..50 {
+        assert_eq!(app.send(&deposit(i)).await.0, 200);
+    }
+    tokio::time::timeout(Duration::from_secs(120), app.caught_up())
+        .await
+        .expect("caught up after the node came back");
+    assert_views_equal_replay(&app).await;
+
+    // The stream is replicated three times and holds each event once.
+    let client = async_nats::connect(cluster.nodes[1].url.as_str())
+        .await
+        .expect("connect");
+    let mut info = async_nats::jetstream::new(client)
+        .get_stream(&settings.stream)
+        .await
+        .expect("the stream");
+    let info = info.info().await.expect("stream info");
+    assert_eq!(info.config.num_replicas, 3);
+    let stored = app.store.log.count().await.expect("events");
+    assert_eq!(
+        info.state.messages, stored as u64,
+        "each event once in the stream"
+    );
 }
