@@ -42,7 +42,7 @@ pub enum Projection {
     Alerts,
     /// The nightly reconciliation's results (see [`crate::reconciliations`]).
     Reconciliations,
-    /// The statistics' counters per unit and day (see [`crate::stats`]).
+    /// The statistics' counters per unit and day (`projections/src/stats.rs`).
     Stats,
 }
 
@@ -747,6 +747,7 @@ enum Built {
     Reconciliations(Aggregates<Reconciliation>, Vec<Row>),
     /// Rows derived from single events, not yet written.
     Rows(&'static Table, Vec<Row>),
+    /// The counters' deltas and the documents' contributions, not yet written.
     Stats(Counters),
 }
 
