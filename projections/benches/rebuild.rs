@@ -330,12 +330,22 @@ async fn snapshot(
         Projection::AccessRecords => &["view_access_records"],
         Projection::Alerts => &["view_alerts"],
         Projection::Reconciliations => &["view_reconciliations", "view_reconciliation_deviations"],
+        Projection::Stats => &[
+            "view_stats_documents",
+            "view_stats_states",
+            "view_stats_due",
+            "view_stats_withdrawals",
+            "view_stats_destinations",
+        ],
     };
     let pool = log.platform().pool();
     let mut out = BTreeMap::new();
     let mut rows = Vec::new();
     for table in tables {
-        let sql = format!("SELECT * FROM {table} WHERE generation = $1");
+        // A counter the live projector took down to 0 keeps its row; a rebuild writes none.
+        let counted = table.starts_with("view_stats_") && *table != "view_stats_documents";
+        let nonzero = if counted { " AND n <> 0" } else { "" };
+        let sql = format!("SELECT * FROM {table} WHERE generation = $1{nonzero}");
         let found = sqlx::query(&sql)
             .bind(generation)
             .fetch_all(pool)

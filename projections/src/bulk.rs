@@ -106,6 +106,8 @@ pub(crate) enum OnConflict {
     Update,
     /// The row is derived from one event, the same every time (access records, alerts).
     Nothing,
+    /// The row is a delta of counters: its values are added to those there (stats).
+    Add,
 }
 
 /// A table rows are written to.
@@ -158,6 +160,16 @@ impl Table {
                     .collect();
                 sql.push_str(&updated.join(", "));
             }
+            OnConflict::Add => {
+                sql.push_str("UPDATE SET ");
+                let added: Vec<String> = self
+                    .columns
+                    .iter()
+                    .filter(|c| !self.key.contains(c))
+                    .map(|c| format!("{c} = {}.{c} + excluded.{c}", self.name))
+                    .collect();
+                sql.push_str(&added.join(", "));
+            }
         }
         sql
     }
@@ -190,7 +202,7 @@ pub(crate) fn sort_by_key(table: &Table, rows: &mut [Row]) {
 }
 
 /// Writes `rows` to `table` on the caller's connection (in its transaction), a few hundred rows per statement.
-/// Rows with `OnConflict::Update` must have distinct keys (PostgreSQL refuses to update one row
+/// Rows with `OnConflict::Update` or `Add` must have distinct keys (PostgreSQL refuses to update one row
 /// twice in a statement).
 pub(crate) async fn insert(
     connection: &mut AnyConnection,
@@ -243,6 +255,18 @@ mod tests {
         assert_eq!(
             T.insert_sql(1, Placeholders::Anonymous),
             "INSERT INTO t (g, k, v) VALUES (?, ?, ?) ON CONFLICT (g, k) DO UPDATE SET v = excluded.v"
+        );
+    }
+
+    #[test]
+    fn counters_add_their_deltas() {
+        let counters = Table {
+            on_conflict: OnConflict::Add,
+            ..T
+        };
+        assert_eq!(
+            counters.insert_sql(1, Placeholders::Numbered),
+            "INSERT INTO t (g, k, v) VALUES ($1, $2, $3) ON CONFLICT (g, k) DO UPDATE SET v = t.v + excluded.v"
         );
     }
 

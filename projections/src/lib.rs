@@ -7,6 +7,7 @@
 //! - [`projector`]: applies a feed to a view, exactly once per aggregate sequence, and rebuilds
 //!   a view into a fresh generation while the old one serves.
 //! - [`reconciliations`]: the nightly reconciliation's results as a view, and their readers.
+//! - `stats`: the statistics' counters per unit and day, which the stats reader adds up.
 //! - [`lag`]: the projection-lag histogram each projector keeps of the events it applies live.
 //! - [`read`]: the typed readers of the views, the only queries the read API makes of them.
 
@@ -18,6 +19,7 @@ pub mod read;
 pub mod reconciliations;
 pub mod relay;
 mod scan;
+mod stats;
 pub mod views;
 
 pub use lag::LagSummary;

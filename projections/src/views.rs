@@ -29,6 +29,7 @@ use sqlx::{Any, Row as _, Transaction};
 
 use crate::bulk::{self, OnConflict, Placeholders, Row, Table};
 use crate::reconciliations::rows::{deviation_rows, DEVIATIONS, RECONCILIATIONS};
+use crate::stats::{self, Counters};
 use crate::ProjectionError;
 
 /// A projection: one view, built by one projector, rebuildable on its own.
@@ -41,16 +42,19 @@ pub enum Projection {
     Alerts,
     /// The nightly reconciliation's results (see [`crate::reconciliations`]).
     Reconciliations,
+    /// The statistics' counters per unit and day (`projections/src/stats.rs`).
+    Stats,
 }
 
 impl Projection {
-    pub const ALL: [Projection; 6] = [
+    pub const ALL: [Projection; 7] = [
         Projection::Documents,
         Projection::Persons,
         Projection::Cabinets,
         Projection::AccessRecords,
         Projection::Alerts,
         Projection::Reconciliations,
+        Projection::Stats,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +65,7 @@ impl Projection {
             Projection::AccessRecords => "access_records",
             Projection::Alerts => "alerts",
             Projection::Reconciliations => "reconciliations",
+            Projection::Stats => "stats",
         }
     }
 
@@ -71,7 +76,9 @@ impl Projection {
     /// Whether events of this aggregate type change the view.
     pub fn takes(self, aggregate_type: &str) -> bool {
         match self {
-            Projection::Documents | Projection::AccessRecords => aggregate_type == "Document",
+            Projection::Documents | Projection::AccessRecords | Projection::Stats => {
+                aggregate_type == "Document"
+            }
             Projection::Persons => aggregate_type == "Person",
             Projection::Cabinets => aggregate_type == "Cabinet",
             Projection::Alerts => matches!(aggregate_type, "Document" | "Cabinet"),
@@ -88,6 +95,7 @@ impl Projection {
             Projection::AccessRecords => &["view_access_records"],
             Projection::Alerts => &["view_alerts"],
             Projection::Reconciliations => &[RECONCILIATIONS.name, DEVIATIONS.name],
+            Projection::Stats => &stats::TABLES,
         }
     }
 }
@@ -260,7 +268,7 @@ impl EventRef<'_> {
             .map(|t| t.timestamp_millis())
     }
 
-    fn decode<E: DeserializeOwned>(&self) -> Result<E, ProjectionError> {
+    pub(crate) fn decode<E: DeserializeOwned>(&self) -> Result<E, ProjectionError> {
         match self.payload {
             Payload::Value(value) => E::deserialize(value),
             Payload::Text(text) => serde_json::from_str(text),
@@ -739,6 +747,8 @@ enum Built {
     Reconciliations(Aggregates<Reconciliation>, Vec<Row>),
     /// Rows derived from single events, not yet written.
     Rows(&'static Table, Vec<Row>),
+    /// The counters' deltas and the documents' contributions, not yet written.
+    Stats(Counters),
 }
 
 /// Events applied to one generation of one projection, in memory, until written.
@@ -765,6 +775,7 @@ impl Fold {
             Projection::AccessRecords => Built::Rows(&ACCESS_RECORDS, Vec::new()),
             Projection::Alerts => Built::Rows(&ALERTS, Vec::new()),
             Projection::Reconciliations => Built::Reconciliations(Aggregates::new(), Vec::new()),
+            Projection::Stats => Built::Stats(Counters::default()),
         };
         Fold {
             projection,
@@ -834,6 +845,7 @@ impl Fold {
             Built::Reconciliations(aggregates, _) => {
                 aggregates.load(tx, self.generation, &ids).await
             }
+            Built::Stats(counters) => counters.load(tx, self.generation, &ids).await,
             Built::Rows(..) => Ok(()),
         }
     }
@@ -903,6 +915,7 @@ impl Fold {
                     }
                 }
             }
+            Built::Stats(counters) => counters.apply(event)?,
             Built::Rows(table, rows) => {
                 if table.name == ACCESS_RECORDS.name {
                     rows.extend(access_record_row(generation, event)?);
@@ -979,6 +992,7 @@ impl Fold {
                 bulk::insert(&mut *tx, table, rows).await?;
                 rows.clear();
             }
+            Built::Stats(counters) => counters.write(tx, generation).await?,
         }
         let positions = self.changed_positions();
         bulk::insert(&mut *tx, &POSITIONS, &positions).await?;
@@ -1030,6 +1044,7 @@ impl Fold {
             Built::Reconciliations(aggregates, _) => {
                 Some((&RECONCILIATIONS, aggregates.drain(generation, max)?))
             }
+            Built::Stats(counters) => counters.drain(generation, max),
             Built::Rows(..) => None,
         };
         if let Some((table, rows)) = aggregates {

@@ -11,7 +11,8 @@
 //! - [`access_records`]: the deposits, withdrawals and corrections (存取记录);
 //! - [`alerts`]: anomalies, device alarms and rejected reports;
 //! - [`destinations`]: withdrawals' destinations in a period, per holder; the cabinets seen;
-//! - [`stats`]: counts by state, withdrawals per day, destinations, overdue.
+//! - [`stats`]: counts by state, withdrawals per day, destinations, overdue, summed from the
+//!   `stats` projection's counters of the scope's units.
 
 use std::collections::BTreeSet;
 

@@ -19,6 +19,7 @@ mod reconciliation;
 mod rejection_log;
 mod replay;
 mod state_machines;
+mod stats;
 mod time_rules;
 mod tokens;
 mod unit_messages;

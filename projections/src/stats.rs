@@ -1,0 +1,348 @@
+//! The `stats` projection: the counts of SPEC §7's statistics (documents by state, withdrawals
+//! per day, destinations, overdue) kept per unit and day (migration 0011), so that a reader adds
+//! up a few rows per unit of its scope instead of scanning the views ([`crate::read::stats`]).
+//!
+//! Every document has a row of what it contributes ([`DOCUMENTS`]: its state, the unit whose
+//! cabinet last held it, its holder and planned return). When an event changes a document, its
+//! old contribution is taken back from the counters and its new one added: a delta per counter
+//! key, written as `n = n + excluded.n`. The document's next state is the domain's own
+//! `Document::apply` on what the row holds, so the counts can never disagree with the state
+//! machine. Withdrawals and destinations are counted once per event, like the access records
+//! they mirror ([`crate::views::access_record`]).
+//!
+//! A document no cabinet held yet has no unit of its own: the scan counted it for its holder's
+//! unit (`COALESCE(d.unit, p.unit)`), which belongs to the Person aggregate, so those documents
+//! are not in the unit counters; readers count them from [`DOCUMENTS`] joined with the persons
+//! view (an index keeps just them).
+//!
+//! The fold is the projector's like any other ([`crate::views::Fold`]): exactly once per
+//! aggregate sequence, in the batch's transaction, and rebuilt into a fresh generation.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use cqrs_es::Aggregate;
+use custody_domain::document::{Document, DocumentEvent, DocumentState};
+use custody_domain::reminder::china_date;
+use custody_domain::transitions::Named;
+use sqlx::{Any, Row as _, Transaction};
+
+use crate::bulk::{self, OnConflict, Placeholders, Row, Table};
+use crate::views::{access_record, EventRef};
+use crate::ProjectionError;
+
+/// The kinds of access record that take a document out: the withdrawals counted.
+pub(crate) const WITHDRAWALS: [&str; 3] = ["lend", "take_out", "abnormal_withdrawal"];
+
+pub(crate) const DOCUMENTS: Table = Table {
+    name: "view_stats_documents",
+    columns: &[
+        "generation",
+        "zjbs",
+        "state",
+        "unit",
+        "holder_rybs",
+        "planned_return",
+    ],
+    key: &["generation", "zjbs"],
+    on_conflict: OnConflict::Update,
+};
+
+pub(crate) const STATES: Table = Table {
+    name: "view_stats_states",
+    columns: &["generation", "unit", "state", "n"],
+    key: &["generation", "unit", "state"],
+    on_conflict: OnConflict::Add,
+};
+
+pub(crate) const DUE: Table = Table {
+    name: "view_stats_due",
+    columns: &["generation", "unit", "planned_return", "n"],
+    key: &["generation", "unit", "planned_return"],
+    on_conflict: OnConflict::Add,
+};
+
+pub(crate) const WITHDRAWALS_PER_DAY: Table = Table {
+    name: "view_stats_withdrawals",
+    columns: &["generation", "unit", "day", "n"],
+    key: &["generation", "unit", "day"],
+    on_conflict: OnConflict::Add,
+};
+
+pub(crate) const DESTINATIONS: Table = Table {
+    name: "view_stats_destinations",
+    columns: &["generation", "unit", "day", "destination", "n"],
+    key: &["generation", "unit", "day", "destination"],
+    on_conflict: OnConflict::Add,
+};
+
+/// The projection's tables, for clearing a generation.
+pub(crate) const TABLES: [&str; 5] = [
+    DOCUMENTS.name,
+    STATES.name,
+    DUE.name,
+    WITHDRAWALS_PER_DAY.name,
+    DESTINATIONS.name,
+];
+
+/// How many ids one `IN (…)` look-up names.
+const IDS_PER_LOOKUP: usize = 500;
+
+/// A document as the counters know it: only the fields of [`DOCUMENTS`] are kept.
+struct Counted {
+    document: Document,
+    changed: bool,
+}
+
+/// The deltas of the counters and the documents' contributions, in memory until written.
+#[derive(Default)]
+pub(crate) struct Counters {
+    documents: HashMap<String, Counted>,
+    states: HashMap<(String, &'static str), i64>,
+    due: HashMap<(String, NaiveDate), i64>,
+    withdrawals: HashMap<(String, NaiveDate), i64>,
+    destinations: HashMap<(String, NaiveDate, String), i64>,
+    /// What a rebuild still has to write, once [`Counters::drain`] started.
+    draining: Option<Vec<(&'static Table, Vec<Row>)>>,
+}
+
+impl Counters {
+    /// Loads the rows of the documents `ids` that `generation` has.
+    pub(crate) async fn load(
+        &mut self,
+        tx: &mut Transaction<'static, Any>,
+        generation: i64,
+        ids: &[&str],
+    ) -> Result<(), ProjectionError> {
+        let placeholders = Placeholders::of(tx);
+        for chunk in ids.chunks(IDS_PER_LOOKUP) {
+            let sql = format!(
+                "SELECT zjbs, state, unit, holder_rybs, planned_return FROM {} \
+                 WHERE generation = {} AND zjbs IN ({})",
+                DOCUMENTS.name,
+                placeholders.list(1, 1),
+                placeholders.list(2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(generation);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                let id: String = row.try_get("zjbs")?;
+                let document = stored_document(
+                    &row.try_get::<String, _>("state")?,
+                    row.try_get("unit")?,
+                    row.try_get("holder_rybs")?,
+                    row.try_get("planned_return")?,
+                )
+                .map_err(|e| ProjectionError::Decode(format!("{} {id}: {e}", DOCUMENTS.name)))?;
+                self.documents.insert(
+                    id,
+                    Counted {
+                        document,
+                        changed: false,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a Document event: its withdrawal, if it is one, and the change of its document.
+    pub(crate) fn apply(&mut self, event: &EventRef) -> Result<(), ProjectionError> {
+        let decoded = event.decode::<DocumentEvent>()?;
+        if let Some(record) = access_record(&decoded, None) {
+            if WITHDRAWALS.contains(&record.kind) {
+                let unit = record.location.unit.to_string();
+                let day = china_date(record.operated_at);
+                *self.withdrawals.entry((unit.clone(), day)).or_default() += 1;
+                if let Some(destination) = record.destination {
+                    *self
+                        .destinations
+                        .entry((unit, day, destination))
+                        .or_default() += 1;
+                }
+            }
+        }
+        let counted = self
+            .documents
+            .entry(event.aggregate_id.to_string())
+            .or_insert_with(|| Counted {
+                document: Document::default(),
+                changed: false,
+            });
+        let before = contribution(&counted.document);
+        counted.document.apply(decoded);
+        counted.changed = true;
+        let after = contribution(&counted.document);
+        if before != after {
+            if let Some((unit, state, due)) = before {
+                *self.states.entry((unit.clone(), state)).or_default() -= 1;
+                if let Some(date) = due {
+                    *self.due.entry((unit, date)).or_default() -= 1;
+                }
+            }
+            if let Some((unit, state, due)) = after {
+                *self.states.entry((unit.clone(), state)).or_default() += 1;
+                if let Some(date) = due {
+                    *self.due.entry((unit, date)).or_default() += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the changed documents and the counters' deltas in the caller's transaction.
+    pub(crate) async fn write(
+        &mut self,
+        tx: &mut Transaction<'static, Any>,
+        generation: i64,
+    ) -> Result<(), ProjectionError> {
+        for (table, rows) in self.take_all(generation) {
+            bulk::insert(&mut *tx, table, &rows).await?;
+        }
+        Ok(())
+    }
+
+    /// Up to `max` rows of what is held (counters, then documents, each table in key order),
+    /// letting go of them; None once all is out. For a rebuild into an empty generation.
+    pub(crate) fn drain(
+        &mut self,
+        generation: i64,
+        max: usize,
+    ) -> Option<(&'static Table, Vec<Row>)> {
+        if self.draining.is_none() {
+            let mut all = self.take_all(generation);
+            all.reverse();
+            self.draining = Some(all);
+        }
+        let pending = self.draining.as_mut()?;
+        loop {
+            let (table, rows) = pending.last_mut()?;
+            if rows.is_empty() {
+                pending.pop();
+                continue;
+            }
+            let rest = rows.split_off(rows.len().min(max.max(1)));
+            let chunk = std::mem::replace(rows, rest);
+            return Some((*table, chunk));
+        }
+    }
+
+    /// Every row to write, each table's in key order (the same order for every writer, so two
+    /// transactions adding to the same counters wait for each other rather than deadlock), the
+    /// counters without the deltas that came to nothing.
+    fn take_all(&mut self, generation: i64) -> Vec<(&'static Table, Vec<Row>)> {
+        fn rows<K>(
+            deltas: &mut HashMap<K, i64>,
+            generation: i64,
+            key: impl Fn(K) -> Row,
+        ) -> Vec<Row> {
+            deltas
+                .drain()
+                .filter(|(_, n)| *n != 0)
+                .map(|(k, n)| {
+                    let mut row: Row = vec![generation.into()];
+                    row.extend(key(k));
+                    row.push(n.into());
+                    row
+                })
+                .collect()
+        }
+        let mut all = vec![
+            (
+                &STATES,
+                rows(&mut self.states, generation, |(unit, state)| {
+                    vec![unit.into(), state.into()]
+                }),
+            ),
+            (
+                &DUE,
+                rows(&mut self.due, generation, |(unit, date)| {
+                    vec![unit.into(), date.to_string().into()]
+                }),
+            ),
+            (
+                &WITHDRAWALS_PER_DAY,
+                rows(&mut self.withdrawals, generation, |(unit, day)| {
+                    vec![unit.into(), day.to_string().into()]
+                }),
+            ),
+            (
+                &DESTINATIONS,
+                rows(
+                    &mut self.destinations,
+                    generation,
+                    |(unit, day, destination)| {
+                        vec![unit.into(), day.to_string().into(), destination.into()]
+                    },
+                ),
+            ),
+        ];
+        let documents: Vec<Row> = self
+            .documents
+            .iter_mut()
+            .filter(|(_, counted)| counted.changed)
+            .map(|(id, counted)| {
+                counted.changed = false;
+                document_row(generation, id, &counted.document)
+            })
+            .collect();
+        all.push((&DOCUMENTS, documents));
+        for (table, rows) in &mut all {
+            bulk::sort_by_key(table, rows);
+        }
+        all
+    }
+}
+
+/// What a document adds to the unit counters: its unit, its state, and its planned return date
+/// while it is due back; nothing while no cabinet has held it (see the module's header).
+fn contribution(document: &Document) -> Option<(String, &'static str, Option<NaiveDate>)> {
+    let unit = document.unit.as_ref()?;
+    let due = document
+        .planned_return
+        .filter(|_| document.state == DocumentState::AwaitingReturn);
+    Some((unit.to_string(), document.state.name(), due))
+}
+
+fn document_row(generation: i64, id: &str, document: &Document) -> Row {
+    vec![
+        generation.into(),
+        id.into(),
+        document.state.name().into(),
+        document.unit.as_ref().map(|u| u.to_string()).into(),
+        document.holder.as_ref().map(|h| h.to_string()).into(),
+        document.planned_return.map(|d| d.to_string()).into(),
+    ]
+}
+
+/// The document a [`DOCUMENTS`] row holds: the fields the counters read, nothing else.
+fn stored_document(
+    state: &str,
+    unit: Option<String>,
+    holder: Option<String>,
+    planned_return: Option<String>,
+) -> Result<Document, String> {
+    let state = DocumentState::ALL
+        .iter()
+        .copied()
+        .find(|s| s.name() == state)
+        .ok_or_else(|| format!("{state:?} is no state"))?;
+    Ok(Document {
+        state,
+        unit: unit
+            .map(|u| u.parse())
+            .transpose()
+            .map_err(|e| format!("unit: {e}"))?,
+        holder: holder
+            .map(|h| h.parse())
+            .transpose()
+            .map_err(|e| format!("holder: {e}"))?,
+        planned_return: planned_return
+            .map(|d| d.parse())
+            .transpose()
+            .map_err(|e| format!("planned return: {e}"))?,
+        ..Document::default()
+    })
+}

@@ -1,0 +1,272 @@
+//! The stats projection (docs/department-page.md, "Statistics") answers what the scan of the
+//! views it replaced answers, for every scope and day, on both stores, over a varied lifecycle:
+//! deposits, lends and take-outs with destinations over several days, returns, an abnormal
+//! withdrawal, a cancellation, documents overdue, documents issued but never deposited (counted
+//! for their holder's unit), several units of one department and an org outside it. A rebuild
+//! gives the same answers, and `GET /api/v1/stats` is the projection's answer.
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDate;
+use custody_commands::ManualClock;
+use custody_projections::read::{Reader, Scope, Stats};
+use custody_projections::Projection;
+use custody_protocol::DocumentRecord;
+use custody_simulator::generate::{document_id, random_document_record};
+use custody_simulator::unit::{FilingKind, PersonData};
+use custody_simulator::{
+    AbnormalReason, CancellationReason, DepositKind, SimulatedCabinet, SimulatedExitEntryAdapter,
+    Trip,
+};
+use custody_tests::samples::{date, time};
+use custody_tests::{StoreKind, TestApp};
+use serde_json::{json, Value};
+
+use crate::exit_entry::{
+    assert_accepted, registered_adapter, registered_unit_client, results, send_ok,
+};
+use crate::lifecycle::run_scheduler;
+
+fn trip(destination: &str) -> Trip {
+    Trip {
+        destination: destination.to_string(),
+        ..Trip::default()
+    }
+}
+
+/// Deposits `count` new documents into drawers `0..count` of `cabinet`.
+async fn deposited(app: &TestApp, cabinet: &SimulatedCabinet, count: usize) -> Vec<DocumentRecord> {
+    let mut records = Vec::new();
+    for i in 0..count {
+        let record = random_document_record(&mut rand::rng());
+        let request = cabinet.deposit(&record, &cabinet.drawer(i), DepositKind::New, app.now_ms());
+        send_ok(app, request, "deposit").await;
+        records.push(record);
+    }
+    records
+}
+
+/// Files `who` with the unit client of `unit`, then has the exit-entry adapter issue a document
+/// of theirs that no cabinet has held yet.
+async fn issued_to_filed_person(app: &TestApp, unit: &str, adapter: &SimulatedExitEntryAdapter) {
+    let client = registered_unit_client(app, unit).await;
+    let who = PersonData::random();
+    let data = client
+        .filing_list_data(
+            vec![client
+                .filing_item(FilingKind::New, &who, "科员")
+                .expect("filing item")],
+            app.now_ms(),
+        )
+        .expect("filing list");
+    let answer = app
+        .send(&client.sign("sjsb-bbxx", &data, app.now_ms()).expect("sign"))
+        .await;
+    assert_accepted(&answer, "filing list");
+    assert!(results(&answer).iter().all(|r| r.status), "{}", answer.1);
+    let mut record = random_document_record(&mut rand::rng());
+    record.citizen_id_number = who.citizen_id.clone();
+    record.chinese_name = who.name.clone();
+    issued(app, adapter, &record).await;
+}
+
+async fn issued(app: &TestApp, adapter: &SimulatedExitEntryAdapter, record: &DocumentRecord) {
+    let entry = adapter
+        .issued(record, date(2026, 11, 20))
+        .expect("issued record");
+    let request = adapter
+        .issued_documents(std::slice::from_ref(&entry), app.now_ms())
+        .expect("issued documents");
+    assert_accepted(&app.send(&request).await, "issued");
+}
+
+fn units(codes: &[&String]) -> Scope {
+    Scope::units(codes.iter().map(|c| c.to_string()).collect::<BTreeSet<_>>())
+}
+
+/// Every scope's statistics on each day, from the projection, each equal to the scan's.
+async fn all_equal_to_the_scan(
+    reader: &Reader,
+    scopes: &[Scope],
+    days: &[NaiveDate],
+) -> Vec<Stats> {
+    let mut answers = Vec::new();
+    for scope in scopes {
+        for today in days {
+            let projected = reader.stats(scope, *today).await.expect("stats");
+            let scanned = reader
+                .stats_from_views(scope, *today)
+                .await
+                .expect("scanned stats");
+            assert_eq!(projected, scanned, "{scope:?} on {today}");
+            answers.push(projected);
+        }
+    }
+    answers
+}
+
+#[tokio::test]
+async fn the_stats_projection_answers_what_a_scan_of_the_views_answers() {
+    for kind in StoreKind::ALL {
+        let clock = ManualClock::at(time("2026-11-23T09:00:00+08:00"));
+        let app = TestApp::spawn_with_clock(kind, clock).await;
+        let department = app.org_under(None, "组织部").await;
+        let ours = app.org_under(Some(&department), "本单位").await;
+        let theirs = app.org_under(Some(&department), "兄弟单位").await;
+        let elsewhere = app.org_under(None, "另一部门").await;
+        let our_cabinet = app.active_cabinet_of(&ours).await;
+        let their_cabinet = app.active_cabinet_of(&theirs).await;
+        let far_cabinet = app.active_cabinet_of(&elsewhere).await;
+        let adapter = registered_adapter(&app).await;
+
+        // 11-23: deposits everywhere; lends, a take-out, an abnormal withdrawal, a cancellation.
+        let our = deposited(&app, &our_cabinet, 6).await;
+        let their = deposited(&app, &their_cabinet, 3).await;
+        let far = deposited(&app, &far_cabinet, 2).await;
+        let now = app.now_ms();
+        for (cabinet, record, drawer, due, to) in [
+            (&our_cabinet, &our[0], 0, date(2026, 11, 25), "HKG"),
+            (&our_cabinet, &our[1], 1, date(2026, 11, 30), "FRA"),
+            (&their_cabinet, &their[0], 0, date(2026, 11, 24), "HKG"),
+            (&far_cabinet, &far[0], 0, date(2026, 11, 24), "JPN"),
+        ] {
+            let lend = cabinet.lend(record, &cabinet.drawer(drawer), due, &trip(to), now);
+            send_ok(&app, lend, "lend").await;
+        }
+        let drawer = our_cabinet.drawer(2);
+        let take_out = our_cabinet.take_out(&our[2], &drawer, None, &trip("MAC"), now);
+        send_ok(&app, take_out, "take out").await;
+        let abnormal = our_cabinet.abnormal_withdrawal(
+            &our[3],
+            &our_cabinet.drawer(3),
+            AbnormalReason::Missing,
+            now,
+        );
+        send_ok(&app, abnormal, "abnormal withdrawal").await;
+        let zjbs = document_id(&our[4]).expect("zjbs");
+        let cancellation = our_cabinet.cancellation(&zjbs, CancellationReason::Lost, now);
+        send_ok(&app, cancellation, "cancellation").await;
+        issued_to_filed_person(&app, &ours, &adapter).await;
+        issued(&app, &adapter, &random_document_record(&mut rand::rng())).await;
+
+        // 11-24: the take-out comes back; another lend, returned the next day; a take-out.
+        app.clock.set(time("2026-11-24T10:00:00+08:00"));
+        let now = app.now_ms();
+        let back = our_cabinet.deposit(&our[2], &drawer, DepositKind::Return, now);
+        send_ok(&app, back, "return").await;
+        let drawer = our_cabinet.drawer(5);
+        let lend = our_cabinet.lend(&our[5], &drawer, date(2026, 11, 26), &trip("HKG"), now);
+        send_ok(&app, lend, "lend").await;
+        let drawer = their_cabinet.drawer(1);
+        let take_out = their_cabinet.take_out(&their[1], &drawer, None, &trip("FRA"), now);
+        send_ok(&app, take_out, "take out").await;
+        app.clock.set(time("2026-11-25T10:00:00+08:00"));
+        let drawer = our_cabinet.drawer(5);
+        let back = our_cabinet.deposit(&our[5], &drawer, DepositKind::Return, app.now_ms());
+        send_ok(&app, back, "return").await;
+
+        // 11-27: the scheduler marks the lends past their date due back: overdue.
+        app.clock.set(time("2026-11-27T09:00:00+08:00"));
+        run_scheduler(&app).await;
+        app.caught_up().await;
+
+        let reader = Reader::new(app.store.log.clone());
+        let scopes = [
+            Scope::everything(),
+            units(&[&ours]),
+            units(&[&theirs]),
+            units(&[&department, &ours, &theirs]),
+            units(&[&elsewhere]),
+            units(&[&ours, &elsewhere]),
+        ];
+        let days = [
+            date(2026, 11, 23),
+            date(2026, 11, 25),
+            date(2026, 11, 27),
+            date(2026, 12, 1),
+        ];
+        let before = all_equal_to_the_scan(&reader, &scopes, &days).await;
+
+        // What the scan says, spelled out, so that two empty answers cannot pass.
+        let today = date(2026, 11, 27);
+        let everything = reader
+            .stats(&Scope::everything(), today)
+            .await
+            .expect("stats");
+        let total: i64 = everything.documents_by_state.values().sum();
+        assert_eq!(total, 6 + 3 + 2 + 2, "{everything:?}");
+        assert_eq!(everything.overdue, 3, "{everything:?}");
+        let our_stats = reader.stats(&units(&[&ours]), today).await.expect("stats");
+        assert_eq!(our_stats.overdue, 1, "{our_stats:?}");
+        assert_eq!(
+            our_stats.documents_by_state.values().sum::<i64>(),
+            6 + 1,
+            "the issued document counts for its holder's unit: {our_stats:?}"
+        );
+        assert_eq!(our_stats.destinations.get("HKG"), Some(&2), "{our_stats:?}");
+        assert_eq!(
+            our_stats.withdrawals_per_day.get("2026-11-23"),
+            Some(&4),
+            "{our_stats:?}"
+        );
+        assert_eq!(
+            our_stats.withdrawals_per_day.get("2026-11-24"),
+            Some(&1),
+            "{our_stats:?}"
+        );
+
+        // The read API answers the projection's figures, in the same JSON as before.
+        let token = app.token("reader", &ours, &[]).await;
+        let (status, body) = app.read(&token, "/api/v1/stats").await;
+        assert_eq!(status, 200, "{body}");
+        let expected = json!({
+            "documents_by_state": our_stats.documents_by_state,
+            "withdrawals_per_day": our_stats.withdrawals_per_day,
+            "destinations": our_stats.destinations,
+            "overdue": our_stats.overdue,
+        });
+        for key in [
+            "documents_by_state",
+            "withdrawals_per_day",
+            "destinations",
+            "overdue",
+        ] {
+            assert_eq!(body[key], expected[key], "{key}: {body}");
+        }
+
+        // A rebuild into a fresh generation gives the same counts.
+        let (status, body) = app
+            .ops(
+                reqwest::Method::POST,
+                "/api/v1/ops/projections/stats/rebuild",
+                None,
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let generation = loop {
+            let (_, body) = app
+                .ops(reqwest::Method::GET, "/api/v1/ops/projections", None)
+                .await;
+            let view: Value = body["projections"]
+                .as_array()
+                .and_then(|all| all.iter().find(|p| p["name"] == "stats").cloned())
+                .expect("the stats projection is listed");
+            match view["rebuild"]["state"].as_str() {
+                Some("finished") => break view["generation"].as_i64(),
+                Some("failed") => panic!("rebuild failed: {view}"),
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        };
+        assert_eq!(generation, Some(2));
+        assert_eq!(
+            reader
+                .generation(Projection::Stats)
+                .await
+                .expect("generation"),
+            2
+        );
+        let after = all_equal_to_the_scan(&reader, &scopes, &days).await;
+        assert_eq!(before, after, "{kind:?}");
+        app.stop().await;
+    }
+}
