@@ -51,13 +51,13 @@ CREATE TABLE view_stats_withdrawals
     PRIMARY KEY (generation, unit, day) INCLUDE (n)
 );
 
--- Withdrawals' declared destinations per unit and China-time day.
+-- Withdrawals' declared destinations per unit, all time (the statistics show their totals;
+-- a row per day would make a unit hold hundreds of rows instead of tens).
 CREATE TABLE view_stats_destinations
 (
     generation  bigint NOT NULL,
     unit        text   NOT NULL,
-    day         text   NOT NULL, -- YYYY-MM-DD
     destination text   NOT NULL,
     n           bigint NOT NULL,
-    PRIMARY KEY (generation, unit, day, destination) INCLUDE (n)
+    PRIMARY KEY (generation, unit, destination) INCLUDE (n)
 );

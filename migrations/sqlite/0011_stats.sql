@@ -52,13 +52,13 @@ CREATE TABLE view_stats_withdrawals
     PRIMARY KEY (generation, unit, day)
 ) STRICT, WITHOUT ROWID;
 
--- Withdrawals' declared destinations per unit and China-time day.
+-- Withdrawals' declared destinations per unit, all time (the statistics show their totals;
+-- a row per day would make a unit hold hundreds of rows instead of tens).
 CREATE TABLE view_stats_destinations
 (
     generation  INTEGER NOT NULL,
     unit        TEXT   NOT NULL,
-    day         TEXT   NOT NULL, -- YYYY-MM-DD
     destination TEXT   NOT NULL,
     n           INTEGER NOT NULL,
-    PRIMARY KEY (generation, unit, day, destination)
+    PRIMARY KEY (generation, unit, destination)
 ) STRICT, WITHOUT ROWID;

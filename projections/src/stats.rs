@@ -71,8 +71,8 @@ pub(crate) const WITHDRAWALS_PER_DAY: Table = Table {
 
 pub(crate) const DESTINATIONS: Table = Table {
     name: "view_stats_destinations",
-    columns: &["generation", "unit", "day", "destination", "n"],
-    key: &["generation", "unit", "day", "destination"],
+    columns: &["generation", "unit", "destination", "n"],
+    key: &["generation", "unit", "destination"],
     on_conflict: OnConflict::Add,
 };
 
@@ -101,7 +101,9 @@ pub(crate) struct Counters {
     states: HashMap<(String, &'static str), i64>,
     due: HashMap<(String, NaiveDate), i64>,
     withdrawals: HashMap<(String, NaiveDate), i64>,
-    destinations: HashMap<(String, NaiveDate, String), i64>,
+    /// All time, not per day: the statistics show destinations' totals, and a unit then keeps
+    /// a row per country (tens) instead of one per day and country (hundreds).
+    destinations: HashMap<(String, String), i64>,
     /// What a rebuild still has to write, once [`Counters::drain`] started.
     draining: Option<Vec<(&'static Table, Vec<Row>)>>,
 }
@@ -157,10 +159,7 @@ impl Counters {
                 let day = china_date(record.operated_at);
                 *self.withdrawals.entry((unit.clone(), day)).or_default() += 1;
                 if let Some(destination) = record.destination {
-                    *self
-                        .destinations
-                        .entry((unit, day, destination))
-                        .or_default() += 1;
+                    *self.destinations.entry((unit, destination)).or_default() += 1;
                 }
             }
         }
@@ -270,13 +269,9 @@ impl Counters {
             ),
             (
                 &DESTINATIONS,
-                rows(
-                    &mut self.destinations,
-                    generation,
-                    |(unit, day, destination)| {
-                        vec![unit.into(), day.to_string().into(), destination.into()]
-                    },
-                ),
+                rows(&mut self.destinations, generation, |(unit, destination)| {
+                    vec![unit.into(), destination.into()]
+                }),
             ),
         ];
         let documents: Vec<Row> = self
