@@ -28,6 +28,9 @@
 //! feed that loses, repeats and reorders events, and checks that every rebuilt view equals the
 //! live one, in a few seconds.
 
+mod support;
+use support::{admin, with_database};
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -67,28 +70,10 @@ struct Options {
 }
 
 fn options() -> Options {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = !args.iter().any(|a| a == "--bench");
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let events = std::env::var("CUSTODY_BENCH_EVENTS")
-        .ok()
-        .or_else(|| value("--events"))
-        .map(|n| n.replace('_', "").parse().expect("--events N"))
-        .unwrap_or(if quick { 3_000 } else { 1_000_000 });
-    let has_url = std::env::var("DATABASE_URL").is_ok();
-    let backends = match value("--backend").as_deref() {
-        Some("both") => vec!["postgres", "embedded"],
-        Some("postgres") => vec!["postgres"],
-        Some("embedded") => vec!["embedded"],
-        Some(other) => panic!("--backend {other}: embedded, postgres or both"),
-        None if has_url && !quick => vec!["postgres"],
-        None => vec!["embedded"],
-    };
+    let args = support::Args::from_env();
+    let (quick, backends) = (args.quick, args.backends());
+    let value = |name: &str| args.value(name);
+    let events = args.count("CUSTODY_BENCH_EVENTS", "--events", 3_000, 1_000_000);
     let projections = value("--projections")
         .map(|list| {
             list.split(',')
@@ -102,7 +87,7 @@ fn options() -> Options {
         events,
         backends,
         projections,
-        twice: args.iter().any(|a| a == "--twice"),
+        twice: args.flag("--twice"),
         quick,
         keep: value("--keep").map(Into::into),
     }
@@ -147,29 +132,6 @@ async fn main() {
             }
         }
     }
-}
-
-async fn admin(url: &str, sql: &str) {
-    use sqlx::Connection;
-    let mut connection = sqlx::PgConnection::connect(url)
-        .await
-        .expect("connect to DATABASE_URL");
-    sqlx::query(sql).execute(&mut connection).await.expect(sql);
-}
-
-/// `url` with its database replaced.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{database}", &base[..host_end]);
-    if !query.is_empty() {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
 }
 
 async fn run(backend: &str, log: &EventLog, options: &Options) {

@@ -24,6 +24,9 @@
 //! Without `--bench` (as `cargo test --all-targets` runs it) it fills 3,000 documents and
 //! checks the whole tree's figures add up to what was generated, in seconds.
 
+mod support;
+use support::{admin, with_database};
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -62,28 +65,9 @@ struct Options {
 }
 
 fn options() -> Options {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = !args.iter().any(|a| a == "--bench");
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let documents = std::env::var("CUSTODY_BENCH_DOCUMENTS")
-        .ok()
-        .or_else(|| value("--documents"))
-        .map(|n| n.replace('_', "").parse().expect("--documents N"))
-        .unwrap_or(if quick { 3_000 } else { 1_000_000 });
-    let has_url = std::env::var("DATABASE_URL").is_ok();
-    let backends = match value("--backend").as_deref() {
-        Some("both") => vec!["postgres", "embedded"],
-        Some("postgres") => vec!["postgres"],
-        Some("embedded") => vec!["embedded"],
-        Some(other) => panic!("--backend {other}: embedded, postgres or both"),
-        None if has_url && !quick => vec!["postgres"],
-        None => vec!["embedded"],
-    };
+    let args = support::Args::from_env();
+    let (quick, backends) = (args.quick, args.backends());
+    let documents = args.count("CUSTODY_BENCH_DOCUMENTS", "--documents", 3_000, 1_000_000);
     Options {
         documents,
         backends,
@@ -116,29 +100,6 @@ async fn main() {
             }
         }
     }
-}
-
-async fn admin(url: &str, sql: &str) {
-    use sqlx::Connection;
-    let mut connection = sqlx::PgConnection::connect(url)
-        .await
-        .expect("connect to DATABASE_URL");
-    sqlx::query(sql).execute(&mut connection).await.expect(sql);
-}
-
-/// `url` with its database replaced.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{database}", &base[..host_end]);
-    if !query.is_empty() {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
 }
 
 async fn run(backend: &str, log: &EventLog, options: &Options) {

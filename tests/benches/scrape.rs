@@ -29,30 +29,9 @@ struct Options {
 }
 
 fn options() -> Options {
-    let args: Vec<String> = std::env::args().collect();
-    let full = args.iter().any(|a| a == "--bench");
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let number = |name: &str, default: usize| {
-        value(name)
-            .map(|v| {
-                v.parse()
-                    .unwrap_or_else(|_| panic!("{name} takes a number"))
-            })
-            .unwrap_or(default)
-    };
-    let stores = match value("--store").as_deref() {
-        Some("embedded") => vec![StoreKind::Embedded],
-        Some("postgres") => vec![StoreKind::Postgres],
-        Some("both") => StoreKind::ALL.to_vec(),
-        Some(other) => panic!("--store {other}: embedded, postgres or both"),
-        None if full => StoreKind::ALL.to_vec(),
-        None => vec![StoreKind::Embedded],
-    };
+    let args = custody_tests::bench_args::BenchArgs::from_env();
+    let (full, stores) = (args.full, args.stores());
+    let number = |name: &str, default: usize| args.number(name, default);
     Options {
         cabinets: number("--cabinets", if full { 500 } else { 3 }).max(1),
         scrapes: number("--scrapes", if full { 20 } else { 3 }).max(1),
@@ -153,16 +132,7 @@ async fn run(kind: StoreKind, options: &Options) {
 
 fn main() {
     let options = options();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        for kind in &options.stores {
-            run(*kind, &options).await;
-        }
+    custody_tests::bench_args::run_on_each_store(&options.stores, options.full, |kind| {
+        run(kind, &options)
     });
-    if !options.full {
-        println!("(check mode: run with `cargo bench` for the full figures)");
-    }
 }

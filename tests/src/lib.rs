@@ -31,6 +31,7 @@ use custody_protocol::SignedRequest;
 use custody_simulator::{CabinetSpec, SimulatedCabinet};
 use tempfile::TempDir;
 
+pub mod bench_args;
 pub mod logs;
 pub mod samples;
 

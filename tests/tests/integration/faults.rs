@@ -21,6 +21,17 @@ use custody_tests::{
 };
 use sqlx::Row;
 
+/// The app's options with events reaching the projectors through JetStream at `url`.
+fn over_jetstream(url: &str, settings: StreamSettings) -> AppOptions {
+    AppOptions {
+        transport: Transport::JetStream {
+            url: url.to_string(),
+            settings,
+        },
+        ..AppOptions::default()
+    }
+}
+
 fn stream() -> StreamSettings {
     let id = uuid::Uuid::new_v4().simple().to_string();
     StreamSettings::new(format!("FAULTS_{id}"), format!("faults.{id}"))
@@ -102,17 +113,7 @@ async fn assert_views_equal_replay(app: &TestApp) {
 async fn views_survive_nats_crashes_and_a_lost_store_under_load() {
     let mut nats = NatsServer::start().expect("nats-server");
     let app = Arc::new(
-        TestApp::spawn_with(
-            StoreKind::Postgres,
-            AppOptions {
-                transport: Transport::JetStream {
-                    url: nats.url.clone(),
-                    settings: stream(),
-                },
-                ..AppOptions::default()
-            },
-        )
-        .await,
+        TestApp::spawn_with(StoreKind::Postgres, over_jetstream(&nats.url, stream())).await,
     );
     let cabinet = Arc::new(app.active_cabinet().await);
     let running = Arc::new(AtomicBool::new(true));
@@ -282,17 +283,7 @@ async fn a_projector_killed_between_commit_and_ack_applies_nothing_twice() {
 async fn the_service_starts_and_takes_reports_while_nats_is_down() {
     let mut nats = NatsServer::start().expect("nats-server");
     nats.kill();
-    let app = TestApp::spawn_with(
-        StoreKind::Postgres,
-        AppOptions {
-            transport: Transport::JetStream {
-                url: nats.url.clone(),
-                settings: stream(),
-            },
-            ..AppOptions::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(StoreKind::Postgres, over_jetstream(&nats.url, stream())).await;
     let cabinet = app.active_cabinet().await;
     for i in 0..5 {
         let record = random_document_record(&mut rand::rng());
@@ -540,13 +531,7 @@ async fn a_three_node_cluster_loses_one_node_and_nothing_else() {
     };
     let app = TestApp::spawn_with(
         StoreKind::Postgres,
-        AppOptions {
-            transport: Transport::JetStream {
-                url: cluster.url(),
-                settings: settings.clone(),
-            },
-            ..AppOptions::default()
-        },
+        over_jetstream(&cluster.url(), settings.clone()),
     )
     .await;
     let cabinet = app.active_cabinet().await;
