@@ -3,7 +3,6 @@
 // Each bench compiles this module on its own and uses a part of it.
 #![allow(dead_code)]
 
-
 /// The command line: `--bench` (the full run) and `--NAME VALUE` options.
 pub struct Args {
     args: Vec<String>,
