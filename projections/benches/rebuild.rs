@@ -29,7 +29,7 @@
 //! live one, in a few seconds.
 
 mod support;
-use support::{admin, with_database};
+use support::{admin, with_database, Rng};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -355,32 +355,6 @@ async fn snapshot(
 
 // ---------------------------------------------------------------------------------------------
 // The events.
-
-/// SplitMix64: deterministic, dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn hex(&mut self, len: usize) -> String {
-        let mut out = String::with_capacity(len);
-        while out.len() < len {
-            let _ = write!(out, "{:016x}", self.next());
-        }
-        out.truncate(len);
-        out
-    }
-}
 
 fn credit_code(n: usize) -> CreditCode {
     let mut code = format!("11110000{:09}", 100_000_000 + n);

@@ -25,7 +25,7 @@
 //! checks the whole tree's figures add up to what was generated, in seconds.
 
 mod support;
-use support::{admin, with_database};
+use support::{admin, with_database, Rng};
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -182,23 +182,6 @@ fn ms(d: Duration) -> f64 {
 
 // ---------------------------------------------------------------------------------------------
 // The documents.
-
-/// SplitMix64: deterministic, dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn credit_code(n: usize) -> CreditCode {
     let mut code = format!("11110000{:09}", 100_000_000 + n);

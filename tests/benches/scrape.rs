@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use custody_commands::ManualClock;
 use custody_tests::samples::time;
-use custody_tests::{AppOptions, StoreKind, TestApp, OPS_TOKEN};
+use custody_tests::{AppOptions, StoreKind, TestApp};
 
 struct Options {
     cabinets: usize,
@@ -38,18 +38,6 @@ fn options() -> Options {
         stores,
         full,
     }
-}
-
-async fn scrape(app: &TestApp) -> String {
-    let response = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(OPS_TOKEN)
-        .send()
-        .await
-        .expect("GET /metrics");
-    assert_eq!(response.status(), 200);
-    response.text().await.expect("metrics text")
 }
 
 fn sample(text: &str, key: &str) -> Option<f64> {
@@ -99,7 +87,7 @@ async fn run(kind: StoreKind, options: &Options) {
     let mut text = String::new();
     for _ in 0..options.scrapes {
         let started = Instant::now();
-        text = scrape(&app).await;
+        text = app.metrics_text().await;
         times.push(started.elapsed());
     }
     times.sort();

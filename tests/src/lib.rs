@@ -401,6 +401,28 @@ impl TestApp {
     }
 
     /// A new simulated cabinet of `unit`, enrolled and activated.
+    /// The org tree most scoping tests need: a department (组织部) with two units under it,
+    /// ours (本单位) and a sibling (兄弟单位). Returns (department, ours, theirs).
+    pub async fn department_with_two_units(&self) -> (String, String, String) {
+        let department = self.org_under(None, "组织部").await;
+        let ours = self.org_under(Some(&department), "本单位").await;
+        let theirs = self.org_under(Some(&department), "兄弟单位").await;
+        (department, ours, theirs)
+    }
+
+    /// One scrape of `/metrics` with the operator token: its text.
+    pub async fn metrics_text(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .bearer_auth(OPS_TOKEN)
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("metrics text")
+    }
+
     pub async fn active_cabinet_of(&self, unit: &str) -> SimulatedCabinet {
         let spec = CabinetSpec::random(&mut rand::rng(), unit, "测试单位");
         let cabinet = SimulatedCabinet::new(spec, &self.platform_certificate_pem())

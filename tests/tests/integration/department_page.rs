@@ -252,9 +252,7 @@ async fn the_department_page_in_chromium_shows_what_the_read_api_answers() {
     for kind in StoreKind::ALL {
         let clock = ManualClock::at(time("2026-11-23T09:00:00+08:00"));
         let app = TestApp::spawn_with_clock(kind, clock).await;
-        let department = app.org_under(None, "组织部").await;
-        let ours = app.org_under(Some(&department), "本单位").await;
-        let theirs = app.org_under(Some(&department), "兄弟单位").await;
+        let (_, ours, theirs) = app.department_with_two_units().await;
         let our_cabinet = app.active_cabinet_of(&ours).await;
         let their_cabinet = app.active_cabinet_of(&theirs).await;
         let our_docs = documents(&app, &our_cabinet, 3, "HKG").await;

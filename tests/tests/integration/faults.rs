@@ -397,12 +397,14 @@ async fn a_hung_postgresql_gets_fast_refusals_not_hangs() {
             app.now_ms(),
         )
         .expect("deposit");
-    let response = client
-        .post(app.url(&format!("/yth_g1xt/api/v1/{}", deposit.mstype)))
-        .header("content-type", "application/json")
-        .body(deposit.to_json().expect("json"))
-        .send()
-        .await;
+    let post = |request: &custody_protocol::SignedRequest| {
+        client
+            .post(app.url(&format!("/yth_g1xt/api/v1/{}", request.mstype)))
+            .header("content-type", "application/json")
+            .body(request.to_json().expect("json"))
+            .send()
+    };
+    let response = post(&deposit).await;
     // A refusal that needs no store is answered, and kept once the store is back (spooled).
     let stale = cabinet
         .deposit(
@@ -412,12 +414,7 @@ async fn a_hung_postgresql_gets_fast_refusals_not_hangs() {
             app.now_ms() - 3_600_000,
         )
         .expect("stale deposit");
-    let refused = client
-        .post(app.url(&format!("/yth_g1xt/api/v1/{}", stale.mstype)))
-        .header("content-type", "application/json")
-        .body(stale.to_json().expect("json"))
-        .send()
-        .await;
+    let refused = post(&stale).await;
     let health = client.get(app.url("/health")).send().await;
     let read = client
         .get(app.url("/api/v1/documents"))

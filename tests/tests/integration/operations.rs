@@ -13,7 +13,7 @@ use custody_simulator::generate::random_document_record;
 use custody_simulator::reconciliation::DayLedger;
 use custody_simulator::{DepositKind, Trip};
 use custody_tests::samples::{date, time};
-use custody_tests::{nats, AppOptions, OwnPostgres, StoreKind, TestApp, TestStore, OPS_TOKEN};
+use custody_tests::{nats, AppOptions, OwnPostgres, StoreKind, TestApp, TestStore};
 use serde_json::{json, Value};
 
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
@@ -109,15 +109,7 @@ async fn ready_is_false_while_postgresql_is_stopped_and_true_once_it_is_back() {
 
 /// The text of one scrape of `/metrics`.
 async fn scrape_text(app: &TestApp) -> String {
-    let response = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(OPS_TOKEN)
-        .send()
-        .await
-        .expect("GET /metrics");
-    assert_eq!(response.status(), 200);
-    let text = response.text().await.expect("metrics text");
+    let text = app.metrics_text().await;
     assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
     text
 }

@@ -141,9 +141,7 @@ async fn views_equal_a_replay_of_the_store() {
 async fn readers_see_their_subtree_only_masked_unless_pii() {
     for kind in StoreKind::ALL {
         let app = TestApp::spawn(kind).await;
-        let department = app.org_under(None, "组织部").await;
-        let ours = app.org_under(Some(&department), "本单位").await;
-        let theirs = app.org_under(Some(&department), "兄弟单位").await;
+        let (department, ours, theirs) = app.department_with_two_units().await;
         let our_cabinet = app.active_cabinet_of(&ours).await;
         let their_cabinet = app.active_cabinet_of(&theirs).await;
         let our_records = history(&app, &our_cabinet, 2).await;
@@ -252,9 +250,7 @@ async fn readers_see_their_subtree_only_masked_unless_pii() {
 async fn a_holder_never_filed_is_a_person_of_the_read_side() {
     for kind in StoreKind::ALL {
         let app = TestApp::spawn(kind).await;
-        let department = app.org_under(None, "组织部").await;
-        let ours = app.org_under(Some(&department), "本单位").await;
-        let theirs = app.org_under(Some(&department), "兄弟单位").await;
+        let (department, ours, theirs) = app.department_with_two_units().await;
         let cabinet = app.active_cabinet_of(&ours).await;
         let record = random_document_record(&mut rand::rng());
         let deposit = cabinet.deposit(&record, &cabinet.drawer(0), DepositKind::New, app.now_ms());

@@ -984,9 +984,7 @@ async fn cabinets_that_did_not_upload_are_alerts_after_06_00() {
     for kind in StoreKind::ALL {
         let scene = Scene::new(kind).await;
         let app = &scene.app;
-        let department = app.org_under(None, "组织部").await;
-        let ours = app.org_under(Some(&department), "本单位").await;
-        let theirs = app.org_under(Some(&department), "兄弟单位").await;
+        let (department, ours, theirs) = app.department_with_two_units().await;
         let uploader = app.active_cabinet_of(&ours).await;
         let silent = app.active_cabinet_of(&theirs).await;
         let mut ledger = DayLedger::new();

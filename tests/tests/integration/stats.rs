@@ -110,9 +110,7 @@ async fn the_stats_projection_answers_what_a_scan_of_the_views_answers() {
     for kind in StoreKind::ALL {
         let clock = ManualClock::at(time("2026-11-23T09:00:00+08:00"));
         let app = TestApp::spawn_with_clock(kind, clock).await;
-        let department = app.org_under(None, "组织部").await;
-        let ours = app.org_under(Some(&department), "本单位").await;
-        let theirs = app.org_under(Some(&department), "兄弟单位").await;
+        let (department, ours, theirs) = app.department_with_two_units().await;
         let elsewhere = app.org_under(None, "另一部门").await;
         let our_cabinet = app.active_cabinet_of(&ours).await;
         let their_cabinet = app.active_cabinet_of(&theirs).await;
