@@ -29,7 +29,7 @@
 //! live one, in a few seconds.
 
 mod support;
-use support::{admin, with_database, Rng};
+use support::{drop_database, throwaway_postgres, Rng};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -109,16 +109,10 @@ async fn main() {
     for backend in &options.backends {
         match *backend {
             "postgres" => {
-                let url = std::env::var("DATABASE_URL")
-                    .expect("DATABASE_URL (postgres://…) for --backend postgres; see scripts/bench-projections");
-                let database = format!("custody_bench_{}", std::process::id());
-                admin(&url, &format!("CREATE DATABASE {database}")).await;
-                let log = EventLog::connect_postgres(&with_database(&url, &database), 8)
-                    .await
-                    .expect("connect");
+                let (log, throwaway) =
+                    throwaway_postgres("custody_bench", "scripts/bench-projections").await;
                 run("postgres", &log, &options).await;
-                drop(log);
-                admin(&url, &format!("DROP DATABASE {database} WITH (FORCE)")).await;
+                drop_database(log, throwaway).await;
             }
             _ => {
                 let dir = tempfile::tempdir().expect("temp dir");

@@ -25,7 +25,7 @@
 //! checks the whole tree's figures add up to what was generated, in seconds.
 
 mod support;
-use support::{admin, with_database, Rng};
+use support::{drop_database, throwaway_postgres, Rng};
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -81,17 +81,10 @@ async fn main() {
     for backend in &options.backends {
         match *backend {
             "postgres" => {
-                let url = std::env::var("DATABASE_URL").expect(
-                    "DATABASE_URL (postgres://…) for --backend postgres; see scripts/bench-stats",
-                );
-                let database = format!("custody_bench_stats_{}", std::process::id());
-                admin(&url, &format!("CREATE DATABASE {database}")).await;
-                let log = EventLog::connect_postgres(&with_database(&url, &database), 8)
-                    .await
-                    .expect("connect");
+                let (log, throwaway) =
+                    throwaway_postgres("custody_bench_stats", "scripts/bench-stats").await;
                 run("postgres", &log, &options).await;
-                drop(log);
-                admin(&url, &format!("DROP DATABASE {database} WITH (FORCE)")).await;
+                drop_database(log, throwaway).await;
             }
             _ => {
                 let dir = tempfile::tempdir().expect("temp dir");

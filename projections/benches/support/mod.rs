@@ -59,6 +59,39 @@ impl Args {
     }
 }
 
+/// A database of this run's own on `DATABASE_URL`'s server, and the log over it; hand both to
+/// [`drop_database`] when done.
+pub async fn throwaway_postgres(
+    prefix: &str,
+    script: &str,
+) -> (custody_eventlog::EventLog, Throwaway) {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!("DATABASE_URL (postgres://…) for --backend postgres; see {script}")
+    });
+    let database = format!("{prefix}_{}", std::process::id());
+    admin(&url, &format!("CREATE DATABASE {database}")).await;
+    let log = custody_eventlog::EventLog::connect_postgres(&with_database(&url, &database), 8)
+        .await
+        .expect("connect");
+    (log, Throwaway { url, database })
+}
+
+/// Where a throwaway database is.
+pub struct Throwaway {
+    url: String,
+    database: String,
+}
+
+/// Closes the log and drops its throwaway database.
+pub async fn drop_database(log: custody_eventlog::EventLog, throwaway: Throwaway) {
+    drop(log);
+    admin(
+        &throwaway.url,
+        &format!("DROP DATABASE {} WITH (FORCE)", throwaway.database),
+    )
+    .await;
+}
+
 /// Runs one administrative statement on the server of `url`.
 pub async fn admin(url: &str, sql: &str) {
     use sqlx::Connection;
