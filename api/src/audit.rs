@@ -78,10 +78,12 @@ async fn history(
     // The role is judged before anything is looked up, so that a caller who may not use the
     // audit API learns nothing of what exists (docs/security.md).
     require_auditor(&caller)?;
-    let events = state.commands.log().events_of(aggregate_type, id).await?;
-    if events.is_empty() {
+    let stored = state.commands.log().events_of(aggregate_type, id).await?;
+    if stored.is_empty() {
         return Err(WireError::new(ErrorCode::NotFound, "no such aggregate"));
     }
+    let mut events = stored.clone();
+    state.commands.log().open_personal_data(&mut events).await?;
     let scope = auditor(state, caller.clone(), unit_of(&events)).await?;
     record_query(
         state,
@@ -92,8 +94,10 @@ async fn history(
     .await?;
     let items: Vec<Value> = events
         .iter()
-        .map(|event| {
-            // The hash is of the stored event; the payload shown is masked without `pii`.
+        .zip(&stored)
+        .map(|(event, stored)| {
+            // The hash is of the stored event, whose personal fields are sealed (the audit
+            // bundle carries that form); the payload shown is opened, and masked without `pii`.
             let mut payload = event.payload.clone();
             scope.mask_payload(&mut payload);
             json!({
@@ -102,7 +106,7 @@ async fn history(
                 "event_version": event.event_version,
                 "payload": payload,
                 "metadata": event.metadata,
-                "hash": event_hash(&serialized(event)),
+                "hash": event_hash(&serialized(stored)),
             })
         })
         .collect();
@@ -162,7 +166,11 @@ async fn document_state(
     let at = chrono::DateTime::parse_from_rfc3339(&as_of.at)
         .map_err(|_| WireError::new(ErrorCode::InvalidField, "at is not RFC 3339"))?;
     require_auditor(&caller)?;
-    let events = state.commands.log().events_of("Document", &zjbs).await?;
+    let events = state
+        .commands
+        .log()
+        .opened_events_of("Document", &zjbs)
+        .await?;
     if events.is_empty() {
         return Err(WireError::new(ErrorCode::NotFound, "no such aggregate"));
     }
@@ -214,19 +222,23 @@ async fn verify(
     Ok(Json(verify_log(&state).await?))
 }
 
-/// Checks the live store as an offline auditor checks a bundle (docs/audit.md): checkpoint
-/// signatures and consistency, every event's inclusion under the checkpoints, every aggregate's
-/// chain. Reads the log a page at a time, once a pass.
+/// Checks the live store as an offline auditor checks a bundle (docs/audit.md).
 pub async fn verify_log(state: &AppState) -> Result<custody_audit::bundle::Verdict, WireError> {
-    let log = state.commands.log();
+    Ok(verify_store(state.commands.log(), &state.checkpointer.verifier(), &[]).await?)
+}
+
+/// Checkpoint signatures and consistency, every event's inclusion under the checkpoints, every
+/// aggregate's chain, and that the log holds each of `witnessed`. Reads the log a page at a
+/// time, once a pass. Needs no data key: the hashes are of the stored (sealed) events.
+pub async fn verify_store(
+    log: &custody_eventlog::EventLog,
+    verifier: &custody_protocol::Sm2Verifier,
+    witnessed: &[custody_audit::SignedCheckpoint],
+) -> Result<custody_audit::bundle::Verdict, custody_eventlog::EventLogError> {
     let checkpoints = log.checkpoints().await?;
     let consistency = log.consistency_proofs(&checkpoints).await?;
-    let mut verification = custody_audit::bundle::Verification::new(
-        &checkpoints,
-        &consistency,
-        &state.checkpointer.verifier(),
-        &[],
-    );
+    let mut verification =
+        custody_audit::bundle::Verification::new(&checkpoints, &consistency, verifier, witnessed);
     loop {
         let mut walk = log.audit_walk().await?;
         while let Some(page) = walk.next_page(log).await? {

@@ -27,6 +27,12 @@ pub struct ServeConfig {
     pub platform_key: Option<PathBuf>,
     /// The checkpoint signing key (SM2, PKCS#8 PEM); generated in `data_dir` when absent.
     pub checkpoint_key: Option<PathBuf>,
+    /// The master key that wraps the persons' data keys (docs/personal-data.md); generated as
+    /// `data_dir/master.key` when absent.
+    pub master_key: Option<PathBuf>,
+    /// The master key being rotated away from: data keys it wrapped still open until
+    /// `custody keys rewrap` has re-wrapped them (docs/personal-data.md).
+    pub previous_master_key: Option<PathBuf>,
     /// A file each new checkpoint is appended to (JSON lines), outside the database.
     pub checkpoint_witness: Option<PathBuf>,
     /// How often the log is sealed by a new checkpoint, when it grew.
@@ -61,6 +67,8 @@ impl ServeConfig {
             max_connections: 32,
             platform_key: None,
             checkpoint_key: None,
+            master_key: None,
+            previous_master_key: None,
             checkpoint_witness: None,
             checkpoint_interval: std::time::Duration::from_secs(
                 Self::DEFAULT_CHECKPOINT_INTERVAL_SECS,

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod checkpointer;
 pub mod checkpoints;
 pub mod client;
@@ -11,6 +12,7 @@ pub mod config_file;
 pub mod deadline;
 pub mod error;
 mod health;
+pub mod master_key;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;

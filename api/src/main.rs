@@ -50,6 +50,13 @@ enum Command {
     /// Audit a running service's event log.
     #[command(subcommand)]
     Audit(custody_api::client::AuditCommand),
+    /// Take a consistent backup of the store while the service runs (docs/operations.md).
+    Backup(BackupArgs),
+    /// Restore a backup into an empty store and verify it before it is used.
+    Restore(RestoreArgs),
+    /// The keys of personal data at rest (docs/personal-data.md).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// The service's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -64,6 +71,66 @@ enum ConfigCommand {
     /// Print the configuration `serve` would run with (flags over environment over the
     /// `--config` file over defaults), secrets masked; refuses a file with an unknown key.
     Check(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// Directory of the embedded store and the platform's keys.
+    #[arg(long, env = "CUSTODY_DATA_DIR", default_value = ServeConfig::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// The PostgreSQL store (postgres://…) instead of the embedded one.
+    #[arg(long, env = "CUSTODY_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl StoreArgs {
+    fn choice(&self) -> StoreChoice {
+        match &self.database_url {
+            Some(url) => StoreChoice::Postgres { url: url.clone() },
+            None => StoreChoice::Embedded,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-wrap every data key still wrapped under --previous-master-key with --master-key,
+    /// online, with progress; then the previous key file can be destroyed.
+    Rewrap(RewrapArgs),
+}
+
+#[derive(clap::Args)]
+struct RewrapArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The new master key file (generated if absent); default DATA_DIR/master.key.
+    #[arg(long, env = "CUSTODY_MASTER_KEY")]
+    master_key: Option<PathBuf>,
+    /// The master key file being rotated away from.
+    #[arg(long, env = "CUSTODY_PREVIOUS_MASTER_KEY")]
+    previous_master_key: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The directory to write the backup into (created; must be empty).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The backup directory (`custody backup --out`).
+    #[arg(long)]
+    from: PathBuf,
+    /// The checkpoint public key (SubjectPublicKeyInfo PEM) to verify with, held apart from the
+    /// backup; else the data directory's signing key, else the backup's own copy.
+    #[arg(long)]
+    checkpoint_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -95,6 +162,15 @@ struct ServeArgs {
     /// directory (checkpoint-sign.key.pem) when not given.
     #[arg(long, env = "CUSTODY_CHECKPOINT_KEY")]
     checkpoint_key: Option<PathBuf>,
+    /// The master key file that wraps every person's data key (hex, mode 0600;
+    /// docs/personal-data.md). Keep it off the database's machine and out of its backups.
+    /// Generated in the data directory (master.key) when not given.
+    #[arg(long, env = "CUSTODY_MASTER_KEY")]
+    master_key: Option<PathBuf>,
+    /// During a rotation of the master key: the previous key file, under which data keys not
+    /// yet re-wrapped (`custody keys rewrap`) still open.
+    #[arg(long, env = "CUSTODY_PREVIOUS_MASTER_KEY")]
+    previous_master_key: Option<PathBuf>,
     /// Append each new checkpoint to this file (JSON lines): a witness outside the database.
     #[arg(long, env = "CUSTODY_CHECKPOINT_WITNESS")]
     checkpoint_witness: Option<PathBuf>,
@@ -221,6 +297,8 @@ fn main() -> ExitCode {
                 }
                 config.platform_key = args.platform_key;
                 config.checkpoint_key = args.checkpoint_key;
+                config.master_key = args.master_key;
+                config.previous_master_key = args.previous_master_key;
                 config.checkpoint_witness = args.checkpoint_witness;
                 config.checkpoint_interval =
                     std::time::Duration::from_secs(args.checkpoint_interval);
@@ -247,6 +325,9 @@ fn main() -> ExitCode {
             Command::Simulate(args) => custody_simulator::run(args).await,
             Command::Projections(command) => custody_api::client::projections(command).await,
             Command::Audit(command) => custody_api::client::audit(command).await,
+            Command::Backup(args) => backup(args).await,
+            Command::Keys(KeysCommand::Rewrap(args)) => rewrap(args).await,
+            Command::Restore(args) => restore(args).await,
             Command::Config(ConfigCommand::Check(_))
             | Command::Completions { .. }
             | Command::Man => Ok(()),
@@ -258,6 +339,67 @@ fn main() -> ExitCode {
             eprintln!("custody: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn backup(args: BackupArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let store = args.store.choice();
+    let log = match &store {
+        StoreChoice::Embedded => {
+            custody_eventlog::EventLog::open_embedded(&args.store.data_dir).await?
+        }
+        StoreChoice::Postgres { url } => {
+            custody_eventlog::EventLog::connect_postgres(url, 2).await?
+        }
+    };
+    let key = custody_api::backup::checkpoint_public_key(&args.store.data_dir)?;
+    let manifest = custody_api::backup::backup(&log, &store, key.as_deref(), &args.out).await?;
+    println!("{}", serde_json::to_string_pretty(&manifest)?);
+    eprintln!(
+        "custody: backup written to {}; the master key, platform key and checkpoint signing key \
+         are not in it: keep them apart",
+        args.out.display()
+    );
+    Ok(())
+}
+
+async fn rewrap(args: RewrapArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let master = custody_api::master_key::load(
+        &args.store.data_dir,
+        args.master_key.as_deref(),
+        Some(&args.previous_master_key),
+    )?;
+    let log = match args.store.choice() {
+        StoreChoice::Embedded => {
+            custody_eventlog::EventLog::open_embedded(&args.store.data_dir).await?
+        }
+        StoreChoice::Postgres { url } => {
+            custody_eventlog::EventLog::connect_postgres(&url, 2).await?
+        }
+    };
+    let log = log.with_personal_data(std::sync::Arc::new(master));
+    let done = custody_api::master_key::rewrap_with_progress(&log).await?;
+    eprintln!(
+        "custody: {done} data keys re-wrapped; restart the service without \
+         --previous-master-key, then destroy {}",
+        args.previous_master_key.display()
+    );
+    Ok(())
+}
+
+async fn restore(args: RestoreArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let restored = custody_api::backup::restore(
+        &args.from,
+        &args.store.choice(),
+        &args.store.data_dir,
+        args.checkpoint_key.as_deref(),
+    )
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&restored)?);
+    if restored.verdict.verified {
+        Ok(())
+    } else {
+        Err("the restored log does not verify: it was not put in place".into())
     }
 }
 

@@ -56,6 +56,12 @@ impl App {
                 connect_postgres_patiently(url, config.max_connections).await?
             }
         };
+        let master = crate::master_key::load(
+            &config.data_dir,
+            config.master_key.as_deref(),
+            config.previous_master_key.as_deref(),
+        )?;
+        let log = log.with_personal_data(Arc::new(master));
         let platform_key =
             PlatformKey::load_or_generate(&config.data_dir, config.platform_key.as_deref())?;
         let checkpoint_key =
@@ -295,6 +301,8 @@ pub enum StartError {
     EventLog(#[from] EventLogError),
     #[error(transparent)]
     PlatformKey(#[from] PlatformKeyError),
+    #[error("the master key: {0}")]
+    MasterKey(#[from] custody_vault::VaultError),
     #[error("loading the sender registry: {0}")]
     Registry(#[from] RegistryError),
     #[error("starting the projectors: {0}")]

@@ -192,11 +192,12 @@ impl Application {
         // platform after the operation; starting a day early covers clocks that disagree.
         let since = as_of.checked_sub_days(Days::new(2)).unwrap_or(as_of);
         let mut platform_ops = Vec::new();
-        for stored in log
+        let mut sent = log
             .events_sent_since(device.as_str(), Document::AGGREGATE, since)
-            .await?
-        {
-            let decoded = decode(&stored)?;
+            .await?;
+        log.open_personal_data(&mut sent).await?;
+        for stored in &sent {
+            let decoded = decode(stored)?;
             let (Some((operation, operated_at)), Some(serial)) =
                 (operation(&decoded), decoded.serial.clone())
             else {
@@ -225,8 +226,10 @@ impl Application {
         candidates.sort_unstable();
         candidates.dedup();
         let mut histories: HashMap<String, Vec<(DocumentEvent, Timestamp)>> = HashMap::new();
-        for stored in log.events_of_many(Document::AGGREGATE, &candidates).await? {
-            let decoded = decode(&stored)?;
+        let mut candidate_events = log.events_of_many(Document::AGGREGATE, &candidates).await?;
+        log.open_personal_data(&mut candidate_events).await?;
+        for stored in &candidate_events {
+            let decoded = decode(stored)?;
             histories
                 .entry(decoded.document)
                 .or_default()

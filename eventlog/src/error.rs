@@ -24,4 +24,13 @@ pub enum EventLogError {
     Proof(#[from] custody_audit::ProofError),
     #[error("signing the checkpoint: {0}")]
     Checkpoint(#[from] custody_audit::CheckpointError),
+    #[error("personal data: {0}")]
+    PersonalData(String),
+    /// The person's data key is gone (erased) or was never made: their sealed fields stay sealed.
+    #[error("the personal data of person {0} is erased")]
+    PersonErased(String),
+    #[error("the log holds sealed personal data but no master key was given")]
+    NoMasterKey,
+    #[error("backup: {0}")]
+    Backup(String),
 }

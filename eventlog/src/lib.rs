@@ -7,6 +7,7 @@
 //! turns every unique-key violation (sequence or idempotency key) into a conflict the caller
 //! retries.
 
+pub mod backup;
 mod chain;
 mod checkpoints;
 mod commit_order;
@@ -15,6 +16,7 @@ pub mod files;
 mod history;
 mod log;
 mod lookups;
+pub mod personal;
 mod platform;
 pub mod rejection_spool;
 mod rejections;

@@ -13,6 +13,11 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
 
+use std::sync::Arc;
+
+use custody_vault::KeyWrap;
+
+use crate::personal::{self, PersonalData, Sealed};
 use crate::platform::PlatformStore;
 use crate::repository::Repository;
 use crate::store::ChainedEventStore;
@@ -30,6 +35,8 @@ pub enum Backend {
 pub struct EventLog {
     backend: Backend,
     platform: PlatformStore,
+    /// The data keys that seal personal fields; `None` only where a test wants plain payloads.
+    personal: Option<Arc<PersonalData>>,
 }
 
 /// Where an event is: enough to find it again.
@@ -70,6 +77,7 @@ impl EventLog {
         Ok(EventLog {
             backend: Backend::Postgres(pool),
             platform: PlatformStore::connect(url, max_connections).await?,
+            personal: None,
         })
     }
 
@@ -101,7 +109,41 @@ impl EventLog {
         Ok(EventLog {
             backend: Backend::Sqlite(pool),
             platform: PlatformStore::connect(&url, 8).await?,
+            personal: None,
         })
+    }
+
+    /// Seals every personal field appended from now on under its person's data key, wrapped by
+    /// `master` (docs/personal-data.md).
+    pub fn with_personal_data(mut self, master: Arc<dyn KeyWrap>) -> Self {
+        self.personal = Some(Arc::new(PersonalData::new(self.backend.clone(), master)));
+        self
+    }
+
+    pub fn personal_data(&self) -> Option<&Arc<PersonalData>> {
+        self.personal.as_ref()
+    }
+
+    /// Opens the sealed personal fields of events read as stored, in place. Hashes are computed
+    /// on the stored form, before this.
+    pub async fn open_personal_data<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a mut StoredEvent>,
+    ) -> Result<(), EventLogError> {
+        let items = events
+            .into_iter()
+            .filter_map(|e| {
+                let StoredEvent {
+                    aggregate_type,
+                    aggregate_id,
+                    event_type,
+                    payload,
+                    ..
+                } = e;
+                Sealed::of(aggregate_type, aggregate_id, event_type, payload)
+            })
+            .collect();
+        personal::open_all(self.personal.as_deref(), items).await
     }
 
     pub fn backend(&self) -> &Backend {
@@ -129,7 +171,7 @@ impl EventLog {
             }
             Backend::Sqlite(pool) => Repository::Sqlite(SqliteEventRepository::new(pool.clone())),
         };
-        ChainedEventStore::new(repository)
+        ChainedEventStore::new(repository, self.personal.clone())
     }
 
     /// The event that an idempotency key already produced, if any.
@@ -201,6 +243,18 @@ impl EventLog {
                 rows.iter().map(|row| stored_event(row)).collect()
             }
         }
+    }
+
+    /// As [`EventLog::events_of`], with the personal fields opened: for readers of what the
+    /// events say, not of their stored form (hashes).
+    pub async fn opened_events_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<StoredEvent>, EventLogError> {
+        let mut events = self.events_of(aggregate_type, aggregate_id).await?;
+        self.open_personal_data(&mut events).await?;
+        Ok(events)
     }
 
     /// Every aggregate type that has events.

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
 use cqrs_es::{
@@ -10,6 +11,7 @@ use cqrs_es::{
 use serde_json::Value;
 
 use crate::chain::{event_hash, GENESIS_HASH, PREVIOUS_HASH};
+use crate::personal::{self, PersonalData, Sealed};
 use crate::repository::Repository;
 
 /// The metadata key that must be unique across the log; only the first event of a commit
@@ -18,6 +20,7 @@ const IDEMPOTENCY_KEY: &str = "idempotency_key";
 
 pub struct ChainedEventStore<A> {
     repository: Repository,
+    personal: Option<Arc<PersonalData>>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -36,9 +39,10 @@ impl<A: Aggregate> AggregateContext<A> for ChainContext<A> {
 }
 
 impl<A: Aggregate> ChainedEventStore<A> {
-    pub(crate) fn new(repository: Repository) -> Self {
+    pub(crate) fn new(repository: Repository, personal: Option<Arc<PersonalData>>) -> Self {
         ChainedEventStore {
             repository,
+            personal,
             _aggregate: PhantomData,
         }
     }
@@ -51,11 +55,12 @@ impl<A: Aggregate> EventStore<A> for ChainedEventStore<A> {
         &self,
         aggregate_id: &str,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        let stored = self
+        let mut stored = self
             .repository
             .get_events::<A>(aggregate_id)
             .await
             .map_err(persistence_error)?;
+        self.open(&mut stored).await?;
         stored.into_iter().map(envelope).collect()
     }
 
@@ -74,8 +79,12 @@ impl<A: Aggregate> EventStore<A> for ChainedEventStore<A> {
             sequence: 0,
             last_hash: GENESIS_HASH.to_string(),
         };
-        for event in stored {
-            context.last_hash = event_hash(&event);
+        let hashes: Vec<String> = stored.iter().map(event_hash).collect();
+        let mut stored = stored;
+        self.open(&mut stored).await?;
+        for (event, hash) in stored.into_iter().zip(hashes) {
+            // The chain links the stored (sealed) form.
+            context.last_hash = hash;
             context.sequence = event.sequence;
             let envelope: EventEnvelope<A> = envelope(event)?;
             context.aggregate.apply(envelope.payload);
@@ -101,13 +110,25 @@ impl<A: Aggregate> EventStore<A> for ChainedEventStore<A> {
                 event_metadata.remove(IDEMPOTENCY_KEY);
             }
             event_metadata.insert(PREVIOUS_HASH.to_string(), previous_hash.clone());
+            let mut payload = serde_json::to_value(&event).map_err(unexpected)?;
+            if let Some(personal) = &self.personal {
+                personal
+                    .seal(
+                        A::TYPE,
+                        &context.aggregate_id,
+                        &event.event_type(),
+                        &mut payload,
+                    )
+                    .await
+                    .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+            }
             let record = SerializedEvent::new(
                 context.aggregate_id.clone(),
                 context.sequence + i + 1,
                 A::TYPE.to_string(),
                 event.event_type(),
                 event.event_version(),
-                serde_json::to_value(&event).map_err(unexpected)?,
+                payload,
                 serde_json::to_value(&event_metadata).map_err(unexpected)?,
             );
             previous_hash = event_hash(&record);
@@ -124,6 +145,26 @@ impl<A: Aggregate> EventStore<A> for ChainedEventStore<A> {
             .await
             .map_err(persistence_error)?;
         Ok(envelopes)
+    }
+}
+
+impl<A: Aggregate> ChainedEventStore<A> {
+    /// Opens the sealed personal fields of events read from the repository.
+    async fn open(&self, stored: &mut [SerializedEvent]) -> Result<(), AggregateError<A::Error>> {
+        let items = stored
+            .iter_mut()
+            .filter_map(|e| {
+                Sealed::of(
+                    &e.aggregate_type,
+                    &e.aggregate_id,
+                    &e.event_type,
+                    &mut e.payload,
+                )
+            })
+            .collect();
+        personal::open_all(self.personal.as_deref(), items)
+            .await
+            .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))
     }
 }
 

@@ -214,9 +214,12 @@ impl<H: Handler> Consumer<H> {
             if cursor >= target {
                 return Ok(handled);
             }
-            let page = self
+            let mut page = self
                 .log
                 .read_committed(cursor.into(), self.batch_size)
+                .await?;
+            self.log
+                .open_personal_data(page.iter_mut().map(|c| &mut c.event))
                 .await?;
             if page.is_empty() {
                 // Committed, but an older PostgreSQL transaction is still running.
@@ -265,6 +268,17 @@ impl<H: Handler> Consumer<H> {
                 _ = shutdown.changed() => return,
             };
             if items.is_empty() {
+                continue;
+            }
+            let mut items = items;
+            if let Err(error) = self
+                .log
+                .open_personal_data(items.iter_mut().map(|item| &mut item.event))
+                .await
+            {
+                // The cursor has not moved: the next turn reads the batch again.
+                tracing::warn!(process = H::NAME, %error, "cannot open the batch's personal data");
+                tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
             let events: Vec<(Cursor, &StoredEvent)> = items
@@ -344,7 +358,7 @@ impl<H: Handler> Consumer<H> {
                 // A feed that lost events: handle the missing ones first, in order.
                 let history = self
                     .log
-                    .events_of(&event.aggregate_type, &event.aggregate_id)
+                    .opened_events_of(&event.aggregate_type, &event.aggregate_id)
                     .await?;
                 for missing in history
                     .iter()

@@ -146,7 +146,7 @@ impl Handler for RemindersHandler {
                  open_reminder = excluded.open_reminder",
             )
             .bind(id)
-            .bind(to_json(&row.document)?)
+            .bind(to_json(&without_personal_data(&row.document))?)
             .bind(row.document.state.name())
             .bind(row.state_since)
             .bind(row.document.planned_return.map(|d| d.to_string()))
@@ -210,6 +210,17 @@ impl Handler for RemindersHandler {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// The reminder process decides on a document's state, dates, unit and holder (a RYBS) only: it
+/// keeps no copy of the record or the number (docs/personal-data.md), which a later deposit
+/// would bring back into memory anyway.
+fn without_personal_data(document: &Document) -> Document {
+    Document {
+        record: None,
+        number: None,
+        ..document.clone()
     }
 }
 

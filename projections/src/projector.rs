@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::{Duration, Instant};
 
-use custody_eventlog::{Backend, EventLog};
+use custody_eventlog::{Backend, EventLog, StoredEvent};
 use sqlx::{Any, AnyPool, Row as _, Transaction};
 use tokio::sync::Mutex;
 
@@ -122,9 +122,12 @@ impl Projector {
         }
         let _gate = self.gate.lock().await;
         let generation = self.status().await?.active_generation;
+        let mut opened: Vec<StoredEvent> = items.iter().map(|item| item.event.clone()).collect();
+        self.log.open_personal_data(&mut opened).await?;
         let events: Vec<(Cursor, EventRef)> = items
             .iter()
-            .map(|item| (item.cursor, EventRef::from(&item.event)))
+            .zip(&opened)
+            .map(|(item, event)| (item.cursor, EventRef::from(event)))
             .collect();
         let (applied, recorded) = self.apply_in_transaction(generation, &events, true).await?;
         let now = chrono::Utc::now().timestamp_millis();
@@ -197,13 +200,13 @@ impl Projector {
             .execute(&mut *tx)
             .await?;
         let mut fold = Fold::new(self.projection, generation).measuring();
-        fold.load(&mut tx, events.iter().map(|(_, event)| event))
+        fold.load(&mut tx, &self.log, events.iter().map(|(_, event)| event))
             .await?;
         let mut applied = 0;
         for (_, event) in events {
             applied += fold.apply(event, &self.log).await?;
         }
-        fold.write(&mut tx).await?;
+        fold.write(&mut tx, &self.log).await?;
         if record_cursor {
             let last = events
                 .iter()
@@ -567,12 +570,14 @@ impl FoldShard {
                     fold.apply(&event.as_event(), &log).await?;
                 }
                 if fold.pending_rows() >= ROWS_PER_TRANSACTION {
-                    if let Some((table, chunk)) = fold.take_rows() {
+                    if let Some((table, mut chunk)) = fold.take_rows() {
+                        crate::personal::seal_rows(&log, table, &mut chunk, None).await?;
                         rows.write(table, chunk).await?;
                     }
                 }
             }
-            while let Some((table, chunk)) = fold.drain(ROWS_PER_TRANSACTION)? {
+            while let Some((table, mut chunk)) = fold.drain(ROWS_PER_TRANSACTION)? {
+                crate::personal::seal_rows(&log, table, &mut chunk, None).await?;
                 rows.write(table, chunk).await?;
             }
             Ok(())

@@ -13,8 +13,10 @@
 //!   number of digits of the transaction id skips events), and no index serves the order, so
 //!   every page sorts all the rest of the log (O(n²) for a whole read).
 
+use custody_eventlog::personal::Sealed;
 use custody_eventlog::{Backend, EventLog};
 use serde::Deserialize;
+use serde_json::Value;
 use sqlx::Row;
 
 use crate::feed::Cursor;
@@ -61,8 +63,58 @@ fn metadata(text: &str) -> Result<Metadata, ProjectionError> {
     serde_json::from_str(text).map_err(|e| ProjectionError::Decode(format!("metadata: {e}")))
 }
 
-/// Up to `limit` committed events strictly after `after`, in commit order.
+/// Up to `limit` committed events strictly after `after`, in commit order, their personal
+/// fields opened.
 pub(crate) async fn read_committed(
+    log: &EventLog,
+    after: Cursor,
+    limit: usize,
+) -> Result<Vec<ScannedEvent>, ProjectionError> {
+    let mut events = read_stored(log, after, limit).await?;
+    open_personal_data(log, &mut events).await?;
+    Ok(events)
+}
+
+/// Only the events with a sealed field are parsed: the others keep the fast text path.
+async fn open_personal_data(
+    log: &EventLog,
+    events: &mut [ScannedEvent],
+) -> Result<(), ProjectionError> {
+    let mut sealed: Vec<(usize, Value)> = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        if event.payload.contains("\"sealed_for\"") {
+            let value: Value = serde_json::from_str(&event.payload)
+                .map_err(|e| ProjectionError::Decode(format!("payload: {e}")))?;
+            sealed.push((i, value));
+        }
+    }
+    if sealed.is_empty() {
+        return Ok(());
+    }
+    let Some(personal) = log.personal_data() else {
+        return Err(custody_eventlog::EventLogError::NoMasterKey.into());
+    };
+    let mut items: Vec<Sealed<'_>> = sealed
+        .iter_mut()
+        .map(|(i, payload)| {
+            let event = &events[*i];
+            Sealed {
+                aggregate_type: &event.aggregate_type,
+                aggregate_id: &event.aggregate_id,
+                event_type: &event.event_type,
+                payload,
+            }
+        })
+        .collect();
+    personal.open(&mut items).await?;
+    drop(items);
+    for (i, payload) in sealed {
+        events[i].payload = payload.to_string();
+    }
+    Ok(())
+}
+
+async fn read_stored(
     log: &EventLog,
     after: Cursor,
     limit: usize,

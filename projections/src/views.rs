@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use sqlx::{Any, Row as _, Transaction};
 
 use crate::bulk::{self, OnConflict, Placeholders, Row, Table};
+use crate::personal::{self, PersonalColumns};
 use crate::reconciliations::rows::{deviation_rows, DEVIATIONS, RECONCILIATIONS};
 use crate::stats::{self, Counters};
 use crate::ProjectionError;
@@ -289,6 +290,8 @@ fn to_json<T: Serialize>(value: &T) -> Result<String, ProjectionError> {
 /// An aggregate a view keeps, and the row it makes.
 pub(crate) trait ViewAggregate: Aggregate + Serialize {
     const TABLE: &'static Table;
+    /// Its personal columns, sealed in the view (docs/personal-data.md).
+    const PERSONAL: Option<&'static PersonalColumns> = None;
 
     /// Its state, as the view's `state` column names it.
     fn state_name(&self) -> &'static str;
@@ -321,6 +324,7 @@ pub(crate) trait ViewAggregate: Aggregate + Serialize {
 
 impl ViewAggregate for Document {
     const TABLE: &'static Table = &DOCUMENTS;
+    const PERSONAL: Option<&'static PersonalColumns> = Some(&personal::DOCUMENTS);
 
     fn state_name(&self) -> &'static str {
         self.state.name()
@@ -347,6 +351,7 @@ impl ViewAggregate for Document {
 
 impl ViewAggregate for Person {
     const TABLE: &'static Table = &PERSONS;
+    const PERSONAL: Option<&'static PersonalColumns> = Some(&personal::PERSONS);
 
     fn state_name(&self) -> &'static str {
         self.state.name()
@@ -631,10 +636,12 @@ impl<A: ViewAggregate> Aggregates<A> {
         }
     }
 
-    /// Loads the stored aggregates of `ids` (those the view has) from `generation`.
+    /// Loads the stored aggregates of `ids` (those the view has) from `generation`, their
+    /// personal fields opened.
     async fn load(
         &mut self,
         tx: &mut Transaction<'static, Any>,
+        log: &EventLog,
         generation: i64,
         ids: &[&str],
     ) -> Result<(), ProjectionError> {
@@ -651,11 +658,36 @@ impl<A: ViewAggregate> Aggregates<A> {
             for id in chunk {
                 query = query.bind(*id);
             }
-            for row in query.fetch_all(&mut **tx).await? {
-                let id: String = row.try_get("id")?;
-                let text: String = row.try_get("aggregate")?;
-                let aggregate: A = serde_json::from_str(&text)
-                    .map_err(|e| ProjectionError::Decode(e.to_string()))?;
+            let rows = query.fetch_all(&mut **tx).await?;
+            let mut loaded: Vec<(String, A)> = Vec::with_capacity(rows.len());
+            match A::PERSONAL {
+                None => {
+                    for row in rows {
+                        let text: String = row.try_get("aggregate")?;
+                        let aggregate: A = serde_json::from_str(&text)
+                            .map_err(|e| ProjectionError::Decode(e.to_string()))?;
+                        loaded.push((row.try_get("id")?, aggregate));
+                    }
+                }
+                Some(columns) => {
+                    let mut values: Vec<(String, Value)> = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        let text: String = row.try_get("aggregate")?;
+                        let value: Value = serde_json::from_str(&text)
+                            .map_err(|e| ProjectionError::Decode(e.to_string()))?;
+                        values.push((row.try_get("id")?, value));
+                    }
+                    let aggregates: Vec<Value> = values.iter().map(|(_, v)| v.clone()).collect();
+                    let ring = personal::ring_for_aggregates(log, columns, &aggregates).await?;
+                    for (id, mut value) in values {
+                        personal::open_aggregate(ring.as_ref(), columns, &id, &mut value)?;
+                        let aggregate: A = serde_json::from_value(value)
+                            .map_err(|e| ProjectionError::Decode(e.to_string()))?;
+                        loaded.push((id, aggregate));
+                    }
+                }
+            }
+            for (id, aggregate) in loaded {
                 self.entries.insert(
                     id,
                     Entry {
@@ -798,6 +830,7 @@ impl Fold {
     pub(crate) async fn load<'e>(
         &mut self,
         tx: &mut Transaction<'static, Any>,
+        log: &EventLog,
         events: impl IntoIterator<Item = &'e EventRef<'e>>,
     ) -> Result<(), ProjectionError> {
         let mut ids: Vec<&str> = events
@@ -839,11 +872,11 @@ impl Fold {
             }
         }
         match &mut self.built {
-            Built::Documents(aggregates) => aggregates.load(tx, self.generation, &ids).await,
-            Built::Persons(aggregates) => aggregates.load(tx, self.generation, &ids).await,
-            Built::Cabinets(aggregates) => aggregates.load(tx, self.generation, &ids).await,
+            Built::Documents(aggregates) => aggregates.load(tx, log, self.generation, &ids).await,
+            Built::Persons(aggregates) => aggregates.load(tx, log, self.generation, &ids).await,
+            Built::Cabinets(aggregates) => aggregates.load(tx, log, self.generation, &ids).await,
             Built::Reconciliations(aggregates, _) => {
-                aggregates.load(tx, self.generation, &ids).await
+                aggregates.load(tx, log, self.generation, &ids).await
             }
             Built::Stats(counters) => counters.load(tx, self.generation, &ids).await,
             Built::Rows(..) => Ok(()),
@@ -875,7 +908,7 @@ impl Fold {
         } else {
             // The feed skipped some of this aggregate's events: take them from the store.
             let history = log
-                .events_of(event.aggregate_type, event.aggregate_id)
+                .opened_events_of(event.aggregate_type, event.aggregate_id)
                 .await?;
             let mut applied = 0;
             for missed in history
@@ -970,14 +1003,19 @@ impl Fold {
     pub(crate) async fn write(
         &mut self,
         tx: &mut Transaction<'static, Any>,
+        log: &EventLog,
     ) -> Result<(), ProjectionError> {
         let generation = self.generation;
         match &mut self.built {
             Built::Documents(aggregates) => {
-                bulk::insert(&mut *tx, &DOCUMENTS, &aggregates.changed_rows(generation)?).await?
+                let mut rows = aggregates.changed_rows(generation)?;
+                personal::seal_rows(log, &DOCUMENTS, &mut rows, Some(&mut **tx)).await?;
+                bulk::insert(&mut *tx, &DOCUMENTS, &rows).await?
             }
             Built::Persons(aggregates) => {
-                bulk::insert(&mut *tx, &PERSONS, &aggregates.changed_rows(generation)?).await?
+                let mut rows = aggregates.changed_rows(generation)?;
+                personal::seal_rows(log, &PERSONS, &mut rows, Some(&mut **tx)).await?;
+                bulk::insert(&mut *tx, &PERSONS, &rows).await?
             }
             Built::Cabinets(aggregates) => {
                 bulk::insert(&mut *tx, &CABINETS, &aggregates.changed_rows(generation)?).await?

@@ -62,11 +62,12 @@ impl TestStore {
             .tempdir()
             .expect("temporary data directory");
         let url = server.fresh_database().await;
+        let log = EventLog::connect_postgres(&url, 10)
+            .await
+            .expect("connect to the test PostgreSQL");
         TestStore {
             kind: StoreKind::Postgres,
-            log: EventLog::connect_postgres(&url, 10)
-                .await
-                .expect("connect to the test PostgreSQL"),
+            log: with_master_key(log, data_dir.path()),
             choice: StoreChoice::Postgres { url },
             data_dir,
         }
@@ -96,11 +97,22 @@ impl TestStore {
         };
         TestStore {
             kind,
-            log,
+            log: with_master_key(log, data_dir.path()),
             choice,
             data_dir,
         }
     }
+}
+
+/// The log as the service opens it: sealing personal data under the data directory's master key
+/// (the very file `custody serve` generates or reads there), so that a test reading the store
+/// directly opens what the service sealed.
+fn with_master_key(log: EventLog, data_dir: &Path) -> EventLog {
+    let master = custody_vault::MasterKeyFile::load_or_generate(
+        &custody_vault::MasterKeyFile::default_path(data_dir),
+    )
+    .expect("the test store's master key");
+    log.with_personal_data(Arc::new(master))
 }
 
 /// How a test wants its app.

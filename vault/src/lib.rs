@@ -10,7 +10,7 @@
 mod master;
 mod seal;
 
-pub use master::{KeyWrap, MasterKeyFile};
+pub use master::{KeyWrap, MasterKeyFile, MasterKeys};
 pub use seal::{open, seal, DataKey, SEALED_OVERHEAD_MAX};
 
 #[derive(Debug, thiserror::Error)]

@@ -71,6 +71,38 @@ impl KeyWrap for MasterKeyFile {
     }
 }
 
+/// The current master key, and the previous ones while their wrapped keys are re-wrapped
+/// (docs/personal-data.md, "Rotating the master key"): new keys are wrapped under the current
+/// one; a wrapped key opens under whichever of them made it.
+pub struct MasterKeys {
+    current: MasterKeyFile,
+    previous: Vec<MasterKeyFile>,
+}
+
+impl MasterKeys {
+    pub fn new(current: MasterKeyFile, previous: Vec<MasterKeyFile>) -> MasterKeys {
+        MasterKeys { current, previous }
+    }
+}
+
+impl KeyWrap for MasterKeys {
+    fn key_id(&self) -> &str {
+        self.current.key_id()
+    }
+
+    fn wrap(&self, key: &DataKey) -> Vec<u8> {
+        self.current.wrap(key)
+    }
+
+    fn unwrap(&self, wrapped: &[u8]) -> Result<DataKey, VaultError> {
+        // The tag fails at once under a key that did not make it.
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find_map(|master| master.unwrap(wrapped).ok())
+            .ok_or(VaultError::Unauthentic)
+    }
+}
+
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = path.parent() {
@@ -95,7 +127,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = MasterKeyFile::default_path(dir.path());
         let master = MasterKeyFile::load_or_generate(&path).expect("generated");
-        let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let again = MasterKeyFile::load_or_generate(&path).expect("read back");
         assert_eq!(master.key_id(), again.key_id());
@@ -106,5 +141,18 @@ mod tests {
         let other = MasterKeyFile::load_or_generate(&dir.path().join("other.key")).expect("new");
         assert_ne!(other.key_id(), master.key_id());
         assert!(other.unwrap(&wrapped).is_err());
+
+        // During a rotation both open; new keys are wrapped under the new one only.
+        let rotating = MasterKeys::new(other, vec![again]);
+        assert_eq!(
+            *rotating
+                .unwrap(&wrapped)
+                .expect("under the previous")
+                .to_bytes(),
+            *data_key.to_bytes()
+        );
+        let rewrapped = rotating.wrap(&data_key);
+        assert!(master.unwrap(&rewrapped).is_err());
+        assert_ne!(rotating.key_id(), master.key_id());
     }
 }

@@ -144,7 +144,11 @@ mod tests {
             Err(VaultError::Unauthentic)
         ));
         assert!(matches!(
-            open(&DataKey::generate(), b"Document/abc/Deposited/record", &sealed),
+            open(
+                &DataKey::generate(),
+                b"Document/abc/Deposited/record",
+                &sealed
+            ),
             Err(VaultError::Unauthentic)
         ));
         for i in 0..sealed.len() {

@@ -588,7 +588,11 @@ async fn timeline_of(state: &AppState, scope: &Scope, zjbs: &str) -> Result<Time
         .document(scope.units(), zjbs)
         .await?
         .ok_or_else(|| WireError::new(ErrorCode::NotFound, "没有这个证件"))?;
-    let events = state.commands.log().events_of("Document", zjbs).await?;
+    let events = state
+        .commands
+        .log()
+        .opened_events_of("Document", zjbs)
+        .await?;
     scope
         .audit(state, &format!("/ui/documents/{zjbs}"), &[zjbs.to_string()])
         .await?;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use sqlx::Row as _;
 
 use super::{Reader, Scope};
+use crate::personal;
 use crate::{Projection, ProjectionError};
 
 /// Destinations and holders in a period, most frequent first.
@@ -40,7 +41,8 @@ impl Reader {
         let documents = self.generation(Projection::Documents).await?;
         let (in_scope, units) = scope.filter("a.unit", 5);
         let sql = format!(
-            "SELECT a.destination, d.holder_rybs, d.holder_xm FROM view_access_records a \
+            "SELECT a.destination, d.zjbs AS holder_document, d.holder_rybs, d.holder_xm \
+             FROM view_access_records a \
              LEFT JOIN view_documents d ON d.generation = $2 AND d.zjbs = a.zjbs \
              WHERE a.generation = $1 AND a.destination IS NOT NULL \
              AND a.kind IN ('lend', 'take_out', 'abnormal_withdrawal') \
@@ -56,6 +58,7 @@ impl Reader {
         }
         let mut by_destination: BTreeMap<String, i64> = BTreeMap::new();
         let mut by_person: BTreeMap<String, PersonTrips> = BTreeMap::new();
+        let mut name_of: BTreeMap<String, Option<String>> = BTreeMap::new();
         for row in query.fetch_all(self.pool()).await? {
             let destination: String = row.try_get("destination")?;
             *by_destination.entry(destination.clone()).or_default() += 1;
@@ -71,6 +74,8 @@ impl Reader {
                 trips.withdrawals += 1;
                 if trips.name.is_none() {
                     trips.name = row.try_get("holder_xm")?;
+                    // The sealed name opens only at the row it was sealed in.
+                    name_of.insert(trips.holder.clone(), row.try_get("holder_document")?);
                 }
                 if !trips.destinations.contains(&destination) {
                     trips.destinations.push(destination);
@@ -80,6 +85,31 @@ impl Reader {
         }
         let mut by_destination: Vec<(String, i64)> = by_destination.into_iter().collect();
         by_destination.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let ring = personal::ring_for_cells(
+            &self.log,
+            by_person.values().map(|t| {
+                (
+                    Some(t.holder.clone()),
+                    personal::is_sealed(t.name.as_deref()),
+                )
+            }),
+        )
+        .await?;
+        for trips in by_person.values_mut() {
+            let document = name_of
+                .get(&trips.holder)
+                .cloned()
+                .flatten()
+                .unwrap_or_default();
+            personal::open_cell(
+                ring.as_ref(),
+                personal::DOCUMENTS.table,
+                &document,
+                "holder_xm",
+                Some(&trips.holder.clone()),
+                &mut trips.name,
+            )?;
+        }
         let mut by_person: Vec<PersonTrips> = by_person.into_values().collect();
         by_person.sort_by(|a, b| {
             b.withdrawals

@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row as _;
 
 use super::{bind_texts, state, Page, Reader, Scope};
+use crate::personal;
 use crate::{Projection, ProjectionError};
 
 /// A document as the view has it; personal data unmasked.
@@ -134,7 +135,12 @@ impl Reader {
             .await?
             .map(|row| document(&row))
             .transpose()?;
-        Ok(found.filter(|d| scope.sees(d.unit.as_deref())))
+        let mut found: Vec<DocumentRow> = found
+            .filter(|d| scope.sees(d.unit.as_deref()))
+            .into_iter()
+            .collect();
+        self.open_documents(&mut found).await?;
+        Ok(found.pop())
     }
 
     /// A page of the documents `scope` sees, narrowed by `filter`, in ZJBS order.
@@ -168,12 +174,55 @@ impl Reader {
             page.size,
             page.offset()
         );
-        let documents = bind_texts(sqlx::query(&rows), parameters())
+        let mut documents: Vec<DocumentRow> = bind_texts(sqlx::query(&rows), parameters())
             .fetch_all(self.pool())
             .await?
             .iter()
             .map(document)
             .collect::<Result<_, _>>()?;
+        self.open_documents(&mut documents).await?;
         Ok(DocumentPage { documents, total })
+    }
+
+    /// Opens the sealed personal cells of documents read from the view.
+    pub(super) async fn open_documents(
+        &self,
+        rows: &mut [DocumentRow],
+    ) -> Result<(), ProjectionError> {
+        let ring = personal::ring_for_cells(
+            &self.log,
+            rows.iter().map(|r| {
+                let sealed = [&r.number, &r.holder.name, &r.holder.citizen_id]
+                    .iter()
+                    .any(|c| personal::is_sealed(c.as_deref()));
+                (r.holder.id.clone(), sealed)
+            }),
+        )
+        .await?;
+        let Some(ring) = ring else {
+            return Ok(());
+        };
+        for r in rows {
+            let holder = r.holder.id.as_deref();
+            let table = personal::DOCUMENTS.table;
+            personal::open_cell(Some(&ring), table, &r.id, "zjhm", holder, &mut r.number)?;
+            personal::open_cell(
+                Some(&ring),
+                table,
+                &r.id,
+                "holder_xm",
+                holder,
+                &mut r.holder.name,
+            )?;
+            personal::open_cell(
+                Some(&ring),
+                table,
+                &r.id,
+                "holder_gmsfhm",
+                holder,
+                &mut r.holder.citizen_id,
+            )?;
+        }
+        Ok(())
     }
 }

@@ -12,6 +12,7 @@ use custody_domain::transitions::Named;
 use sqlx::Row as _;
 
 use super::{state, Reader, Scope};
+use crate::personal;
 use crate::{Projection, ProjectionError};
 
 /// Where a person stands on the read side.
@@ -75,13 +76,47 @@ impl Reader {
         .bind(id)
         .fetch_optional(self.pool())
         .await?;
-        let held = self.held_by(id).await?;
+        let mut held = self.held_by(id).await?;
+        let mut filed_cells = match &filed {
+            Some(row) => Some((
+                row.try_get::<Option<String>, _>("xm")?,
+                row.try_get::<Option<String>, _>("gmsfhm")?,
+            )),
+            None => None,
+        };
+        let sealed = held.iter().any(|h| {
+            personal::is_sealed(h.name.as_deref()) || personal::is_sealed(h.citizen_id.as_deref())
+        }) || filed_cells.as_ref().is_some_and(|(name, citizen_id)| {
+            personal::is_sealed(name.as_deref()) || personal::is_sealed(citizen_id.as_deref())
+        });
+        if let Some(ring) =
+            personal::ring_for_cells(&self.log, [(Some(id.to_string()), sealed)]).await?
+        {
+            let ring = Some(&ring);
+            for h in &mut held {
+                let documents = personal::DOCUMENTS.table;
+                personal::open_cell(ring, documents, &h.id, "holder_xm", Some(id), &mut h.name)?;
+                personal::open_cell(
+                    ring,
+                    documents,
+                    &h.id,
+                    "holder_gmsfhm",
+                    Some(id),
+                    &mut h.citizen_id,
+                )?;
+            }
+            if let Some((name, citizen_id)) = &mut filed_cells {
+                let persons = personal::PERSONS.table;
+                personal::open_cell(ring, persons, id, "xm", Some(id), name)?;
+                personal::open_cell(ring, persons, id, "gmsfhm", Some(id), citizen_id)?;
+            }
+        }
         let documents = held.iter().map(|d| d.id.clone()).collect();
         let person = match filed {
             Some(row) => PersonRecord {
                 id: row.try_get("rybs")?,
-                name: row.try_get("xm")?,
-                citizen_id: row.try_get("gmsfhm")?,
+                name: filed_cells.as_ref().and_then(|c| c.0.clone()),
+                citizen_id: filed_cells.as_ref().and_then(|c| c.1.clone()),
                 status: PersonStatus::Filed(state(&row, "state")?),
                 unit: row.try_get("unit")?,
                 documents,

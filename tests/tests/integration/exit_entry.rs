@@ -90,7 +90,7 @@ pub(crate) async fn document_events(app: &TestApp, record: &DocumentRecord) -> V
     let zjbs = document_id(record).expect("zjbs");
     app.store
         .log
-        .events_of("Document", &zjbs)
+        .opened_events_of("Document", &zjbs)
         .await
         .expect("events")
         .into_iter()

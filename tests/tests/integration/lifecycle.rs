@@ -318,7 +318,7 @@ async fn cross(
 }
 
 /// Files a list of one person and has the administration answer it.
-async fn filed(
+pub(crate) async fn filed(
     app: &TestApp,
     client: &SimulatedUnitClient,
     adapter: &SimulatedExitEntryAdapter,

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, so the throwaway PostgreSQL and nats-server start once.
 
+mod backup;
 mod business_time;
 mod checkpoints;
 mod concurrency;
@@ -13,6 +14,7 @@ mod harness;
 mod ingress;
 mod lifecycle;
 mod operations;
+mod personal_data;
 mod process_recovery;
 mod read_side;
 mod reconciliation;

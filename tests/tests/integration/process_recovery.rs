@@ -85,7 +85,7 @@ impl Bench {
     async fn document_events(&self, zjbs: &DocumentId) -> Vec<DocumentEvent> {
         self.store
             .log
-            .events_of("Document", zjbs.as_str())
+            .opened_events_of("Document", zjbs.as_str())
             .await
             .expect("events")
             .into_iter()

@@ -109,9 +109,14 @@ fn replay_equals_aggregate(kind: StoreKind, cases: u32) {
                     .await
                     .expect("events");
                 prop_assert_eq!(stored.len(), appended);
+                let opened = store
+                    .log
+                    .opened_events_of("Document", id.as_str())
+                    .await
+                    .expect("events");
                 let mut replayed = Document::default();
                 let mut previous = GENESIS_HASH.to_string();
-                for (i, event) in stored.iter().enumerate() {
+                for (i, (event, opened)) in stored.iter().zip(&opened).enumerate() {
                     prop_assert_eq!(event.sequence, i as i64 + 1);
                     prop_assert_eq!(
                         event.metadata[PREVIOUS_HASH].as_str(),
@@ -127,7 +132,7 @@ fn replay_equals_aggregate(kind: StoreKind, cases: u32) {
                         event.metadata.clone(),
                     ));
                     let payload: DocumentEvent =
-                        serde_json::from_value(event.payload.clone()).expect("stored payload");
+                        serde_json::from_value(opened.payload.clone()).expect("stored payload");
                     replayed.apply(payload);
                 }
                 let loaded: Document = commands.load(id.as_str()).await.expect("load");

@@ -1,0 +1,642 @@
+//! Personal data in the event log (docs/personal-data.md): which fields of which events are
+//! personal, whose they are, and their sealing under that person's data key.
+//!
+//! A personal field is stored as `{"sealed_for": RYBS, "sealed": base64}` in place of its value,
+//! so the event's hash and the Merkle checkpoints cover the ciphertext and verify without any
+//! key. The log's read calls return events as stored; a reader that needs the values opens them
+//! ([`crate::EventLog::open_personal_data`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use custody_domain::identifiers::{CitizenId, PersonId};
+use custody_vault::{DataKey, KeyWrap};
+use hashlink::LruCache;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::{Backend, EventLogError};
+
+/// Whose data key seals a personal field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The aggregate is the person (RYBS).
+    Aggregate,
+    /// The person named by another field of the event (a RYBS).
+    Field(&'static str),
+    /// The holder of a document record: RYBS of its `citizen_id` and `chinese_name`.
+    RecordHolder,
+}
+
+/// One personal field of one event type. The table below is the whole list; docs/personal-data.md
+/// repeats it and a test checks the two agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersonalField {
+    pub aggregate_type: &'static str,
+    pub event_type: &'static str,
+    pub field: &'static str,
+    pub owner: Owner,
+}
+
+pub const PERSONAL_FIELDS: &[PersonalField] = &[
+    PersonalField {
+        aggregate_type: "Document",
+        event_type: "Deposited",
+        field: "record",
+        owner: Owner::RecordHolder,
+    },
+    PersonalField {
+        aggregate_type: "Document",
+        event_type: "IssuanceConfirmed",
+        field: "number",
+        owner: Owner::Field("holder"),
+    },
+    PersonalField {
+        aggregate_type: "Person",
+        event_type: "FilingSubmitted",
+        field: "details",
+        owner: Owner::Aggregate,
+    },
+    PersonalField {
+        aggregate_type: "Person",
+        event_type: "ChangeSubmitted",
+        field: "details",
+        owner: Owner::Aggregate,
+    },
+];
+
+const SEALED_FOR: &str = "sealed_for";
+const SEALED: &str = "sealed";
+
+/// Data keys unwrapped and kept in memory: enough for a national rebuild's working set, bounded
+/// because the persons are (authenticated) outside input.
+const CACHED_KEYS: usize = 65_536;
+
+/// The data keys of the persons in the log, wrapped by the master key.
+pub struct PersonalData {
+    backend: Backend,
+    master: Arc<dyn KeyWrap>,
+    keys: Mutex<LruCache<String, Arc<DataKey>>>,
+}
+
+impl std::fmt::Debug for PersonalData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersonalData")
+            .field("master_key_id", &self.master.key_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The prefix of a sealed text column (a view's): a value that is never a document number, a
+/// citizen ID number or a name, so a sealed cell is told from a clear one a store written before
+/// the sealing holds.
+pub const SEALED_TEXT: &str = "sealed:";
+
+/// The data keys of a batch's persons, fetched in one look-up, for sealing and opening without
+/// further round trips.
+pub struct KeyRing {
+    keys: HashMap<String, Arc<DataKey>>,
+}
+
+impl KeyRing {
+    fn key(&self, person: &str) -> Result<&DataKey, EventLogError> {
+        self.keys
+            .get(person)
+            .map(|k| k.as_ref())
+            .ok_or_else(|| EventLogError::PersonErased(person.to_string()))
+    }
+
+    /// `text` sealed for `person` at `place`, as a text column holds it.
+    pub fn seal_text(
+        &self,
+        person: &str,
+        place: &str,
+        text: &str,
+    ) -> Result<String, EventLogError> {
+        let sealed = custody_vault::seal(self.key(person)?, place.as_bytes(), text.as_bytes());
+        Ok(format!(
+            "{SEALED_TEXT}{}",
+            base64::engine::general_purpose::STANDARD.encode(sealed)
+        ))
+    }
+
+    /// Opens a text column; a value without the prefix is returned as it is (written before
+    /// the sealing).
+    pub fn open_text(
+        &self,
+        person: &str,
+        place: &str,
+        cell: &str,
+    ) -> Result<String, EventLogError> {
+        let Some(encoded) = cell.strip_prefix(SEALED_TEXT) else {
+            return Ok(cell.to_string());
+        };
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| EventLogError::PersonalData(format!("{place}: not base64")))?;
+        let plaintext = custody_vault::open(self.key(person)?, place.as_bytes(), &sealed)
+            .map_err(|e| EventLogError::PersonalData(format!("{place}: {e}")))?;
+        String::from_utf8(plaintext)
+            .map_err(|_| EventLogError::PersonalData(format!("{place}: not UTF-8")))
+    }
+
+    /// Replaces `object[field]` (unless null or sealed) by its sealed form for `person`.
+    pub fn seal_field(
+        &self,
+        person: &str,
+        place: &str,
+        object: &mut Value,
+        field: &str,
+    ) -> Result<(), EventLogError> {
+        let value = &object[field];
+        if value.is_null() || sealed_for(value).is_some() {
+            return Ok(());
+        }
+        let plaintext = serde_json::to_vec(value)?;
+        let sealed = custody_vault::seal(self.key(person)?, place.as_bytes(), &plaintext);
+        object[field] = json!({
+            SEALED_FOR: person,
+            SEALED: base64::engine::general_purpose::STANDARD.encode(sealed),
+        });
+        Ok(())
+    }
+
+    /// Opens `object[field]` in place if it is sealed.
+    pub fn open_field(
+        &self,
+        place: &str,
+        object: &mut Value,
+        field: &str,
+    ) -> Result<(), EventLogError> {
+        let value = &mut object[field];
+        let Some(person) = sealed_for(value) else {
+            return Ok(());
+        };
+        let key = self.key(person)?;
+        let sealed = value[SEALED]
+            .as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .ok_or_else(|| EventLogError::PersonalData(format!("{place}: not base64")))?;
+        let plaintext = custody_vault::open(key, place.as_bytes(), &sealed)
+            .map_err(|e| EventLogError::PersonalData(format!("{place}: {e}")))?;
+        *value = serde_json::from_slice(&plaintext)?;
+        Ok(())
+    }
+}
+
+/// The persons whose keys open the sealed fields of `object`.
+pub fn sealed_persons<'a>(
+    object: &'a Value,
+    fields: &'a [&'a str],
+) -> impl Iterator<Item = &'a str> + 'a {
+    fields.iter().filter_map(|f| sealed_for(&object[*f]))
+}
+
+/// A payload to open: where it is kept (the associated data of its fields) and the payload.
+pub struct Sealed<'a> {
+    pub aggregate_type: &'a str,
+    pub aggregate_id: &'a str,
+    pub event_type: &'a str,
+    pub payload: &'a mut Value,
+}
+
+impl<'a> Sealed<'a> {
+    /// The payload of one event, if any of its personal fields is sealed.
+    pub fn of(
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+        event_type: &'a str,
+        payload: &'a mut Value,
+    ) -> Option<Sealed<'a>> {
+        is_sealed(aggregate_type, event_type, payload).then_some(Sealed {
+            aggregate_type,
+            aggregate_id,
+            event_type,
+            payload,
+        })
+    }
+}
+
+/// Opens `items` with `personal`'s keys; a sealed field with no master key given is an error.
+pub async fn open_all(
+    personal: Option<&PersonalData>,
+    mut items: Vec<Sealed<'_>>,
+) -> Result<(), EventLogError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    match personal {
+        Some(personal) => personal.open(&mut items).await,
+        None => Err(EventLogError::NoMasterKey),
+    }
+}
+
+fn fields_of<'a>(
+    aggregate_type: &'a str,
+    event_type: &'a str,
+) -> impl Iterator<Item = &'static PersonalField> + 'a {
+    PERSONAL_FIELDS
+        .iter()
+        .filter(move |f| f.aggregate_type == aggregate_type && f.event_type == event_type)
+}
+
+fn place(aggregate_type: &str, aggregate_id: &str, event_type: &str, field: &str) -> String {
+    format!("{aggregate_type}/{aggregate_id}/{event_type}/{field}")
+}
+
+/// The sealed person of a field, if the field is sealed.
+fn sealed_for(value: &Value) -> Option<&str> {
+    value.get(SEALED_FOR).and_then(Value::as_str)
+}
+
+/// Whether any personal field of this payload is sealed (a payload with none needs no key).
+pub fn is_sealed(aggregate_type: &str, event_type: &str, payload: &Value) -> bool {
+    fields_of(aggregate_type, event_type)
+        .any(|f| sealed_for(&payload[event_type][f.field]).is_some())
+}
+
+fn owner_of(
+    field: &PersonalField,
+    aggregate_id: &str,
+    event: &Value,
+) -> Result<String, EventLogError> {
+    let unknown = || {
+        EventLogError::PersonalData(format!(
+            "{} {}: no owner for {}",
+            field.aggregate_type, field.event_type, field.field
+        ))
+    };
+    match field.owner {
+        Owner::Aggregate => Ok(aggregate_id.to_string()),
+        Owner::Field(name) => event[name].as_str().map(str::to_string).ok_or_else(unknown),
+        Owner::RecordHolder => {
+            let record = &event[field.field];
+            let citizen_id: CitizenId = record["citizen_id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(unknown)?;
+            let name = record["chinese_name"].as_str().ok_or_else(unknown)?;
+            Ok(PersonId::of(&citizen_id, name).as_str().to_string())
+        }
+    }
+}
+
+impl PersonalData {
+    pub fn new(backend: Backend, master: Arc<dyn KeyWrap>) -> PersonalData {
+        PersonalData {
+            backend,
+            master,
+            keys: Mutex::new(LruCache::new(CACHED_KEYS)),
+        }
+    }
+
+    /// Seals the personal fields of one payload as serde writes an event (`{"Variant": {…}}`).
+    pub async fn seal(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        event_type: &str,
+        payload: &mut Value,
+    ) -> Result<(), EventLogError> {
+        for field in fields_of(aggregate_type, event_type) {
+            let event = &payload[event_type];
+            let value = &event[field.field];
+            if value.is_null() || sealed_for(value).is_some() {
+                continue;
+            }
+            let person = owner_of(field, aggregate_id, event)?;
+            let key = self.key_for_sealing(&person).await?;
+            let plaintext = serde_json::to_vec(value)?;
+            let aad = place(aggregate_type, aggregate_id, event_type, field.field);
+            let sealed = custody_vault::seal(&key, aad.as_bytes(), &plaintext);
+            payload[event_type][field.field] = json!({
+                SEALED_FOR: person,
+                SEALED: base64::engine::general_purpose::STANDARD.encode(sealed),
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens every sealed personal field of these payloads (one look-up for the keys not in
+    /// memory).
+    pub async fn open(&self, items: &mut [Sealed<'_>]) -> Result<(), EventLogError> {
+        let mut persons = HashSet::new();
+        for item in items.iter() {
+            for field in fields_of(item.aggregate_type, item.event_type) {
+                if let Some(person) = sealed_for(&item.payload[item.event_type][field.field]) {
+                    persons.insert(person.to_string());
+                }
+            }
+        }
+        if persons.is_empty() {
+            return Ok(());
+        }
+        let keys = self.keys_for(persons).await?;
+        for item in items.iter_mut() {
+            for field in fields_of(item.aggregate_type, item.event_type) {
+                let value = &mut item.payload[item.event_type][field.field];
+                let Some(person) = sealed_for(value) else {
+                    continue;
+                };
+                let key = keys
+                    .get(person)
+                    .ok_or_else(|| EventLogError::PersonErased(person.to_string()))?;
+                let sealed = value[SEALED]
+                    .as_str()
+                    .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                    .ok_or_else(|| {
+                        EventLogError::PersonalData("sealed field is not base64".into())
+                    })?;
+                let aad = place(
+                    item.aggregate_type,
+                    item.aggregate_id,
+                    item.event_type,
+                    field.field,
+                );
+                let plaintext = custody_vault::open(key, aad.as_bytes(), &sealed)
+                    .map_err(|e| EventLogError::PersonalData(format!("{aad}: {e}")))?;
+                *value = serde_json::from_slice(&plaintext)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys of `persons` in one look-up; with `create`, a person without a key gets one (a
+    /// view row of a store written before the sealing).
+    pub async fn key_ring(
+        &self,
+        persons: HashSet<String>,
+        create: bool,
+    ) -> Result<KeyRing, EventLogError> {
+        let mut keys = self.keys_for(persons.clone()).await?;
+        if create {
+            for person in persons {
+                if let std::collections::hash_map::Entry::Vacant(entry) = keys.entry(person) {
+                    let key = self.key_for_sealing(entry.key()).await?;
+                    entry.insert(key);
+                }
+            }
+        }
+        Ok(KeyRing { keys })
+    }
+
+    /// As [`PersonalData::key_ring`] with `create`, the missing keys made in the caller's
+    /// transaction: a projector holding SQLite's write lock cannot wait for another connection's
+    /// insert. Keys made here are not kept in memory, since the transaction may yet roll back
+    /// (and with it every row they sealed).
+    pub async fn key_ring_within(
+        &self,
+        persons: HashSet<String>,
+        connection: &mut sqlx::AnyConnection,
+    ) -> Result<KeyRing, EventLogError> {
+        let mut keys = self.keys_for(persons.clone()).await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        for person in persons {
+            if keys.contains_key(&person) {
+                continue;
+            }
+            let wrapped = base64::engine::general_purpose::STANDARD
+                .encode(self.master.wrap(&DataKey::generate()));
+            sqlx::query(
+                "INSERT INTO person_keys (person, wrapped, master_key_id, created_ms) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (person) DO NOTHING",
+            )
+            .bind(&person)
+            .bind(&wrapped)
+            .bind(self.master.key_id().to_string())
+            .bind(now)
+            .execute(&mut *connection)
+            .await?;
+            let stored: Option<String> =
+                sqlx::query_scalar("SELECT wrapped FROM person_keys WHERE person = $1")
+                    .bind(&person)
+                    .fetch_one(&mut *connection)
+                    .await?;
+            let stored = stored.ok_or_else(|| EventLogError::PersonErased(person.clone()))?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&stored)
+                .map_err(|_| {
+                    EventLogError::PersonalData(format!("{person}: wrapped key is not base64"))
+                })?;
+            let key = self
+                .master
+                .unwrap(&bytes)
+                .map_err(|e| EventLogError::PersonalData(format!("{person}: {e}")))?;
+            keys.insert(person, Arc::new(key));
+        }
+        Ok(KeyRing { keys })
+    }
+
+    /// How many stored data keys are wrapped under another master key than the current one.
+    pub async fn keys_to_rewrap(&self) -> Result<i64, EventLogError> {
+        let sql =
+            "SELECT COUNT(*) FROM person_keys WHERE wrapped IS NOT NULL AND master_key_id <> $1";
+        Ok(match &self.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query_scalar(sql)
+                    .bind(self.master.key_id())
+                    .fetch_one(pool)
+                    .await?
+            }
+            Backend::Sqlite(pool) => {
+                sqlx::query_scalar(sql)
+                    .bind(self.master.key_id())
+                    .fetch_one(pool)
+                    .await?
+            }
+        })
+    }
+
+    /// Re-wraps up to `batch` data keys wrapped under a previous master key with the current
+    /// one; how many it did (0 once none is left). Online: a row changed meanwhile (erased) is
+    /// left as it is, and the data keys themselves do not change, so nothing sealed is touched.
+    pub async fn rewrap_batch(&self, batch: i64) -> Result<u64, EventLogError> {
+        let select = "SELECT person, wrapped FROM person_keys \
+                      WHERE wrapped IS NOT NULL AND master_key_id <> $1 ORDER BY person LIMIT $2";
+        let rows: Vec<(String, String)> = match &self.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query_as(select)
+                    .bind(self.master.key_id())
+                    .bind(batch)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Backend::Sqlite(pool) => {
+                sqlx::query_as(select)
+                    .bind(self.master.key_id())
+                    .bind(batch)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        let update = "UPDATE person_keys SET wrapped = $1, master_key_id = $2 \
+                      WHERE person = $3 AND wrapped = $4";
+        let mut done = 0;
+        for (person, wrapped) in rows {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&wrapped)
+                .map_err(|_| {
+                    EventLogError::PersonalData(format!("{person}: wrapped key is not base64"))
+                })?;
+            let key = self.master.unwrap(&bytes).map_err(|e| {
+                EventLogError::PersonalData(format!(
+                    "{person}: the data key opens under none of the master keys given: {e}"
+                ))
+            })?;
+            let rewrapped =
+                base64::engine::general_purpose::STANDARD.encode(self.master.wrap(&key));
+            let changed = match &self.backend {
+                Backend::Postgres(pool) => sqlx::query(update)
+                    .bind(&rewrapped)
+                    .bind(self.master.key_id())
+                    .bind(&person)
+                    .bind(&wrapped)
+                    .execute(pool)
+                    .await?
+                    .rows_affected(),
+                Backend::Sqlite(pool) => sqlx::query(update)
+                    .bind(&rewrapped)
+                    .bind(self.master.key_id())
+                    .bind(&person)
+                    .bind(&wrapped)
+                    .execute(pool)
+                    .await?
+                    .rows_affected(),
+            };
+            done += changed;
+        }
+        Ok(done)
+    }
+
+    /// The person's data key, made (and stored wrapped) on first use.
+    async fn key_for_sealing(&self, person: &str) -> Result<Arc<DataKey>, EventLogError> {
+        if let Some(key) = self.cached(person) {
+            return Ok(key);
+        }
+        if let Some(key) = self.load([person.to_string()].into()).await?.remove(person) {
+            return Ok(key);
+        }
+        let fresh = DataKey::generate();
+        let wrapped = base64::engine::general_purpose::STANDARD.encode(self.master.wrap(&fresh));
+        let now = chrono::Utc::now().timestamp_millis();
+        let sql_pg = "INSERT INTO person_keys (person, wrapped, master_key_id, created_ms) \
+                      VALUES ($1, $2, $3, $4) ON CONFLICT (person) DO NOTHING";
+        let sql_lite = "INSERT INTO person_keys (person, wrapped, master_key_id, created_ms) \
+                        VALUES (?, ?, ?, ?) ON CONFLICT (person) DO NOTHING";
+        match &self.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query(sql_pg)
+                    .bind(person)
+                    .bind(&wrapped)
+                    .bind(self.master.key_id())
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+            }
+            Backend::Sqlite(pool) => {
+                sqlx::query(sql_lite)
+                    .bind(person)
+                    .bind(&wrapped)
+                    .bind(self.master.key_id())
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        // Another writer may have made the key first: theirs is the one kept.
+        self.load([person.to_string()].into())
+            .await?
+            .remove(person)
+            .ok_or_else(|| EventLogError::PersonErased(person.to_string()))
+    }
+
+    fn cached(&self, person: &str) -> Option<Arc<DataKey>> {
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(person)
+            .cloned()
+    }
+
+    /// The keys of these persons, from memory or the table; an erased or unknown person is left
+    /// out.
+    async fn keys_for(
+        &self,
+        persons: HashSet<String>,
+    ) -> Result<HashMap<String, Arc<DataKey>>, EventLogError> {
+        let mut found = HashMap::new();
+        let mut missing = HashSet::new();
+        for person in persons {
+            match self.cached(&person) {
+                Some(key) => {
+                    found.insert(person, key);
+                }
+                None => {
+                    missing.insert(person);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            found.extend(self.load(missing).await?);
+        }
+        Ok(found)
+    }
+
+    /// Reads and unwraps the keys of these persons that are not erased, and keeps them in memory.
+    async fn load(
+        &self,
+        persons: HashSet<String>,
+    ) -> Result<HashMap<String, Arc<DataKey>>, EventLogError> {
+        let persons: Vec<String> = persons.into_iter().collect();
+        let mut rows: Vec<(String, String)> = Vec::new();
+        for chunk in persons.chunks(500) {
+            match &self.backend {
+                Backend::Postgres(pool) => {
+                    for row in sqlx::query(
+                        "SELECT person, wrapped FROM person_keys \
+                         WHERE person = ANY($1) AND wrapped IS NOT NULL",
+                    )
+                    .bind(chunk)
+                    .fetch_all(pool)
+                    .await?
+                    {
+                        rows.push((row.try_get("person")?, row.try_get("wrapped")?));
+                    }
+                }
+                Backend::Sqlite(pool) => {
+                    let marks = vec!["?"; chunk.len()].join(", ");
+                    let sql = format!(
+                        "SELECT person, wrapped FROM person_keys \
+                         WHERE person IN ({marks}) AND wrapped IS NOT NULL"
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for person in chunk {
+                        query = query.bind(person);
+                    }
+                    for row in query.fetch_all(pool).await? {
+                        rows.push((row.try_get("person")?, row.try_get("wrapped")?));
+                    }
+                }
+            }
+        }
+        let mut keys = HashMap::new();
+        let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        for (person, wrapped) in rows {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&wrapped)
+                .map_err(|_| {
+                    EventLogError::PersonalData(format!("{person}: wrapped key is not base64"))
+                })?;
+            let key = Arc::new(self.master.unwrap(&bytes).map_err(|e| {
+                EventLogError::PersonalData(format!(
+                    "{person}: the data key does not unwrap under master key {}: {e}",
+                    self.master.key_id()
+                ))
+            })?);
+            cache.insert(person.clone(), key.clone());
+            keys.insert(person, key);
+        }
+        Ok(keys)
+    }
+}

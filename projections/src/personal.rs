@@ -1,0 +1,205 @@
+//! The personal columns of the documents and persons views, sealed under the person's data key
+//! as the events are (docs/personal-data.md): the text columns readers show, and the personal
+//! fields of the aggregate JSON the projector reloads.
+
+use std::collections::HashSet;
+
+use custody_eventlog::personal::{self, KeyRing};
+use custody_eventlog::EventLog;
+use serde_json::Value;
+
+use crate::bulk::{Cell, Row, Table};
+use crate::ProjectionError;
+
+/// A view's personal columns: whose they are (a column naming the person's RYBS) and which.
+pub(crate) struct PersonalColumns {
+    pub table: &'static str,
+    pub owner: &'static str,
+    pub texts: &'static [&'static str],
+    /// The personal fields of the `aggregate` column's JSON.
+    pub fields: &'static [&'static str],
+}
+
+pub(crate) const DOCUMENTS: PersonalColumns = PersonalColumns {
+    table: "view_documents",
+    owner: "holder_rybs",
+    texts: &["zjhm", "holder_xm", "holder_gmsfhm"],
+    fields: &["number", "record"],
+};
+
+pub(crate) const PERSONS: PersonalColumns = PersonalColumns {
+    table: "view_persons",
+    owner: "rybs",
+    texts: &["xm", "gmsfhm"],
+    fields: &["details", "pending_details"],
+};
+
+pub(crate) fn of(table: &Table) -> Option<&'static PersonalColumns> {
+    [&DOCUMENTS, &PERSONS]
+        .into_iter()
+        .find(|p| p.table == table.name)
+}
+
+/// Where a cell is kept: the associated data of its sealing.
+pub(crate) fn place(table: &str, id: &str, column: &str) -> String {
+    format!("{table}/{id}/{column}")
+}
+
+fn index(table: &Table, column: &str) -> Result<usize, ProjectionError> {
+    table
+        .columns
+        .iter()
+        .position(|c| *c == column)
+        .ok_or_else(|| ProjectionError::Decode(format!("{} has no column {column}", table.name)))
+}
+
+fn text(cell: &Cell) -> Option<&str> {
+    match cell {
+        Cell::Text(Some(text)) => Some(text),
+        _ => None,
+    }
+}
+
+/// Seals the personal cells of rows about to be written to `table` (nothing for a table without
+/// personal columns, or a log without a master key); a missing key is made in `within`, the
+/// transaction the rows go into, if given.
+pub(crate) async fn seal_rows(
+    log: &EventLog,
+    table: &Table,
+    rows: &mut [Row],
+    within: Option<&mut sqlx::AnyConnection>,
+) -> Result<(), ProjectionError> {
+    let (Some(columns), Some(vault)) = (of(table), log.personal_data()) else {
+        return Ok(());
+    };
+    let owner = index(table, columns.owner)?;
+    let id = index(table, table.key[1])?;
+    let aggregate = index(table, "aggregate")?;
+    let texts: Vec<usize> = columns
+        .texts
+        .iter()
+        .map(|c| index(table, c))
+        .collect::<Result<_, _>>()?;
+    let persons: HashSet<String> = rows
+        .iter()
+        .filter_map(|row| text(&row[owner]).map(str::to_string))
+        .collect();
+    let ring = match within {
+        Some(connection) => vault.key_ring_within(persons, connection).await?,
+        None => vault.key_ring(persons, true).await?,
+    };
+    for row in rows.iter_mut() {
+        let id_value = text(&row[id]).unwrap_or_default().to_string();
+        let Some(person) = text(&row[owner]).map(str::to_string) else {
+            if texts.iter().any(|&i| text(&row[i]).is_some()) {
+                return Err(ProjectionError::Decode(format!(
+                    "{} {id_value}: personal data without a person",
+                    table.name
+                )));
+            }
+            continue;
+        };
+        for (&i, column) in texts.iter().zip(columns.texts) {
+            if let Some(clear) = text(&row[i]) {
+                let sealed =
+                    ring.seal_text(&person, &place(table.name, &id_value, column), clear)?;
+                row[i] = Cell::Text(Some(sealed));
+            }
+        }
+        if let Some(json) = text(&row[aggregate]) {
+            let mut value: Value = serde_json::from_str(json)
+                .map_err(|e| ProjectionError::Decode(format!("aggregate: {e}")))?;
+            for field in columns.fields {
+                ring.seal_field(
+                    &person,
+                    &place(table.name, &id_value, field),
+                    &mut value,
+                    field,
+                )?;
+            }
+            row[aggregate] = Cell::Text(Some(value.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// The keys that open the aggregate JSON of these rows.
+pub(crate) async fn ring_for_aggregates(
+    log: &EventLog,
+    columns: &PersonalColumns,
+    aggregates: &[Value],
+) -> Result<Option<KeyRing>, ProjectionError> {
+    let persons: HashSet<String> = aggregates
+        .iter()
+        .flat_map(|a| personal::sealed_persons(a, columns.fields))
+        .map(str::to_string)
+        .collect();
+    ring_of(log, persons).await
+}
+
+/// The keys of `persons` for opening (None when there are none to open).
+async fn ring_of(
+    log: &EventLog,
+    persons: HashSet<String>,
+) -> Result<Option<KeyRing>, ProjectionError> {
+    if persons.is_empty() {
+        return Ok(None);
+    }
+    let Some(vault) = log.personal_data() else {
+        return Err(custody_eventlog::EventLogError::NoMasterKey.into());
+    };
+    Ok(Some(vault.key_ring(persons, false).await?))
+}
+
+/// Opens the personal fields of one view row's aggregate JSON.
+pub(crate) fn open_aggregate(
+    ring: Option<&KeyRing>,
+    columns: &PersonalColumns,
+    id: &str,
+    aggregate: &mut Value,
+) -> Result<(), ProjectionError> {
+    let Some(ring) = ring else {
+        return Ok(());
+    };
+    for field in columns.fields {
+        ring.open_field(&place(columns.table, id, field), aggregate, field)?;
+    }
+    Ok(())
+}
+
+/// The keys for reading these persons' sealed cells (None when none is sealed).
+pub(crate) async fn ring_for_cells(
+    log: &EventLog,
+    cells: impl IntoIterator<Item = (Option<String>, bool)>,
+) -> Result<Option<KeyRing>, ProjectionError> {
+    let persons: HashSet<String> = cells
+        .into_iter()
+        .filter(|(_, sealed)| *sealed)
+        .filter_map(|(person, _)| person)
+        .collect();
+    ring_of(log, persons).await
+}
+
+/// Whether a cell read from a view is sealed.
+pub(crate) fn is_sealed(cell: Option<&str>) -> bool {
+    cell.is_some_and(|c| c.starts_with(personal::SEALED_TEXT))
+}
+
+/// Opens one read cell in place.
+pub(crate) fn open_cell(
+    ring: Option<&KeyRing>,
+    table: &str,
+    id: &str,
+    column: &str,
+    person: Option<&str>,
+    cell: &mut Option<String>,
+) -> Result<(), ProjectionError> {
+    let (Some(ring), Some(person), Some(value)) = (ring, person, cell.as_deref()) else {
+        return Ok(());
+    };
+    if !is_sealed(Some(value)) {
+        return Ok(());
+    }
+    *cell = Some(ring.open_text(person, &place(table, id, column), value)?);
+    Ok(())
+}
