@@ -22,6 +22,9 @@ pub enum EventLogError {
     BadStoredTree(&'static str),
     #[error(transparent)]
     Proof(#[from] custody_audit::ProofError),
+    /// Another instance took the worker's lease since this one took it (docs/scaling.md).
+    #[error("lease {lease} was taken by another instance since token {token}; not writing")]
+    Fenced { lease: String, token: i64 },
     #[error("signing the checkpoint: {0}")]
     Checkpoint(#[from] custody_audit::CheckpointError),
 }

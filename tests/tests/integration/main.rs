@@ -11,6 +11,8 @@ mod faults;
 mod feed;
 mod harness;
 mod ingress;
+mod instances;
+mod leases;
 mod lifecycle;
 mod operations;
 mod process_recovery;
