@@ -242,8 +242,7 @@ impl Lease {
         (Instant::now() < held.valid_until).then_some(held.token)
     }
 
-    /// Waits until this instance holds the lease; its token. Never returns for an always-held
-    /// lease that is … held: it returns at once.
+    /// Waits until this instance holds the lease; its token (at once when it holds it now).
     pub async fn acquired(&mut self) -> i64 {
         loop {
             if let Some(token) = self.token() {

@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::faults::assert_views_equal_replay_of;
+use crate::process_recovery::serve_on_loopback;
 
 /// The worker leases every instance registers (no relay: these instances feed from the store).
 const WORKERS: [&str; 4] = ["checkpointer", "maintenance", "processes", "projectors"];
@@ -232,16 +233,12 @@ async fn receive(State(hook): State<Webhook>, headers: HeaderMap) -> StatusCode 
 impl Webhook {
     async fn start() -> (Webhook, String) {
         let hook = Webhook::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the webhook");
-        let address = listener.local_addr().expect("webhook address");
-        let router = Router::new()
-            .route("/reminders", post(receive))
-            .with_state(hook.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let (address, _) = serve_on_loopback(
+            Router::new()
+                .route("/reminders", post(receive))
+                .with_state(hook.clone()),
+        )
+        .await;
         (hook, format!("http://{address}/reminders"))
     }
 
@@ -646,4 +643,58 @@ async fn a_paused_holder_loses_its_leases_and_writes_nothing_when_it_wakes() {
     }
     assert_views_equal_replay_of(&cluster.log, &cluster.commands).await;
     each_report_once(&cluster.log, 30).await;
+}
+
+#[tokio::test]
+async fn a_cabinet_disabled_through_one_instance_is_refused_by_the_other() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client.clone();
+    let (a, b) = (cluster.a.base.clone(), cluster.b.base.clone());
+    // Enrolled and activated through a; b learns of it on its first report.
+    let cabinet = active_cabinet(&client, &a).await;
+    let deposit = |i: usize| {
+        let record = random_document_record(&mut rand::rng());
+        cabinet
+            .deposit(&record, &cabinet.drawer(i), DepositKind::New, now_ms())
+            .expect("deposit")
+    };
+    let (status, body) = custody_simulator::post(&client, &b, &deposit(0))
+        .await
+        .expect("post");
+    assert_eq!((status, &body["status"]), (200, &json!(true)), "{body}");
+
+    let disabled = client
+        .post(format!(
+            "{a}/api/v1/ops/devices/{}/disable",
+            cabinet.device_serial()
+        ))
+        .bearer_auth(OPS_TOKEN)
+        .send()
+        .await
+        .expect("disable");
+    assert_eq!(disabled.status(), 200);
+    let (status, body) = custody_simulator::post(&client, &a, &deposit(1))
+        .await
+        .expect("post");
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (401, Some("E_DEVICE_DISABLED"))
+    );
+    // The other instance's registry follows within seconds.
+    let deadline = Instant::now() + PATIENCE;
+    for i in 2.. {
+        let (status, body) = custody_simulator::post(&client, &b, &deposit(i))
+            .await
+            .expect("post");
+        if body["error_code"] == "E_DEVICE_DISABLED" {
+            assert_eq!(status, 401);
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "b still takes the disabled cabinet"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
