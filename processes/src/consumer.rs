@@ -398,7 +398,7 @@ impl<H: Handler> Consumer<H> {
         .execute(&mut *tx)
         .await?;
         if let Some((lease, token)) = fence {
-            custody_eventlog::fence(&mut *tx, lease, token).await?;
+            custody_eventlog::fence(&mut tx, lease, token).await?;
         }
         let row =
             sqlx::query("SELECT cursor_tx, cursor_position FROM process_cursors WHERE name = $1")

@@ -182,7 +182,7 @@ impl Deliverer {
         token: i64,
     ) -> Result<bool, ProcessError> {
         let mut tx = pool.begin().await?;
-        custody_eventlog::fence(&mut *tx, lease, token).await?;
+        custody_eventlog::fence(&mut tx, lease, token).await?;
         let until = now_ms.saturating_add(
             i64::try_from(self.config.timeout.as_millis())
                 .unwrap_or(i64::MAX)

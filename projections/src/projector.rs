@@ -253,7 +253,7 @@ impl Projector {
             .await?;
         if let Some(live) = live {
             if let Some((lease, token)) = live {
-                custody_eventlog::fence(&mut *tx, lease, token).await?;
+                custody_eventlog::fence(&mut tx, lease, token).await?;
             }
             // The row is locked now: a rebuild that swapped generations since this batch read
             // the active one (in another instance, whose gate does not cover this one) makes

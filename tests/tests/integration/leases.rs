@@ -60,14 +60,14 @@ async fn a_lease_is_taken_only_once_expired_and_a_stale_token_is_fenced() {
 
         let pool = store.log.platform().pool();
         let mut tx = pool.begin().await.expect("begin");
-        let stale = fence(&mut *tx, "w", first).await;
+        let stale = fence(&mut tx, "w", first).await;
         assert!(
             matches!(stale, Err(EventLogError::Fenced { token, .. }) if token == first),
             "{kind:?}: {stale:?}"
         );
         drop(tx);
         let mut tx = pool.begin().await.expect("begin");
-        fence(&mut *tx, "w", second)
+        fence(&mut tx, "w", second)
             .await
             .expect("the current token passes");
         tx.commit().await.expect("commit");
