@@ -520,6 +520,17 @@ async fn two_instances_run_each_worker_once_and_one_takes_over_from_a_killed_hol
         "{projections}"
     );
 
+    // An explicit scheduler pass is the holder's: the other instance declines it.
+    for (base, expected) in [(&a, 200), (&b, 409)] {
+        let answer = client
+            .post(format!("{base}/api/v1/ops/scheduler/run"))
+            .bearer_auth(OPS_TOKEN)
+            .send()
+            .await
+            .expect("scheduler run");
+        assert_eq!(answer.status(), expected, "{base}");
+    }
+
     // Both instances have the webhook: each notification is delivered once.
     let before = queue_notifications(&cluster.log, "before", 20).await;
     all_delivered(&cluster.log, &before).await;
