@@ -180,19 +180,32 @@ impl Leases {
 }
 
 /// Inside a worker's write transaction: fails with [`EventLogError::Fenced`] unless lease `name`
-/// still carries `token`, and holds the row's lock until the transaction ends (a write of the
-/// row, so SQLite's transaction takes its write lock here too).
+/// still carries `token`, and holds a lock on the row until the transaction ends, so that a
+/// take (an update of the row) waits for it. On PostgreSQL a shared lock (`FOR SHARE`): the
+/// workers of one lease (the projectors) still commit side by side. On SQLite a no-op write of
+/// the row, which takes the database's write lock, the only lock SQLite has.
 pub async fn fence(
     connection: &mut AnyConnection,
     name: &str,
     token: i64,
 ) -> Result<(), EventLogError> {
-    let done = sqlx::query("UPDATE worker_leases SET token = token WHERE name = $1 AND token = $2")
-        .bind(name)
-        .bind(token)
-        .execute(&mut *connection)
-        .await?;
-    if done.rows_affected() == 1 {
+    let held = if connection.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT token FROM worker_leases WHERE name = $1 AND token = $2 FOR SHARE")
+            .bind(name)
+            .bind(token)
+            .fetch_optional(&mut *connection)
+            .await?
+            .is_some()
+    } else {
+        sqlx::query("UPDATE worker_leases SET token = token WHERE name = $1 AND token = $2")
+            .bind(name)
+            .bind(token)
+            .execute(&mut *connection)
+            .await?
+            .rows_affected()
+            == 1
+    };
+    if held {
         Ok(())
     } else {
         Err(EventLogError::Fenced {

@@ -89,6 +89,43 @@ async fn a_lease_is_taken_only_once_expired_and_a_stale_token_is_fenced() {
 }
 
 #[tokio::test]
+async fn a_take_waits_for_a_fenced_transaction_in_progress() {
+    for kind in StoreKind::ALL {
+        let store = TestStore::new(kind).await;
+        let leases = store.log.leases();
+        let first = leases
+            .try_acquire("w", "a", LONG)
+            .await
+            .expect("acquire")
+            .expect("taken");
+        expire(&store, "w", "a", first).await;
+        // Expired but not taken yet: a fenced transaction of the holder still passes …
+        let mut tx = store.log.platform().pool().begin().await.expect("begin");
+        fence(&mut tx, "w", first)
+            .await
+            .expect("nobody took it yet");
+        let taking = {
+            let leases = leases.clone();
+            tokio::spawn(async move { leases.try_acquire("w", "b", LONG).await })
+        };
+        // … and the take cannot happen before it ends: whatever it writes lands before the
+        // next holder starts.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !taking.is_finished(),
+            "{kind:?}: the lease was taken under a fenced transaction"
+        );
+        tx.commit().await.expect("commit");
+        let second = taking
+            .await
+            .expect("task")
+            .expect("acquire")
+            .expect("taken once the transaction ended");
+        assert!(second > first);
+    }
+}
+
+#[tokio::test]
 async fn a_projector_batch_under_a_lost_lease_writes_nothing() {
     for kind in StoreKind::ALL {
         let store = TestStore::new(kind).await;
