@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use custody_commands::{Commands, ManualClock};
-use custody_eventlog::{fence, EventLogError};
+use custody_eventlog::{fence, EventLogError, Leases};
 use custody_projections::feed::{Cursor, EventFeed, StoreFeed};
 use custody_projections::{Projection, ProjectionError, Projector};
 use custody_tests::samples;
@@ -25,16 +25,21 @@ async fn expire(store: &TestStore, name: &str, holder: &str, token: i64) {
     tokio::time::sleep(Duration::from_millis(20)).await;
 }
 
+/// Takes a lease that must be free (or expired): its token.
+async fn take(leases: &Leases, name: &str, holder: &str) -> i64 {
+    leases
+        .try_acquire(name, holder, LONG)
+        .await
+        .expect("acquire")
+        .expect("the lease is free")
+}
+
 #[tokio::test]
 async fn a_lease_is_taken_only_once_expired_and_a_stale_token_is_fenced() {
     for kind in StoreKind::ALL {
         let store = TestStore::new(kind).await;
         let leases = store.log.leases();
-        let first = leases
-            .try_acquire("w", "a", LONG)
-            .await
-            .expect("acquire")
-            .expect("a free lease is taken");
+        let first = take(&leases, "w", "a").await;
         assert_eq!(
             leases.try_acquire("w", "b", LONG).await.expect("acquire"),
             None,
@@ -47,11 +52,7 @@ async fn a_lease_is_taken_only_once_expired_and_a_stale_token_is_fenced() {
         );
 
         expire(&store, "w", "a", first).await;
-        let second = leases
-            .try_acquire("w", "b", LONG)
-            .await
-            .expect("acquire")
-            .expect("an expired lease is taken");
+        let second = take(&leases, "w", "b").await;
         assert!(second > first, "{kind:?}: every take raises the token");
         assert!(
             !leases.renew("w", "a", first, LONG).await.expect("renew"),
@@ -79,11 +80,7 @@ async fn a_lease_is_taken_only_once_expired_and_a_stale_token_is_fenced() {
         // A clean stop gives the lease up at once, and the token still only grows.
         leases.release("w", second).await.expect("release");
         assert!(!leases.list().await.expect("list")[0].live);
-        let third = leases
-            .try_acquire("w", "a", LONG)
-            .await
-            .expect("acquire")
-            .expect("a released lease is taken at once");
+        let third = take(&leases, "w", "a").await;
         assert!(third > second);
     }
 }
@@ -93,11 +90,7 @@ async fn a_take_waits_for_a_fenced_transaction_in_progress() {
     for kind in StoreKind::ALL {
         let store = TestStore::new(kind).await;
         let leases = store.log.leases();
-        let first = leases
-            .try_acquire("w", "a", LONG)
-            .await
-            .expect("acquire")
-            .expect("taken");
+        let first = take(&leases, "w", "a").await;
         expire(&store, "w", "a", first).await;
         // Expired but not taken yet: a fenced transaction of the holder still passes …
         let mut tx = store.log.platform().pool().begin().await.expect("begin");
@@ -148,17 +141,9 @@ async fn a_projector_batch_under_a_lost_lease_writes_nothing() {
             .await
             .expect("projector");
         let leases = store.log.leases();
-        let old = leases
-            .try_acquire("projectors", "a", LONG)
-            .await
-            .expect("acquire")
-            .expect("taken");
+        let old = take(&leases, "projectors", "a").await;
         expire(&store, "projectors", "a", old).await;
-        let new = leases
-            .try_acquire("projectors", "b", LONG)
-            .await
-            .expect("acquire")
-            .expect("taken over");
+        let new = take(&leases, "projectors", "b").await;
 
         let mut feed = StoreFeed::new(store.log.clone(), Cursor::START);
         let items = feed
