@@ -145,14 +145,19 @@ impl Checkpointer {
         Ok(sealed)
     }
 
-    /// Seals every `interval`, when the log grew.
-    pub fn spawn(self: &Arc<Self>, interval: Duration) {
+    /// Seals every `interval`, when the log grew, while this instance holds `lease`.
+    pub fn spawn(self: &Arc<Self>, interval: Duration, lease: custody_eventlog::Lease) {
         let checkpointer = self.clone();
         tokio::spawn(async move {
             let mut ticks =
                 tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             loop {
                 ticks.tick().await;
+                // Not fenced: the seal itself writes under a guard and starts again when another
+                // sealer (an explicit seal, another instance) wrote first; the lease saves work.
+                if lease.token().is_none() {
+                    continue;
+                }
                 match checkpointer.seal().await {
                     Ok(Some(checkpoint)) => {
                         tracing::info!(tree_size = checkpoint.tree_size, "sealed a checkpoint")

@@ -50,6 +50,11 @@ pub struct ServeConfig {
     pub processes: custody_processes::ProcessConfig,
     /// When cabinets may upload their nightly reconciliation batch (`sjsb-dzsj`), China time.
     pub reconciliation_window: custody_domain::reconciliation::ReconciliationWindow,
+    /// This instance's name among several on one database (`--instance-id`): the holder of the
+    /// worker leases it takes. None: its host name and port.
+    pub instance_id: Option<String>,
+    /// How long a worker lease lasts unrenewed, and how often it is renewed.
+    pub leases: custody_eventlog::LeaseConfig,
 }
 
 impl ServeConfig {
@@ -80,6 +85,8 @@ impl ServeConfig {
             transport: Transport::Store,
             processes: custody_processes::ProcessConfig::default(),
             reconciliation_window: Default::default(),
+            instance_id: None,
+            leases: custody_eventlog::LeaseConfig::default(),
         }
     }
 }

@@ -36,5 +36,5 @@ pub mod wire;
 pub use config::{ProtocolConfig, ServeConfig, StoreChoice};
 pub use error::{ErrorCode, WireError};
 pub use readside::Transport;
-pub use server::{App, StartError};
+pub use server::{App, StartError, WorkerLeases};
 pub use state::AppState;

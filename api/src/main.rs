@@ -225,6 +225,10 @@ struct ServeArgs {
         default_value = "20:00-06:00"
     )]
     reconciliation_window: custody_domain::reconciliation::ReconciliationWindow,
+    /// This instance's name when several serve one PostgreSQL database: the holder shown for
+    /// the background workers it runs (GET /api/v1/ops/workers). Default: host name and port.
+    #[arg(long, env = "CUSTODY_INSTANCE_ID")]
+    instance_id: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -320,6 +324,7 @@ fn main() -> ExitCode {
                 config.processes.tick_interval =
                     std::time::Duration::from_secs(args.scheduler_interval);
                 config.reconciliation_window = args.reconciliation_window;
+                config.instance_id = args.instance_id.filter(|id| !id.is_empty());
                 serve(config).await
             }
             Command::Simulate(args) => custody_simulator::run(args).await,

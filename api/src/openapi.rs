@@ -306,6 +306,13 @@ pub const ROUTES: &[Route] = &[
         OPERATOR,
     ),
     route(
+        "get",
+        "/api/v1/ops/workers",
+        "ops",
+        "Which instance runs each background worker (the lease table): the same from every instance",
+        OPERATOR,
+    ),
+    route(
         "post",
         "/api/v1/ops/projections/{name}/rebuild",
         "ops",

@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/ops/tokens/{id}", delete(revoke_token))
         .route("/api/v1/ops/platform-key", get(platform_key))
         .route("/api/v1/ops/projections", get(projections))
+        .route("/api/v1/ops/workers", get(workers))
         .route(
             "/api/v1/ops/projections/{name}/rebuild",
             post(rebuild_projection),
@@ -469,10 +470,55 @@ async fn platform_key(State(state): State<AppState>, caller: Caller) -> Answer {
     ))
 }
 
+/// Which instance runs each background worker group: read from the lease table, so every
+/// instance gives the same answer (docs/scaling.md). A lease past its expiry is shown with no
+/// instance: nobody runs that group until an instance takes it.
+async fn workers(State(state): State<AppState>, caller: Caller) -> Answer {
+    caller.require(Role::Operator)?;
+    let rows = state.commands.log().leases().list().await?;
+    let mut workers = Vec::new();
+    let mut instances = Vec::new();
+    for row in rows {
+        let since = chrono::DateTime::from_timestamp_millis(row.since_ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        if let Some(id) = row
+            .name
+            .strip_prefix(custody_eventlog::leases::INSTANCE_PREFIX)
+        {
+            if row.live {
+                instances.push(json!({"instance": id, "since": since}));
+            }
+            continue;
+        }
+        workers.push(json!({
+            "name": row.name,
+            "instance": row.live.then_some(row.holder),
+            "since": row.live.then_some(since),
+            "token": row.token,
+        }));
+    }
+    Ok((
+        StatusCode::OK,
+        Json(
+            json!({"workers": workers, "instances": instances, "this_instance": &*state.instance}),
+        ),
+    ))
+}
+
+/// The instance that holds the projectors' lease now, if any.
+async fn projectors_instance(state: &AppState) -> Result<Option<String>, WireError> {
+    let rows = state.commands.log().leases().list().await?;
+    Ok(rows
+        .into_iter()
+        .find(|row| row.name == crate::WorkerLeases::PROJECTORS && row.live)
+        .map(|row| row.holder))
+}
+
 async fn projections(State(state): State<AppState>, caller: Caller) -> Answer {
     caller.require(Role::Operator)?;
     let log = state.commands.log();
     let head = log.committed_head().await?;
+    let instance = projectors_instance(&state).await?;
     let mut items = Vec::new();
     for projection in Projection::ALL {
         // The rebuild's state first: "finished" is recorded only after the swap committed, so a
@@ -507,6 +553,7 @@ async fn projections(State(state): State<AppState>, caller: Caller) -> Answer {
             "lag_events": lag,
             "live_lag": live_lag,
             "rebuild": rebuild,
+            "instance": instance,
         }));
     }
     let head = head.map(|h| json!({"tx_id": h.tx_id, "global_position": h.position}));

@@ -33,7 +33,11 @@ pub(crate) struct OverdueQuery {
 }
 
 pub(crate) fn process_error(error: ProcessError) -> WireError {
-    WireError::internal("process manager", error)
+    match error {
+        // An explicit pass asked of an instance that does not run the process managers.
+        ProcessError::NotHolder(_) => WireError::new(crate::ErrorCode::Conflict, error.to_string()),
+        error => WireError::internal("process manager", error),
+    }
 }
 
 async fn overdue(

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use custody_eventlog::EventLog;
+use custody_eventlog::{EventLog, Lease};
 use custody_projections::feed::{JetStreamFeed, StoreFeed, StreamSettings};
 use custody_projections::relay::{Relay, RelayHealth};
 use custody_projections::{Projection, ProjectionError, Projector, RebuildProgress};
@@ -40,17 +40,28 @@ pub struct ReadSide {
     relay: Option<RelayHealth>,
 }
 
+/// The worker leases the read side runs under (docs/scaling.md).
+pub struct ReadSideLeases {
+    /// Every projector: one instance applies all views.
+    pub projectors: Lease,
+    /// The relay, when events go through JetStream.
+    pub relay: Lease,
+}
+
 impl ReadSide {
     pub async fn start(
         log: &EventLog,
         transport: &Transport,
+        leases: ReadSideLeases,
     ) -> Result<Arc<ReadSide>, ProjectionError> {
         let (shutdown, stop) = watch::channel(false);
         let mut projectors = HashMap::new();
         let mut tasks = Vec::new();
         let mut relay_health = None;
         if let Transport::JetStream { url, settings } = transport {
-            let relay = Relay::connect(log.clone(), url, settings.clone()).await?;
+            let relay = Relay::connect(log.clone(), url, settings.clone())
+                .await?
+                .with_lease(leases.relay);
             relay_health = Some(relay.health());
             let mut stop = stop.clone();
             let task = tokio::spawn(relay.run(async move {
@@ -60,26 +71,12 @@ impl ReadSide {
         }
         for projection in Projection::ALL {
             let projector = Projector::new(log.clone(), projection).await?;
-            let runner = projector.clone();
-            let stop = stop.clone();
-            let task = match transport {
-                Transport::Store => {
-                    let cursor = projector.status().await?.cursor;
-                    tokio::spawn(async move {
-                        let feed = StoreFeed::new(runner.log().clone(), cursor);
-                        runner.run(feed, stop).await
-                    })
-                }
-                Transport::JetStream { url, settings } => {
-                    let feed = JetStreamFeed::connect(
-                        url,
-                        settings.clone(),
-                        format!("custody-{}", projection.name()),
-                    )
-                    .await?;
-                    tokio::spawn(async move { runner.run(feed, stop).await })
-                }
-            };
+            let task = tokio::spawn(run_leased(
+                projector.clone(),
+                transport.clone(),
+                leases.projectors.clone(),
+                stop.clone(),
+            ));
             tasks.push((format!("projector {}", projection.name()), task));
             projectors.insert(projection, projector);
         }
@@ -164,5 +161,55 @@ impl ReadSide {
 
     pub fn stop(&self) {
         let _ = self.shutdown.send(true);
+    }
+}
+
+/// One projector, in this instance only while it holds the projectors' lease: each term of the
+/// lease starts from the cursor as stored (another instance may have moved it), and every batch
+/// is fenced by the term's token.
+async fn run_leased(
+    projector: Projector,
+    transport: Transport,
+    mut lease: Lease,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = projector.projection().name();
+    loop {
+        let token = tokio::select! {
+            token = lease.acquired() => token,
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
+        let started = match &transport {
+            Transport::Store => match projector.status().await {
+                Ok(status) => {
+                    let feed = StoreFeed::new(projector.log().clone(), status.cursor);
+                    projector
+                        .run_leased(feed, stop.clone(), &mut lease, token)
+                        .await;
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            },
+            Transport::JetStream { url, settings } => {
+                // A durable consumer is shared by name: only the holder pulls from it.
+                match JetStreamFeed::connect(url, settings.clone(), format!("custody-{name}")).await
+                {
+                    Ok(feed) => {
+                        projector
+                            .run_leased(feed, stop.clone(), &mut lease, token)
+                            .await;
+                        Ok(())
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
+        };
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(error) = started {
+            tracing::warn!(projection = name, %error, "cannot start the projector; retrying");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
     }
 }

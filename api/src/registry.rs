@@ -95,23 +95,7 @@ impl Registry {
         for id in commands.log().aggregate_ids(Cabinet::AGGREGATE).await? {
             registry.refresh_cabinet(commands, &id).await?;
         }
-        for record in commands.log().platform().senders().await? {
-            let verifier =
-                verifier(&record.public_key_pem).map_err(|reason| RegistryError::BadStoredKey {
-                    ei: record.ei.clone(),
-                    reason,
-                })?;
-            let Some(kind) = SenderKind::parse(&record.kind) else {
-                continue;
-            };
-            registry.insert(Sender {
-                ei: record.ei,
-                kind,
-                verifier: Arc::new(verifier),
-                unit: record.unit,
-                cabinet: None,
-            });
-        }
+        registry.refresh_senders(commands).await?;
         Ok(registry)
     }
 
@@ -137,6 +121,89 @@ impl Registry {
             cabinet: Some(Arc::new(cabinet)),
         });
         Ok(())
+    }
+
+    /// A sender this instance does not know yet may have been registered through another
+    /// instance (several on one database): looks for it in the store.
+    pub async fn refresh_unknown(
+        &self,
+        commands: &Commands,
+        ei: &str,
+    ) -> Result<(), RegistryError> {
+        self.refresh_cabinet(commands, ei).await?;
+        if self.get(ei).is_none() {
+            self.refresh_senders(commands).await?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads the senders other than cabinets (gateways, unit clients, the exit-entry
+    /// adapter) from the platform table.
+    pub async fn refresh_senders(&self, commands: &Commands) -> Result<(), RegistryError> {
+        for record in commands.log().platform().senders().await? {
+            let Some(kind) = SenderKind::parse(&record.kind) else {
+                continue;
+            };
+            let known = self
+                .get(&record.ei)
+                .is_some_and(|s| s.kind == kind && s.unit == record.unit);
+            if known {
+                continue;
+            }
+            let verifier =
+                verifier(&record.public_key_pem).map_err(|reason| RegistryError::BadStoredKey {
+                    ei: record.ei.clone(),
+                    reason,
+                })?;
+            self.insert(Sender {
+                ei: record.ei,
+                kind,
+                verifier: Arc::new(verifier),
+                unit: record.unit,
+                cabinet: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Keeps this cache in step with changes made through other instances: every two seconds,
+    /// the cabinets whose version in the cabinets view moved are re-read from their events, and
+    /// the other senders from their table. (Within an instance the routes refresh it at once.)
+    pub fn spawn_follower(self: &Arc<Self>, commands: Arc<Commands>) {
+        let registry = self.clone();
+        let reader = custody_projections::read::Reader::new(commands.log().clone());
+        tokio::spawn(async move {
+            let mut seen: HashMap<String, i64> = HashMap::new();
+            let mut first = true;
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+            loop {
+                every.tick().await;
+                let versions = match reader.cabinet_versions().await {
+                    Ok(versions) => versions,
+                    Err(error) => {
+                        tracing::debug!(%error, "cannot read the cabinets' versions");
+                        continue;
+                    }
+                };
+                for (sbxlh, version) in versions {
+                    if seen.get(&sbxlh) == Some(&version) {
+                        continue;
+                    }
+                    // What the first look finds was loaded at start.
+                    if !first {
+                        if let Err(error) = registry.refresh_cabinet(&commands, &sbxlh).await {
+                            tracing::warn!(%error, "cannot refresh a cabinet in the registry");
+                            continue;
+                        }
+                    }
+                    seen.insert(sbxlh, version);
+                }
+                first = false;
+                if let Err(error) = registry.refresh_senders(&commands).await {
+                    tracing::debug!(%error, "cannot refresh the senders");
+                }
+            }
+        });
     }
 
     pub fn insert(&self, sender: Sender) {

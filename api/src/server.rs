@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use custody_application::Application;
 use custody_commands::{Clock, Commands, SystemClock};
-use custody_eventlog::{EventLog, EventLogError};
+use custody_eventlog::{EventLog, EventLogError, Lease, LeaseKeeper};
 use tokio::net::TcpListener;
 
 use crate::auth::secret_digest;
@@ -30,6 +30,59 @@ pub struct App {
     pub first_operator_token: Option<String>,
     /// The embedded store's data directory lock, held until [`App::serve`] returns.
     _data_directory: Option<std::fs::File>,
+    /// Stops the lease keeper (which then releases this instance's leases), and its task.
+    keeper: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+/// The worker leases of one instance (docs/scaling.md, "Leases"): one per group of workers
+/// that must not run twice.
+pub struct WorkerLeases {
+    /// Every projector.
+    pub projectors: Lease,
+    /// The relay (log → JetStream), when NATS is configured.
+    pub relay: Option<Lease>,
+    /// The process managers: reminders, revocation cascade, scheduler, missing-upload check,
+    /// and the outbox's webhook delivery.
+    pub processes: Lease,
+    /// The checkpointer's interval.
+    pub checkpointer: Lease,
+    /// Housekeeping: the rejected-reports retention and the request-id sweeper.
+    pub maintenance: Lease,
+}
+
+impl WorkerLeases {
+    /// The lease names, as `GET /api/v1/ops/workers` shows them.
+    pub const PROJECTORS: &'static str = "projectors";
+    pub const RELAY: &'static str = "relay";
+    pub const PROCESSES: &'static str = "processes";
+    pub const CHECKPOINTER: &'static str = "checkpointer";
+    pub const MAINTENANCE: &'static str = "maintenance";
+
+    fn register(keeper: &mut LeaseKeeper, relay: bool) -> WorkerLeases {
+        WorkerLeases {
+            projectors: keeper.lease(Self::PROJECTORS),
+            relay: relay.then(|| keeper.lease(Self::RELAY)),
+            processes: keeper.lease(Self::PROCESSES),
+            checkpointer: keeper.lease(Self::CHECKPOINTER),
+            maintenance: keeper.lease(Self::MAINTENANCE),
+        }
+    }
+}
+
+/// This instance's id: `--instance-id`, or its host name and the port it listens on.
+fn instance_id(configured: Option<&str>, address: SocketAddr) -> String {
+    if let Some(id) = configured {
+        return id.to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| address.ip().to_string());
+    format!("{host}:{}", address.port())
 }
 
 impl App {
@@ -62,6 +115,40 @@ impl App {
             config.previous_master_key.as_deref(),
         )?;
         let log = log.with_personal_data(Arc::new(master));
+        if let Some(personal) = log.personal_data() {
+            personal.check_master_keys().await?;
+        }
+        // Bound before the first operator token is made: a start that cannot listen must not
+        // create a token it never shows (docs/security.md). Bound here, before the workers
+        // start, because the instance id names the port.
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    address: config.listen,
+                    source,
+                })?;
+        let address = listener.local_addr().map_err(|source| StartError::Bind {
+            address: config.listen,
+            source,
+        })?;
+        let instance: Arc<str> = instance_id(config.instance_id.as_deref(), address).into();
+        let mut keeper = LeaseKeeper::new(&log, &instance, config.leases);
+        let leases = WorkerLeases::register(
+            &mut keeper,
+            matches!(config.transport, crate::Transport::JetStream { .. }),
+        );
+        let admission = Arc::new(Admission::new(config.admission));
+        {
+            let admission = admission.clone();
+            keeper.on_instances(move |instances| admission.share_with(instances));
+        }
+        // The first round before any worker starts: a lone instance runs them at once.
+        keeper.round().await;
+        let (stop_keeper, keeper_stopped) = tokio::sync::oneshot::channel::<()>();
+        let keeper_task = tokio::spawn(keeper.run(async {
+            let _ = keeper_stopped.await;
+        }));
         let platform_key =
             PlatformKey::load_or_generate(&config.data_dir, config.platform_key.as_deref())?;
         let checkpoint_key =
@@ -81,7 +168,18 @@ impl App {
             nats_witness,
         ));
         let registry = Registry::load(&commands).await?;
-        let read_side = ReadSide::start(commands.log(), &config.transport).await?;
+        let read_side = ReadSide::start(
+            commands.log(),
+            &config.transport,
+            crate::readside::ReadSideLeases {
+                projectors: leases.projectors.clone(),
+                relay: leases
+                    .relay
+                    .clone()
+                    .unwrap_or_else(|| Lease::always(WorkerLeases::RELAY)),
+            },
+        )
+        .await?;
         // The missing-upload check closes each business date with the upload window.
         let process_config = custody_processes::ProcessConfig {
             reconciliation_window: config.reconciliation_window,
@@ -91,6 +189,7 @@ impl App {
             commands.clone(),
             process_config,
             Some(metrics.clone()),
+            Some(leases.processes.clone()),
         )
         .await?;
         let state = AppState {
@@ -99,7 +198,7 @@ impl App {
             commands,
             registry: Arc::new(registry),
             platform_key: Arc::new(platform_key),
-            admission: Arc::new(Admission::new(config.admission)),
+            admission,
             crypto: Arc::new(wire::crypto_pool::CryptoPool::per_core()),
             rejection_quota: Arc::new(wire::rejection_quota::RejectionQuota::new(
                 config.rejection_log,
@@ -119,16 +218,8 @@ impl App {
             checkpointer,
             metrics,
             sessions: Default::default(),
+            instance,
         };
-        // Bound before the first operator token is made: a start that cannot listen must not
-        // create a token it never shows (docs/security.md).
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    address: config.listen,
-                    source,
-                })?;
         let first_operator_token = bootstrap_operator(&state, config.ops_token.as_deref()).await?;
         let router = Router::new()
             .route("/health", get(health))
@@ -159,16 +250,21 @@ impl App {
             // take JSON bodies no larger.
             .layer(DefaultBodyLimit::max(wire::MAX_BODY_BYTES))
             .with_state(state.clone());
-        spawn_request_id_sweeper(&state);
-        wire::rejection_log::spawn_retention(&state);
+        state.registry.spawn_follower(state.commands.clone());
+        spawn_request_id_sweeper(&state, leases.maintenance.clone());
+        wire::rejection_log::spawn_retention(&state, leases.maintenance.clone());
+        // Each instance's own spool file: drained by the instance that wrote it, unleased.
         wire::rejection_log::spawn_spool_drain(&state);
-        state.checkpointer.spawn(config.checkpoint_interval);
+        state
+            .checkpointer
+            .spawn(config.checkpoint_interval, leases.checkpointer.clone());
         Ok(App {
             listener,
             router,
             state,
             first_operator_token,
             _data_directory: data_directory,
+            keeper: Some((stop_keeper, keeper_task)),
         })
     }
 
@@ -178,10 +274,12 @@ impl App {
 
     /// Serves until `shutdown` completes, then finishes the requests in flight.
     pub async fn serve(
-        self,
+        mut self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), std::io::Error> {
         let read_side = self.state.read_side.clone();
+        let processes = self.state.processes.clone();
+        let keeper = self.keeper.take();
         let served = axum::serve(
             self.listener,
             self.router
@@ -190,6 +288,12 @@ impl App {
         .with_graceful_shutdown(shutdown)
         .await;
         read_side.stop();
+        processes.stop();
+        // Released at once, so another instance takes over without waiting for the TTL.
+        if let Some((stop, task)) = keeper {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
         served
     }
 }
@@ -275,13 +379,17 @@ async fn bootstrap_operator(
 }
 
 /// Forgets request ids long past the freshness window, every minute.
-fn spawn_request_id_sweeper(state: &AppState) {
+fn spawn_request_id_sweeper(state: &AppState, lease: Lease) {
     let commands = state.commands.clone();
     let keep = (state.protocol.freshness * 2).max(Duration::from_secs(3600));
     tokio::spawn(async move {
         let mut every_minute = tokio::time::interval(Duration::from_secs(60));
         loop {
             every_minute.tick().await;
+            // Idempotent deletes: the lease saves work, no fence is needed.
+            if lease.token().is_none() {
+                continue;
+            }
             let before = commands.clock().now().timestamp_millis() - keep.as_millis() as i64;
             if let Err(error) = commands
                 .log()

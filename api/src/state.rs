@@ -41,4 +41,6 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The department page's sign-ins (docs/department-page.md).
     pub sessions: Arc<crate::sessions::Sessions>,
+    /// This instance's id (`--instance-id`), the holder named in the worker leases.
+    pub instance: Arc<str>,
 }

@@ -22,6 +22,9 @@ pub enum EventLogError {
     BadStoredTree(&'static str),
     #[error(transparent)]
     Proof(#[from] custody_audit::ProofError),
+    /// Another instance took the worker's lease since this one took it (docs/scaling.md).
+    #[error("lease {lease} was taken by another instance since token {token}; not writing")]
+    Fenced { lease: String, token: i64 },
     #[error("signing the checkpoint: {0}")]
     Checkpoint(#[from] custody_audit::CheckpointError),
     #[error("personal data: {0}")]
@@ -31,6 +34,12 @@ pub enum EventLogError {
     PersonErased(String),
     #[error("the log holds sealed personal data but no master key was given")]
     NoMasterKey,
+    #[error(
+        "the store's data keys are wrapped by master key {stored}, and the key given is {given}: \
+         give every instance the same --master-key (during a rotation, the old one as \
+         --previous-master-key)"
+    )]
+    ForeignMasterKey { stored: String, given: String },
     #[error("backup: {0}")]
     Backup(String),
 }

@@ -14,6 +14,7 @@ mod commit_order;
 mod error;
 pub mod files;
 mod history;
+pub mod leases;
 mod log;
 mod lookups;
 pub mod personal;
@@ -27,6 +28,7 @@ pub use chain::{canonical_json, event_hash, GENESIS_HASH, PREVIOUS_HASH};
 pub use checkpoints::{AuditPage, AuditWalk, Consistency, InclusionProof};
 pub use commit_order::{CommitPosition, CommittedEvent};
 pub use error::EventLogError;
+pub use leases::{fence, Lease, LeaseConfig, LeaseKeeper, LeaseRow, Leases};
 pub use log::{Backend, EventLog, StoredEvent, StoredEventRef};
 pub use platform::{
     Org, PlatformStore, QueryAuditEntry, SenderRecord, TokenRecord, TOKEN_USE_RESOLUTION_MS,

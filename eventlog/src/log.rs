@@ -71,6 +71,12 @@ impl EventLog {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(&mut *connection, BOUND_IDLE_TRANSACTIONS).await?;
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
@@ -331,6 +337,14 @@ impl EventLog {
         Ok(())
     }
 }
+
+/// How long PostgreSQL lets a session sit in an open transaction waiting for its client. A
+/// client that stalls inside one (SIGSTOP, a frozen VM) would otherwise hold its row locks for
+/// ever: the worker lease row a fenced batch locks, the index entries of an append. Past this,
+/// the server ends the session, its transaction rolls back, and another instance can take the
+/// lease over (docs/scaling.md). 5 s: far above any pause between two statements of our own
+/// transactions.
+pub(crate) const BOUND_IDLE_TRANSACTIONS: &str = "SET idle_in_transaction_session_timeout = 5000";
 
 /// Column access shared by both backends' rows (JSON columns are text in SQLite, json in
 /// PostgreSQL; both decode to `serde_json::Value`).

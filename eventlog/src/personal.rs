@@ -428,6 +428,29 @@ impl PersonalData {
         Ok(KeyRing { keys })
     }
 
+    /// Refuses a master key that did not wrap the store's data keys: an instance started with
+    /// another key would make keys the others cannot open, and open none of theirs.
+    pub async fn check_master_keys(&self) -> Result<(), EventLogError> {
+        let sql = "SELECT DISTINCT master_key_id FROM person_keys WHERE wrapped IS NOT NULL";
+        let stored: Vec<String> = match &self.backend {
+            Backend::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await?,
+            Backend::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await?,
+        };
+        let known = self.master.key_ids();
+        let foreign: Vec<String> = stored
+            .into_iter()
+            .filter(|id| !known.contains(&id.as_str()))
+            .collect();
+        if foreign.is_empty() {
+            Ok(())
+        } else {
+            Err(EventLogError::ForeignMasterKey {
+                stored: foreign.join(", "),
+                given: known.join(", "),
+            })
+        }
+    }
+
     /// How many stored data keys are wrapped under another master key than the current one.
     pub async fn keys_to_rewrap(&self) -> Result<i64, EventLogError> {
         let sql =

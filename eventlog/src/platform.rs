@@ -106,6 +106,15 @@ impl PlatformStore {
                 })
             });
         }
+        if url.starts_with("postgres") {
+            options = options.after_connect(|connection, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(&mut *connection, crate::log::BOUND_IDLE_TRANSACTIONS)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
         let pool = options.connect(url).await?;
         Ok(PlatformStore { pool })
     }

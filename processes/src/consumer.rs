@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use cqrs_es::Aggregate;
 use custody_commands::{CommandError, Commands, Outcome};
 use custody_domain::{DomainError, EventMetadata};
-use custody_eventlog::{Backend, EventLog, StoredEvent};
+use custody_eventlog::{Backend, EventLog, EventLogError, Lease, StoredEvent};
 use custody_projections::feed::{Cursor, EventFeed, StoreFeed};
 use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{watch, Mutex};
@@ -135,6 +135,9 @@ pub(crate) struct Consumer<H: Handler> {
     gate: Mutex<()>,
     batch_size: usize,
     poll: Duration,
+    /// The process managers' lease: a batch runs only while it is held, and its transaction
+    /// checks the token.
+    lease: Option<Lease>,
 }
 
 impl<H: Handler> Consumer<H> {
@@ -144,6 +147,7 @@ impl<H: Handler> Consumer<H> {
         commands: Arc<Commands>,
         batch_size: usize,
         poll: Duration,
+        lease: Option<Lease>,
     ) -> Result<Self, ProcessError> {
         let log = commands.log().clone();
         let pool = log.platform().pool().clone();
@@ -162,6 +166,7 @@ impl<H: Handler> Consumer<H> {
             gate: Mutex::new(()),
             batch_size: batch_size.max(1),
             poll,
+            lease,
         })
     }
 
@@ -240,8 +245,18 @@ impl<H: Handler> Consumer<H> {
     /// Follows the feed until `shutdown`. A batch that fails is retried as it is, never skipped.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(50);
+        let mut lease = self.lease.clone();
         while !*shutdown.borrow() {
-            // From the recorded cursor each time: an explicit catch-up may have moved it.
+            if let Some(lease) = lease.as_mut() {
+                if lease.token().is_none() {
+                    tokio::select! {
+                        _ = lease.acquired() => {},
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+            // From the recorded cursor each time: an explicit catch-up (or another instance,
+            // before this one took the lease) may have moved it.
             let cursor = match self.cursor().await {
                 Ok(cursor) => cursor,
                 Err(error) => {
@@ -292,6 +307,14 @@ impl<H: Handler> Consumer<H> {
                 };
                 match outcome {
                     Ok(_) => break,
+                    // The next round waits for the lease again; the batch is another's now.
+                    Err(
+                        ProcessError::NotHolder(_)
+                        | ProcessError::Store(EventLogError::Fenced { .. }),
+                    ) => {
+                        tracing::warn!(process = H::NAME, "the process managers' lease is gone");
+                        break;
+                    }
                     Err(error) => {
                         tracing::warn!(process = H::NAME, %error, "batch failed; retrying it");
                         tokio::select! {
@@ -323,6 +346,8 @@ impl<H: Handler> Consumer<H> {
         let Some(last) = events.iter().map(|(cursor, _)| *cursor).max() else {
             return Ok(0);
         };
+        // Before any reaction: a non-holder issues no command.
+        let fence = crate::held(self.lease.as_ref())?;
         let effects = Effects {
             commands: &self.commands,
             pool: &self.pool,
@@ -386,6 +411,9 @@ impl<H: Handler> Consumer<H> {
         .bind(H::NAME)
         .execute(&mut *tx)
         .await?;
+        if let Some((lease, token)) = fence {
+            custody_eventlog::fence(&mut tx, lease, token).await?;
+        }
         let row =
             sqlx::query("SELECT cursor_tx, cursor_position FROM process_cursors WHERE name = $1")
                 .bind(H::NAME)

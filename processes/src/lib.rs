@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use custody_commands::{CommandError, Commands};
 use custody_domain::reconciliation::ReconciliationWindow;
-use custody_eventlog::EventLogError;
+use custody_eventlog::{EventLogError, Lease};
 use custody_projections::feed::FeedError;
 use tokio::sync::{watch, Mutex};
 
@@ -124,6 +124,11 @@ pub enum ProcessError {
     /// The test hook [`Processes::catch_up_interrupted_after`] stopped the run.
     #[error("stopped after the allowed number of commands, as a crash would")]
     Interrupted,
+    /// Another instance holds the process managers' lease (docs/scaling.md): they run there.
+    #[error(
+        "this instance does not hold the {0} lease: another instance runs the process managers"
+    )]
+    NotHolder(String),
     #[error("process {0} did not catch up with the event log within {1:?}")]
     Timeout(&'static str, Duration),
 }
@@ -155,6 +160,9 @@ struct Inner {
     observer: Option<Arc<dyn ProcessObserver>>,
     /// One clock tick at a time (the interval and an explicit run).
     tick_gate: Mutex<()>,
+    /// The process managers' worker lease, when several instances may share the database: every
+    /// pass runs only while this instance holds it.
+    lease: Option<Lease>,
 }
 
 /// The process managers of one service. Dropping the handle stops their background tasks.
@@ -178,15 +186,33 @@ impl Processes {
         config: ProcessConfig,
         observer: Option<Arc<dyn ProcessObserver>>,
     ) -> Result<Self, ProcessError> {
+        Self::leased(commands, config, observer, None).await
+    }
+
+    /// As [`Processes::observed`], every pass (background or explicit) running only while this
+    /// instance holds `lease`, and the reactive processes' writes fenced by its token.
+    pub async fn leased(
+        commands: Arc<Commands>,
+        config: ProcessConfig,
+        observer: Option<Arc<dyn ProcessObserver>>,
+        lease: Option<Lease>,
+    ) -> Result<Self, ProcessError> {
         let reminders = Consumer::new(
             RemindersHandler,
             commands.clone(),
             config.batch,
             config.poll,
+            lease.clone(),
         )
         .await?;
-        let cascade =
-            Consumer::new(CascadeHandler, commands.clone(), config.batch, config.poll).await?;
+        let cascade = Consumer::new(
+            CascadeHandler,
+            commands.clone(),
+            config.batch,
+            config.poll,
+            lease.clone(),
+        )
+        .await?;
         let deliverer = config.webhook.clone().map(Deliverer::new).transpose()?;
         let (shutdown, _) = watch::channel(false);
         Ok(Processes {
@@ -198,6 +224,7 @@ impl Processes {
                 deliverer,
                 observer,
                 tick_gate: Mutex::new(()),
+                lease,
             }),
             shutdown,
             tasks: Default::default(),
@@ -210,8 +237,9 @@ impl Processes {
         commands: Arc<Commands>,
         config: ProcessConfig,
         observer: Option<Arc<dyn ProcessObserver>>,
+        lease: Option<Lease>,
     ) -> Result<Arc<Self>, ProcessError> {
-        let processes = Processes::observed(commands, config, observer).await?;
+        let processes = Processes::leased(commands, config, observer, lease).await?;
         processes.spawn();
         Ok(Arc::new(processes))
     }
@@ -245,6 +273,9 @@ impl Processes {
                     _ = every.tick() => {},
                     _ = stop.changed() => return,
                 }
+                if !inner.holds_lease() {
+                    continue;
+                }
                 if let Err(error) = inner.tick().await {
                     tracing::warn!(%error, "scheduler tick failed; the next one retries");
                 }
@@ -266,7 +297,7 @@ impl Processes {
                     _ = stop.changed() => return,
                 }
                 let date = window.last_closed_date(inner.commands.clock().now());
-                if date.is_none() || date == done {
+                if date.is_none() || date == done || !inner.holds_lease() {
                     continue;
                 }
                 match check_missing_uploads(&inner.commands, window).await {
@@ -296,6 +327,9 @@ impl Processes {
                         tokio::select! {
                             _ = tokio::time::sleep(period) => {},
                             _ = stop.changed() => return,
+                        }
+                        if !inner.holds_lease() {
+                            continue;
                         }
                         if let Err(error) = inner.deliver().await {
                             tracing::warn!(%error, "webhook delivery pass failed");
@@ -407,6 +441,17 @@ impl Inner {
         self.commands.log().platform().pool()
     }
 
+    fn holds_lease(&self) -> bool {
+        self.lease
+            .as_ref()
+            .is_none_or(|lease| lease.token().is_some())
+    }
+
+    /// The lease's name and token while this instance holds it (None: no lease is used).
+    fn fence(&self) -> Result<Option<(&str, i64)>, ProcessError> {
+        held(self.lease.as_ref())
+    }
+
     async fn catch_up(&self, budget: Option<&AtomicUsize>) -> Result<(), ProcessError> {
         // Reactions add events that call for reactions in turn (a cancellation closes a
         // reminder, whose `Closed` the reminder process then records): a few rounds settle them
@@ -423,6 +468,9 @@ impl Inner {
 
     async fn tick(&self) -> Result<TickReport, ProcessError> {
         let _gate = self.tick_gate.lock().await;
+        // Not fenced statement by statement: its commands are idempotent by key, so a pass that
+        // overlaps the next holder's (a pause past the TTL) adds nothing twice.
+        self.fence()?;
         // The process's documents first, so that a lend just recorded is judged too.
         self.catch_up(None).await?;
         let now = self.commands.clock().now();
@@ -451,13 +499,25 @@ impl Inner {
         match &self.deliverer {
             None => Ok(DeliveryPass::default()),
             Some(deliverer) => {
+                let fence = self.fence()?;
                 let now = self.commands.clock().now().timestamp_millis();
-                let pass = deliverer.deliver_due(self.pool(), now).await?;
+                let pass = deliverer.deliver_due(self.pool(), now, fence).await?;
                 if let Some(observer) = &self.observer {
                     observer.notifications_delivered(pass);
                 }
                 Ok(pass)
             }
         }
+    }
+}
+
+/// The name and token of `lease` while this instance holds it; None when no lease is used.
+pub(crate) fn held(lease: Option<&Lease>) -> Result<Option<(&str, i64)>, ProcessError> {
+    match lease {
+        None => Ok(None),
+        Some(lease) => match lease.token() {
+            Some(token) => Ok(Some((lease.name(), token))),
+            None => Err(ProcessError::NotHolder(lease.name().to_string())),
+        },
     }
 }

@@ -108,11 +108,15 @@ impl Deliverer {
         &self.config
     }
 
-    /// Tries every row that is due at `now_ms` (the platform clock), oldest first.
+    /// Tries every row that is due at `now_ms` (the platform clock), oldest first. With a
+    /// `fence` (the process managers' lease name and token), each row is first claimed in a
+    /// transaction that checks the token: a holder that lost its lease (paused past the TTL)
+    /// posts nothing more once another instance has taken over.
     pub async fn deliver_due(
         &self,
         pool: &AnyPool,
         now_ms: i64,
+        fence: Option<(&str, i64)>,
     ) -> Result<DeliveryPass, ProcessError> {
         let _gate = self.gate.lock().await;
         let rows = sqlx::query(
@@ -128,11 +132,16 @@ impl Deliverer {
             let id: String = row.try_get("id")?;
             let payload: String = row.try_get("payload")?;
             let attempts: i64 = row.try_get::<i64, _>("attempts")? + 1;
+            if let Some((lease, token)) = fence {
+                if !self.claim(pool, &id, now_ms, lease, token).await? {
+                    continue;
+                }
+            }
             match self.post(&id, payload).await {
                 Ok(()) => {
                     sqlx::query(
                         "UPDATE notification_outbox SET attempts = $1, delivered_ms = $2, \
-                         last_error = NULL WHERE id = $3",
+                         last_error = NULL WHERE id = $3 AND delivered_ms IS NULL",
                     )
                     .bind(attempts)
                     .bind(now_ms)
@@ -159,6 +168,36 @@ impl Deliverer {
             }
         }
         Ok(pass)
+    }
+
+    /// Claims an undelivered row under the lease: it is not due again (for another holder)
+    /// until a POST could have ended. False when it was delivered meanwhile; the lease's
+    /// [`custody_eventlog::EventLogError::Fenced`] when another instance took it over.
+    async fn claim(
+        &self,
+        pool: &AnyPool,
+        id: &str,
+        now_ms: i64,
+        lease: &str,
+        token: i64,
+    ) -> Result<bool, ProcessError> {
+        let mut tx = pool.begin().await?;
+        custody_eventlog::fence(&mut tx, lease, token).await?;
+        let until = now_ms.saturating_add(
+            i64::try_from(self.config.timeout.as_millis())
+                .unwrap_or(i64::MAX)
+                .saturating_mul(2),
+        );
+        let claimed = sqlx::query(
+            "UPDATE notification_outbox SET next_attempt_ms = $1 \
+             WHERE id = $2 AND delivered_ms IS NULL",
+        )
+        .bind(until)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(claimed.rows_affected() == 1)
     }
 
     async fn post(&self, id: &str, payload: String) -> Result<(), String> {

@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::{Duration, Instant};
 
-use custody_eventlog::{Backend, EventLog, StoredEvent};
+use custody_eventlog::{Backend, EventLog, EventLogError, Lease, StoredEvent};
 use sqlx::{Any, AnyPool, Row as _, Transaction};
 use tokio::sync::Mutex;
 
@@ -117,6 +117,16 @@ impl Projector {
     /// Writes a batch to the view in one transaction; acking is the caller's (a crash between
     /// the two is what the projector must survive).
     pub async fn commit(&self, items: &[FeedItem]) -> Result<usize, ProjectionError> {
+        self.commit_fenced(items, None).await
+    }
+
+    /// As [`Projector::commit`], the transaction also checking that the worker lease `fence`
+    /// (name, token) was not taken by another instance since (docs/scaling.md).
+    pub async fn commit_fenced(
+        &self,
+        items: &[FeedItem],
+        fence: Option<(&str, i64)>,
+    ) -> Result<usize, ProjectionError> {
         if items.is_empty() {
             return Ok(0);
         }
@@ -129,7 +139,9 @@ impl Projector {
             .zip(&opened)
             .map(|(item, event)| (item.cursor, EventRef::from(event)))
             .collect();
-        let (applied, recorded) = self.apply_in_transaction(generation, &events, true).await?;
+        let (applied, recorded) = self
+            .apply_in_transaction(generation, &events, Some(fence))
+            .await?;
         let now = chrono::Utc::now().timestamp_millis();
         let mut lag = self.lag.lock().unwrap_or_else(|p| p.into_inner());
         for recorded in recorded {
@@ -140,14 +152,45 @@ impl Projector {
 
     /// Consumes `feed` until `shutdown` says stop. A batch that fails is retried as it is, never
     /// skipped: the store feed's cursor has already moved past it.
-    pub async fn run<F: EventFeed>(
+    pub async fn run<F: EventFeed>(&self, feed: F, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut unfenced = None;
+        self.run_while(feed, shutdown, &mut unfenced).await;
+    }
+
+    /// As [`Projector::run`], while this instance holds `lease` with `token`: returns when the
+    /// lease is lost (or a batch is fenced off) or at shutdown. Every batch is fenced.
+    pub async fn run_leased<F: EventFeed>(
+        &self,
+        feed: F,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+        lease: &mut Lease,
+        token: i64,
+    ) {
+        let mut leased = Some((lease, token));
+        self.run_while(feed, shutdown, &mut leased).await;
+    }
+
+    async fn run_while<F: EventFeed>(
         &self,
         mut feed: F,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
+        lease: &mut Option<(&mut Lease, i64)>,
     ) {
         let mut backoff = Duration::from_millis(50);
+        let fence = lease
+            .as_ref()
+            .map(|(lease, token)| (lease.name().to_string(), *token));
+        let fence = fence.as_ref().map(|(name, token)| (name.as_str(), *token));
+        let lost = async {
+            match lease {
+                Some((lease, token)) => lease.lost(*token).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(lost);
         while !*shutdown.borrow() {
             let items = tokio::select! {
+                () = &mut lost => return,
                 batch = feed.next(500, Duration::from_millis(500)) => match batch {
                     Ok(items) => items,
                     Err(error) => {
@@ -160,8 +203,17 @@ impl Projector {
                 _ = shutdown.changed() => break,
             };
             loop {
-                match self.commit(&items).await {
+                match self.commit_fenced(&items, fence).await {
                     Ok(_) => break,
+                    Err(ProjectionError::Store(EventLogError::Fenced { lease, token })) => {
+                        tracing::warn!(
+                            projection = self.projection.name(),
+                            lease,
+                            token,
+                            "another instance took the projectors' lease; stopping"
+                        );
+                        return;
+                    }
                     Err(error) => {
                         tracing::warn!(projection = self.projection.name(), %error, "projector batch failed; retrying it");
                         tokio::select! {
@@ -185,12 +237,15 @@ impl Projector {
     /// Applies `events` to `generation` in one transaction: a fold over the rows and positions
     /// the generation has for their aggregates, written back with multi-row statements. The
     /// events applied and the `recorded_at` (epoch ms) of each.
+    /// `live`: the live path (Some, with the lease fence if any) records the cursor; a
+    /// rebuild's generation (None) does not.
     async fn apply_in_transaction(
         &self,
         generation: i64,
         events: &[(Cursor, EventRef<'_>)],
-        record_cursor: bool,
+        live: Option<Option<(&str, i64)>>,
     ) -> Result<(usize, Vec<i64>), ProjectionError> {
+        let record_cursor = live.is_some();
         let mut tx: Transaction<'static, Any> = self.pool.begin().await?;
         // Write first, so the transaction holds the write lock before it reads: on SQLite a
         // reading transaction that later writes fails at once if another writer went between.
@@ -199,6 +254,25 @@ impl Projector {
             .bind(self.projection.name())
             .execute(&mut *tx)
             .await?;
+        if let Some(live) = live {
+            if let Some((lease, token)) = live {
+                custody_eventlog::fence(&mut tx, lease, token).await?;
+            }
+            // The row is locked now: a rebuild that swapped generations since this batch read
+            // the active one (in another instance, whose gate does not cover this one) makes
+            // the batch start again on the new generation, instead of moving the cursor past
+            // events the new generation never got.
+            let active: i64 =
+                sqlx::query_scalar("SELECT active_generation FROM projections WHERE name = $1")
+                    .bind(self.projection.name())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if active != generation {
+                return Err(ProjectionError::Decode(format!(
+                    "generation {generation} was swapped for {active} during the batch; retrying"
+                )));
+            }
+        }
         let mut fold = Fold::new(self.projection, generation).measuring();
         fold.load(&mut tx, &self.log, events.iter().map(|(_, event)| event))
             .await?;
@@ -423,8 +497,7 @@ impl Projector {
             .iter()
             .map(|scanned| (scanned.commit, scanned.as_event()))
             .collect();
-        self.apply_in_transaction(generation, &events, false)
-            .await?;
+        self.apply_in_transaction(generation, &events, None).await?;
         Ok(events.last().map(|(c, _)| *c).unwrap_or_default())
     }
 

@@ -22,7 +22,7 @@ use async_nats::jetstream::context::{CreateStreamError, PublishError};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{InfoError, RawMessageError, RawMessageErrorKind, Stream};
 use async_nats::jetstream::{self, context::PublishAckFuture};
-use custody_eventlog::{Backend, CommittedEvent, EventLog, EventLogError};
+use custody_eventlog::{Backend, CommittedEvent, EventLog, EventLogError, Lease};
 use sqlx::{PgConnection, PgPool};
 use tokio::time::Instant;
 
@@ -93,6 +93,10 @@ struct Published {
 enum Lock {
     /// The embedded store: one process, nothing to share.
     Embedded,
+    /// The service's worker lease `relay` (docs/scaling.md): unlike the advisory lock, it ends
+    /// when its holder stalls (SIGSTOP), not only when its session does. The stream's expected
+    /// last sequence keeps a woken former holder from publishing out of order.
+    Leased { lease: Lease, token: Option<i64> },
     Postgres {
         pool: PgPool,
         key: i64,
@@ -107,14 +111,20 @@ impl Lock {
     /// Whether this relay may publish now: takes the lock if it is free, and checks that the
     /// session holding it is still alive. Returns (may publish, newly taken).
     async fn hold(&mut self) -> Result<(bool, bool), RelayError> {
-        let Lock::Postgres {
-            pool,
-            key,
-            connection,
-            held,
-        } = self
-        else {
-            return Ok((true, false));
+        let (pool, key, connection, held) = match self {
+            Lock::Embedded => return Ok((true, false)),
+            Lock::Leased { lease, token } => {
+                let now = lease.token();
+                let fresh = now.is_some() && now != *token;
+                *token = now;
+                return Ok((now.is_some(), fresh));
+            }
+            Lock::Postgres {
+                pool,
+                key,
+                connection,
+                held,
+            } => (pool, key, connection, held),
         };
         let session = match connection {
             Some(session) => session,
@@ -149,6 +159,7 @@ impl Lock {
     fn holds(&self) -> bool {
         match self {
             Lock::Embedded => true,
+            Lock::Leased { lease, .. } => lease.token().is_some(),
             Lock::Postgres { held, .. } => *held,
         }
     }
@@ -272,6 +283,12 @@ impl Relay {
             published: None,
             last_check: Instant::now(),
         }
+    }
+
+    /// Publishes only while this instance holds `lease`, instead of the advisory lock.
+    pub fn with_lease(mut self, lease: Lease) -> Self {
+        self.lock = Lock::Leased { lease, token: None };
+        self
     }
 
     pub fn with_config(mut self, config: RelayConfig) -> Self {

@@ -11,6 +11,11 @@ use crate::VaultError;
 pub trait KeyWrap: Send + Sync {
     /// Names the master key a wrapped key was made under (stored beside it, for rotation).
     fn key_id(&self) -> &str;
+    /// Every master key this one unwraps under (the current one, and any previous one during a
+    /// rotation).
+    fn key_ids(&self) -> Vec<&str> {
+        vec![self.key_id()]
+    }
     fn wrap(&self, key: &DataKey) -> Vec<u8>;
     fn unwrap(&self, wrapped: &[u8]) -> Result<DataKey, VaultError>;
 }
@@ -88,6 +93,13 @@ impl MasterKeys {
 impl KeyWrap for MasterKeys {
     fn key_id(&self) -> &str {
         self.current.key_id()
+    }
+
+    fn key_ids(&self) -> Vec<&str> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .map(|m| m.key_id())
+            .collect()
     }
 
     fn wrap(&self, key: &DataKey) -> Vec<u8> {

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,9 @@ struct Bucket {
     rate: f64,
     burst: f64,
     state: Mutex<(f64, Instant)>,
+    /// The share of the rate and burst this instance takes (the global bucket's is 1 / the live
+    /// instance count, docs/scaling.md), as f64 bits.
+    share: AtomicU64,
 }
 
 impl Bucket {
@@ -64,7 +68,12 @@ impl Bucket {
             rate,
             burst,
             state: Mutex::new((burst, Instant::now())),
+            share: AtomicU64::new(1.0f64.to_bits()),
         }
+    }
+
+    fn share(&self) -> f64 {
+        f64::from_bits(self.share.load(Ordering::Relaxed))
     }
 
     /// Takes a token: how long to wait for it, or None if longer than `max_wait`.
@@ -72,11 +81,14 @@ impl Bucket {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let (tokens, last) = *state;
-        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
+        let share = self.share();
+        // The burst is never below one token, so a small share still admits.
+        let (rate, burst) = (self.rate * share, (self.burst * share).max(1.0));
+        let tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(burst);
         let wait = if tokens >= 1.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64((1.0 - tokens) / self.rate)
+            Duration::from_secs_f64((1.0 - tokens) / rate)
         };
         if wait > max_wait {
             *state = (tokens, now);
@@ -226,6 +238,18 @@ impl Admission {
             ),
             config,
         }
+    }
+
+    /// `instances` live instances share the global rate (docs/scaling.md): this one admits
+    /// `global_rate / instances`, with the burst divided alike.
+    pub fn share_with(&self, instances: usize) {
+        let share = 1.0 / instances.max(1) as f64;
+        self.global.share.store(share.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The global rate this instance admits now.
+    pub fn global_rate_here(&self) -> f64 {
+        self.global.rate * self.global.share()
     }
 
     /// Before anything is verified: a token of the source's pre-authentication bucket.

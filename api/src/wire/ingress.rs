@@ -191,6 +191,16 @@ async fn judge(
         .metrics
         .admission_waited(Stage::Source, pending.waited);
     check_freshness(state, &request, received)?;
+    if state.registry.get(&request.c.ei).is_none() {
+        // Registered through another instance, perhaps; the source's budget bounds the looks.
+        if let Err(error) = state
+            .registry
+            .refresh_unknown(&state.commands, &request.c.ei)
+            .await
+        {
+            tracing::debug!(%error, "cannot look an unknown sender up");
+        }
+    }
     let sender = registered_sender(state, &request, message)?;
     let registry = Arc::clone(&state.registry);
     let verifier = Arc::clone(&sender.verifier);

@@ -110,13 +110,17 @@ pub fn spawn_spool_drain(state: &AppState) {
 }
 
 /// Prunes refusals older than the retention, every hour.
-pub fn spawn_retention(state: &AppState) {
+pub fn spawn_retention(state: &AppState, lease: custody_eventlog::Lease) {
     let commands = state.commands.clone();
     let retention = state.rejection_quota.config().retention;
     tokio::spawn(async move {
         let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
         loop {
             every_hour.tick().await;
+            // An idempotent delete: the lease saves work, no fence is needed.
+            if lease.token().is_none() {
+                continue;
+            }
             let before = commands.clock().now().timestamp_millis()
                 - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
             match commands

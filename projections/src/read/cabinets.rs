@@ -119,6 +119,20 @@ impl Reader {
         Ok(counts)
     }
 
+    /// Every cabinet's version (its event count) in the view: what an instance's sender
+    /// registry compares with its cache to learn of enrolments, activations and disablings made
+    /// through another instance.
+    pub async fn cabinet_versions(&self) -> Result<Vec<(String, i64)>, ProjectionError> {
+        let generation = self.generation(Projection::Cabinets).await?;
+        let rows = sqlx::query("SELECT sbxlh, version FROM view_cabinets WHERE generation = $1")
+            .bind(generation)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("sbxlh")?, row.try_get("version")?)))
+            .collect()
+    }
+
     /// A cabinet, if it exists and `scope` sees it.
     pub async fn cabinet(
         &self,

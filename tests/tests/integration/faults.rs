@@ -40,19 +40,23 @@ fn stream() -> StreamSettings {
 /// Every document view row equals its aggregate replayed from the store, and the access-record
 /// view holds exactly one row per movement.
 async fn assert_views_equal_replay(app: &TestApp) {
-    let pool = app.store.log.platform().pool();
+    assert_views_equal_replay_of(&app.store.log, &app.state.commands).await
+}
+
+/// As [`assert_views_equal_replay`], over a log and a command service of the test's own (the
+/// service may run in other processes).
+pub(crate) async fn assert_views_equal_replay_of(
+    log: &custody_eventlog::EventLog,
+    commands: &Commands,
+) {
+    let pool = log.platform().pool();
     let generation = |name: &'static str| async move {
         custody_projections::status(pool, Projection::parse(name).expect("projection"))
             .await
             .expect("status")
             .active_generation
     };
-    let documents = app
-        .store
-        .log
-        .aggregate_ids("Document")
-        .await
-        .expect("document ids");
+    let documents = log.aggregate_ids("Document").await.expect("document ids");
     let rows =
         sqlx::query("SELECT zjbs, state, version, sbxlh FROM view_documents WHERE generation = $1")
             .bind(generation("documents").await)
@@ -63,13 +67,8 @@ async fn assert_views_equal_replay(app: &TestApp) {
     let mut movements = 0usize;
     for row in rows {
         let zjbs: String = row.try_get("zjbs").expect("zjbs");
-        let replayed: Document = app.state.commands.load(&zjbs).await.expect("replay");
-        let events = app
-            .store
-            .log
-            .events_of("Document", &zjbs)
-            .await
-            .expect("events");
+        let replayed: Document = commands.load(&zjbs).await.expect("replay");
+        let events = log.events_of("Document", &zjbs).await.expect("events");
         assert_eq!(
             row.try_get::<String, _>("state").expect("state"),
             replayed.state.name(),

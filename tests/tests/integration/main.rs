@@ -12,6 +12,8 @@ mod faults;
 mod feed;
 mod harness;
 mod ingress;
+mod instances;
+mod leases;
 mod lifecycle;
 mod operations;
 mod personal_data;

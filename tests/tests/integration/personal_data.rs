@@ -350,6 +350,21 @@ async fn the_master_key_rotates_and_the_old_one_then_opens_nothing() {
             let master = custody_vault::MasterKeyFile::load_or_generate(path).expect("key");
             store.log.clone().with_personal_data(Arc::new(master))
         };
+        // A service given the old key alone refuses to start (it would make keys the others
+        // cannot open); the new key alone is accepted.
+        let checked = |log: custody_eventlog::EventLog| async move {
+            log.personal_data()
+                .expect("sealing")
+                .check_master_keys()
+                .await
+        };
+        assert!(matches!(
+            checked(only(&old_key)).await,
+            Err(custody_eventlog::EventLogError::ForeignMasterKey { .. })
+        ));
+        checked(only(&new_key))
+            .await
+            .expect("the new key wrapped them all");
         for document in &documents {
             let zjbs = document_id(document).expect("zjbs");
             let events = only(&new_key)

@@ -301,20 +301,30 @@ async fn receive(State(hook): State<Webhook>, headers: HeaderMap, body: String) 
     }
 }
 
+/// Serves `router` on a free loopback port: its address, and the server's task.
+pub(crate) async fn serve_on_loopback(
+    router: Router,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the webhook");
+    let address = listener.local_addr().expect("webhook address");
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (address, server)
+}
+
 #[tokio::test]
 async fn the_webhook_adapter_retries_a_failed_delivery() {
     for kind in StoreKind::ALL {
         let hook = Webhook::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the webhook");
-        let address = listener.local_addr().expect("webhook address");
-        let router = Router::new()
-            .route("/reminders", post(receive))
-            .with_state(hook.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let (address, server) = serve_on_loopback(
+            Router::new()
+                .route("/reminders", post(receive))
+                .with_state(hook.clone()),
+        )
+        .await;
         let config = ProcessConfig {
             webhook: Some(WebhookConfig {
                 first_retry: Duration::from_secs(30),
