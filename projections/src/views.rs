@@ -13,6 +13,7 @@
 //! same functions, so they cannot disagree.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cqrs_es::Aggregate;
 use custody_domain::cabinet::{Cabinet, CabinetEvent};
@@ -29,7 +30,7 @@ use sqlx::{Any, Row as _, Transaction};
 
 use crate::bulk::{self, OnConflict, Placeholders, Row, Table};
 use crate::reconciliations::rows::{deviation_rows, DEVIATIONS, RECONCILIATIONS};
-use crate::stats::{self, Counters};
+use crate::stats::{self, Counters, OrgTree};
 use crate::ProjectionError;
 
 /// A projection: one view, built by one projector, rebuildable on its own.
@@ -787,6 +788,15 @@ impl Fold {
         }
     }
 
+    /// For the stats projection: places the units it counts in `orgs` rather than in the tree
+    /// the store has when the fold is written (a rebuild reads the tree once).
+    pub(crate) fn placing_in(mut self, orgs: Option<Arc<OrgTree>>) -> Fold {
+        if let (Built::Stats(_), Some(orgs)) = (&self.built, orgs) {
+            self.built = Built::Stats(Counters::placing_in(orgs));
+        }
+        self
+    }
+
     /// Also keeps the `recorded_at` of every event applied (see [`Fold::take_recorded`]).
     pub(crate) fn measuring(mut self) -> Fold {
         self.recorded = Some(Vec::new());
@@ -966,10 +976,12 @@ impl Fold {
         rows
     }
 
-    /// Writes everything applied since the last write in the caller's transaction.
+    /// Writes everything applied since the last write in the caller's transaction (`log` for
+    /// the org tree the stats projection places units in).
     pub(crate) async fn write(
         &mut self,
         tx: &mut Transaction<'static, Any>,
+        log: &EventLog,
     ) -> Result<(), ProjectionError> {
         let generation = self.generation;
         match &mut self.built {
@@ -992,7 +1004,10 @@ impl Fold {
                 bulk::insert(&mut *tx, table, rows).await?;
                 rows.clear();
             }
-            Built::Stats(counters) => counters.write(tx, generation).await?,
+            Built::Stats(counters) => {
+                counters.place(tx, generation, log).await?;
+                counters.write(tx, generation).await?
+            }
         }
         let positions = self.changed_positions();
         bulk::insert(&mut *tx, &POSITIONS, &positions).await?;

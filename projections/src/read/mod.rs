@@ -44,16 +44,33 @@ pub use stats::Stats;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
     units: Option<BTreeSet<String>>,
+    /// The org nodes whose subtrees `units` are, when known: the stats read their roll-ups.
+    roots: Option<BTreeSet<String>>,
 }
 
 impl Scope {
     pub fn everything() -> Scope {
-        Scope { units: None }
+        Scope {
+            units: None,
+            roots: None,
+        }
     }
 
-    /// These units only (an org node and the nodes below it).
+    /// These units only, whatever they are (the statistics add up each unit's counters).
     pub fn units(units: BTreeSet<String>) -> Scope {
-        Scope { units: Some(units) }
+        Scope {
+            units: Some(units),
+            roots: None,
+        }
+    }
+
+    /// The subtrees of the org nodes `roots`: `units` are those nodes and every node below
+    /// them, and no root is below another (the statistics read the roots' roll-ups).
+    pub fn subtrees(roots: BTreeSet<String>, units: BTreeSet<String>) -> Scope {
+        Scope {
+            units: Some(units),
+            roots: Some(roots),
+        }
     }
 
     /// Whether a row of `unit` is visible; a row of no unit is visible to everything only.

@@ -1,8 +1,8 @@
 //! The statistics of SPEC §7: documents by state, withdrawals per day, destinations, overdue.
 //!
-//! [`Reader::stats`] adds up the `stats` projection's counters of the scope's units (migration
-//! 0011, `crate::stats`): a few grouped sums over each unit's rows, whatever the number of
-//! documents. [`Reader::stats_from_views`] is the scan of the views it replaced, kept as the
+//! [`Reader::stats`] adds up the `stats` projection's counters (migrations 0011 and 0012,
+//! `crate::stats`): for an org subtree, its root's roll-up (a few grouped sums over one node's
+//! rows), whatever the number of documents or units below it. [`Reader::stats_from_views`] is the scan of the views it replaced, kept as the
 //! reference the projection is checked against (tests) and measured against (benchmarks).
 
 use std::collections::BTreeMap;
@@ -31,48 +31,50 @@ pub struct Stats {
 
 impl Reader {
     /// The statistics of what `scope` sees, with overdue counted on `today` (China time), from
-    /// the stats projection.
+    /// the stats projection: the roll-ups of the scope's roots (every top of the org tree for
+    /// everything), plus the own counters of units the roll-ups do not hold (`crate::stats`);
+    /// for a scope of bare units, the own counters of each.
     pub async fn stats(&self, scope: &Scope, today: NaiveDate) -> Result<Stats, ProjectionError> {
         let generation = self.generation(Projection::Stats).await?;
         let mut stats = Stats::default();
-        let (in_scope, units) = scope.filter("unit", 2);
-        let grouped = |table: &str, by: &str| {
-            format!(
-                "SELECT {by} AS k, CAST(SUM(n) AS BIGINT) AS n FROM {table} \
-                 WHERE generation = $1{in_scope} GROUP BY {by} HAVING SUM(n) <> 0"
-            )
+        let roots: Option<Vec<String>> = match (&scope.units, &scope.roots) {
+            (None, _) => Some(self.log.platform().org_roots().await?),
+            (Some(_), Some(roots)) => Some(roots.iter().cloned().collect()),
+            (Some(_), None) => None,
         };
-        for (table, by, counts) in [
-            ("view_stats_states", "state", &mut stats.documents_by_state),
-            (
-                "view_stats_withdrawals",
-                "day",
-                &mut stats.withdrawals_per_day,
-            ),
-            (
-                "view_stats_destinations",
-                "destination",
-                &mut stats.destinations,
-            ),
-        ] {
-            let sql = grouped(table, by);
-            let query = bind_texts(sqlx::query(&sql).bind(generation), units.iter().cloned());
-            for row in query.fetch_all(self.pool()).await? {
-                counts.insert(row.try_get("k")?, row.try_get("n")?);
+        match roots {
+            Some(roots) => {
+                // Units counted before their org was in the tree are in no root's roll-up.
+                let sql = "SELECT unit FROM view_stats_units WHERE generation = $1 AND placed = 0";
+                let mut unplaced = Vec::new();
+                for row in sqlx::query(sql)
+                    .bind(generation)
+                    .fetch_all(self.pool())
+                    .await?
+                {
+                    let unit: String = row.try_get("unit")?;
+                    if scope.sees(Some(&unit)) && !roots.contains(&unit) {
+                        unplaced.push(unit);
+                    }
+                }
+                self.add_counters(&mut stats, generation, &NODES, &roots, today)
+                    .await?;
+                self.add_counters(&mut stats, generation, &UNITS, &unplaced, today)
+                    .await?;
+            }
+            None => {
+                let units: Vec<String> = scope.units.iter().flatten().cloned().collect();
+                self.add_counters(&mut stats, generation, &UNITS, &units, today)
+                    .await?;
             }
         }
-
-        // Due back and past the planned return date: overdue (is_overdue).
-        let (in_scope, units) = scope.filter("unit", 3);
-        let sql = format!(
-            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM view_stats_due \
-             WHERE generation = $1 AND planned_return < $2{in_scope}"
-        );
-        let query = sqlx::query(&sql).bind(generation).bind(today.to_string());
-        stats.overdue = bind_texts(query, units)
-            .fetch_one(self.pool())
-            .await?
-            .try_get("n")?;
+        for counts in [
+            &mut stats.documents_by_state,
+            &mut stats.withdrawals_per_day,
+            &mut stats.destinations,
+        ] {
+            counts.retain(|_, n| *n != 0);
+        }
 
         // Documents no cabinet held yet count for their holder's unit, as the persons view has
         // it (the module header of `crate::stats`).
@@ -88,6 +90,54 @@ impl Reader {
             count_document(&mut stats, &row, today)?;
         }
         Ok(stats)
+    }
+
+    /// Adds the counters of `keys` (units or org nodes, as `tables` keeps them) to `stats`.
+    async fn add_counters(
+        &self,
+        stats: &mut Stats,
+        generation: i64,
+        tables: &CounterTables,
+        keys: &[String],
+        today: NaiveDate,
+    ) -> Result<(), ProjectionError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let keyed = |next: usize| {
+            let placeholders: Vec<String> =
+                (0..keys.len()).map(|i| format!("${}", next + i)).collect();
+            format!("{} IN ({})", tables.key, placeholders.join(", "))
+        };
+        for (table, by, counts) in [
+            (tables.states, "state", &mut stats.documents_by_state),
+            (tables.withdrawals, "day", &mut stats.withdrawals_per_day),
+            (tables.destinations, "destination", &mut stats.destinations),
+        ] {
+            let sql = format!(
+                "SELECT {by} AS k, CAST(SUM(n) AS BIGINT) AS n FROM {table} \
+                 WHERE generation = $1 AND {} GROUP BY {by}",
+                keyed(2)
+            );
+            let query = bind_texts(sqlx::query(&sql).bind(generation), keys.iter().cloned());
+            for row in query.fetch_all(self.pool()).await? {
+                *counts.entry(row.try_get("k")?).or_default() += row.try_get::<i64, _>("n")?;
+            }
+        }
+
+        // Due back and past the planned return date: overdue (is_overdue).
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM {} \
+             WHERE generation = $1 AND planned_return < $2 AND {}",
+            tables.due,
+            keyed(3)
+        );
+        let query = sqlx::query(&sql).bind(generation).bind(today.to_string());
+        stats.overdue += bind_texts(query, keys.iter().cloned())
+            .fetch_one(self.pool())
+            .await?
+            .try_get::<i64, _>("n")?;
+        Ok(())
     }
 
     /// The same statistics by scanning the documents, persons and access-records views: what
@@ -138,6 +188,31 @@ impl Reader {
         Ok(stats)
     }
 }
+
+/// The counter tables of one level: per unit (its own documents) or per org node (its subtree).
+struct CounterTables {
+    key: &'static str,
+    states: &'static str,
+    due: &'static str,
+    withdrawals: &'static str,
+    destinations: &'static str,
+}
+
+const UNITS: CounterTables = CounterTables {
+    key: "unit",
+    states: "view_stats_states",
+    due: "view_stats_due",
+    withdrawals: "view_stats_withdrawals",
+    destinations: "view_stats_destinations",
+};
+
+const NODES: CounterTables = CounterTables {
+    key: "node",
+    states: "view_stats_node_states",
+    due: "view_stats_node_due",
+    withdrawals: "view_stats_node_withdrawals",
+    destinations: "view_stats_node_destinations",
+};
 
 /// Counts one document row (`state`, `planned_return`) by state, and as overdue if it is.
 fn count_document(
