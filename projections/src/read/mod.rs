@@ -7,12 +7,13 @@
 //!
 //! - [`documents`]: one document, a page of documents, a holder's documents;
 //! - [`persons`]: a person, filed or known only as a document's holder ([`PersonStatus`]);
-//! - [`cabinets`]: a cabinet with its drawers' occupancy and last heartbeat;
+//! - [`cabinets`]: a cabinet with its drawers' occupancy and last heartbeat; every cabinet's,
+//!   counted;
 //! - [`access_records`]: the deposits, withdrawals and corrections (存取记录);
 //! - [`alerts`]: anomalies, device alarms and rejected reports;
-//! - [`destinations`]: withdrawals' destinations in a period, per holder; the cabinets seen;
+//! - [`destinations`]: withdrawals' destinations in a period, per holder;
 //! - [`stats`]: counts by state, withdrawals per day, destinations, overdue, summed from the
-//!   `stats` projection's counters of the scope's units.
+//!   `stats` projection's roll-ups of the scope's roots.
 
 use std::collections::BTreeSet;
 
@@ -33,7 +34,9 @@ pub mod stats;
 
 pub use access_records::{AccessRecordFilter, AccessRecordRow};
 pub use alerts::{Alerts, RejectedReport, ViewAlert};
-pub use cabinets::{BodyOccupancy, CabinetRecord, DrawerOccupancy, Heartbeat, HeartbeatAge};
+pub use cabinets::{
+    BodyOccupancy, CabinetRecord, CabinetSummary, DrawerOccupancy, Heartbeat, HeartbeatAge,
+};
 pub use destinations::{Destinations, PersonTrips};
 pub use documents::{DocumentFilter, DocumentPage, DocumentRow, DrawerLocation, HolderRow};
 pub use persons::{PersonRecord, PersonStatus};
