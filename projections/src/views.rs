@@ -749,7 +749,7 @@ enum Built {
     /// Rows derived from single events, not yet written.
     Rows(&'static Table, Vec<Row>),
     /// The counters' deltas and the documents' contributions, not yet written.
-    Stats(Counters),
+    Stats(Box<Counters>),
 }
 
 /// Events applied to one generation of one projection, in memory, until written.
@@ -776,7 +776,7 @@ impl Fold {
             Projection::AccessRecords => Built::Rows(&ACCESS_RECORDS, Vec::new()),
             Projection::Alerts => Built::Rows(&ALERTS, Vec::new()),
             Projection::Reconciliations => Built::Reconciliations(Aggregates::new(), Vec::new()),
-            Projection::Stats => Built::Stats(Counters::default()),
+            Projection::Stats => Built::Stats(Box::default()),
         };
         Fold {
             projection,
@@ -792,7 +792,7 @@ impl Fold {
     /// the store has when the fold is written (a rebuild reads the tree once).
     pub(crate) fn placing_in(mut self, orgs: Option<Arc<OrgTree>>) -> Fold {
         if let (Built::Stats(_), Some(orgs)) = (&self.built, orgs) {
-            self.built = Built::Stats(Counters::placing_in(orgs));
+            self.built = Built::Stats(Box::new(Counters::placing_in(orgs)));
         }
         self
     }

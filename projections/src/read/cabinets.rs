@@ -57,6 +57,9 @@ pub struct CabinetSummary {
     pub last_heartbeat_ms: Option<i64>,
 }
 
+/// A cabinet's bodies' rows and columns, by ZJGXLH.
+type BodySizes = HashMap<String, (i64, i64)>;
+
 /// How many cabinets one occupancy statement names.
 const DEVICES_PER_LOOKUP: usize = 500;
 
@@ -227,14 +230,13 @@ impl Reader {
         for unit in units {
             query = query.bind(unit);
         }
-        // Each cabinet with its bodies' sizes by ZJGXLH.
-        let mut listed: Vec<(CabinetSummary, HashMap<String, (i64, i64)>)> = Vec::new();
+        let mut listed: Vec<(CabinetSummary, BodySizes)> = Vec::new();
         for row in query.fetch_all(self.pool()).await? {
             let device: String = row.try_get("sbxlh")?;
             let aggregate: String = row.try_get("aggregate")?;
             let aggregate: Cabinet = serde_json::from_str(&aggregate)
                 .map_err(|e| ProjectionError::Decode(format!("cabinet {device}: {e}")))?;
-            let bodies: HashMap<String, (i64, i64)> = aggregate
+            let bodies: BodySizes = aggregate
                 .bodies
                 .iter()
                 .map(|b| (b.serial.clone(), (i64::from(b.rows), i64::from(b.columns))))
