@@ -77,17 +77,30 @@ impl Reader {
         }
 
         // Documents no cabinet held yet count for their holder's unit, as the persons view has
-        // it (the module header of `crate::stats`).
-        let persons = self.generation(Projection::Persons).await?;
-        let (in_scope, units) = scope.filter("p.unit", 3);
-        let sql = format!(
-            "SELECT s.state, s.planned_return FROM view_stats_documents s \
-             LEFT JOIN view_persons p ON p.generation = $2 AND p.rybs = s.holder_rybs \
-             WHERE s.generation = $1 AND s.unit IS NULL{in_scope}"
-        );
-        let query = sqlx::query(&sql).bind(generation).bind(persons);
-        for row in bind_texts(query, units).fetch_all(self.pool()).await? {
-            count_document(&mut stats, &row, today)?;
+        // it (the module header of `crate::stats`); counted by the store, and for everything
+        // without asking whose unit they count for.
+        let rows = if scope.units.is_none() {
+            let sql = "SELECT state, planned_return, COUNT(*) AS n FROM view_stats_documents \
+                       WHERE generation = $1 AND unit IS NULL GROUP BY state, planned_return";
+            sqlx::query(sql)
+                .bind(generation)
+                .fetch_all(self.pool())
+                .await?
+        } else {
+            let persons = self.generation(Projection::Persons).await?;
+            let (in_scope, units) = scope.filter("p.unit", 3);
+            let sql = format!(
+                "SELECT s.state, s.planned_return, COUNT(*) AS n FROM view_stats_documents s \
+                 JOIN view_persons p ON p.generation = $2 AND p.rybs = s.holder_rybs \
+                 WHERE s.generation = $1 AND s.unit IS NULL{in_scope} \
+                 GROUP BY s.state, s.planned_return"
+            );
+            let query = sqlx::query(&sql).bind(generation).bind(persons);
+            bind_texts(query, units).fetch_all(self.pool()).await?
+        };
+        for row in rows {
+            let n: i64 = row.try_get("n")?;
+            count_document(&mut stats, &row, today, n)?;
         }
         Ok(stats)
     }
@@ -158,7 +171,7 @@ impl Reader {
             .fetch_all(self.pool())
             .await?
         {
-            count_document(&mut stats, &row, today)?;
+            count_document(&mut stats, &row, today, 1)?;
         }
 
         let access_records = self.generation(Projection::AccessRecords).await?;
@@ -214,23 +227,25 @@ const NODES: CounterTables = CounterTables {
     destinations: "view_stats_node_destinations",
 };
 
-/// Counts one document row (`state`, `planned_return`) by state, and as overdue if it is.
+/// Counts `n` documents of a row's `state` and `planned_return` by state, and as overdue if
+/// they are.
 fn count_document(
     stats: &mut Stats,
     row: &sqlx::any::AnyRow,
     today: NaiveDate,
+    n: i64,
 ) -> Result<(), ProjectionError> {
     let document_state: DocumentState = state(row, "state")?;
     let planned_return = row
         .try_get::<Option<String>, _>("planned_return")?
         .and_then(|d| d.parse::<NaiveDate>().ok());
     if is_overdue(document_state, planned_return, today) {
-        stats.overdue += 1;
+        stats.overdue += n;
     }
     *stats
         .documents_by_state
         .entry(document_state.name().to_string())
-        .or_default() += 1;
+        .or_default() += n;
     Ok(())
 }
 
