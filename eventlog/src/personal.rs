@@ -537,41 +537,57 @@ impl PersonalData {
         if let Some(key) = self.cached(person) {
             return Ok(key);
         }
-        if let Some(key) = self.load([person.to_string()].into()).await?.remove(person) {
-            return Ok(key);
-        }
+        // One round trip, whether the key exists or not: the upsert returns the stored wrapped
+        // key, ours if we made it, else the one another writer (or an earlier event) made.
         let fresh = DataKey::generate();
         let wrapped = base64::engine::general_purpose::STANDARD.encode(self.master.wrap(&fresh));
         let now = chrono::Utc::now().timestamp_millis();
-        let sql_pg = "INSERT INTO person_keys (person, wrapped, master_key_id, created_ms) \
-                      VALUES ($1, $2, $3, $4) ON CONFLICT (person) DO NOTHING";
-        let sql_lite = "INSERT INTO person_keys (person, wrapped, master_key_id, created_ms) \
-                        VALUES (?, ?, ?, ?) ON CONFLICT (person) DO NOTHING";
-        match &self.backend {
+        let sql = "INSERT INTO person_keys (person, wrapped, master_key_id, created_ms) \
+                   VALUES ($1, $2, $3, $4) \
+                   ON CONFLICT (person) DO UPDATE SET person = excluded.person RETURNING wrapped";
+        let stored: Option<String> = match &self.backend {
             Backend::Postgres(pool) => {
-                sqlx::query(sql_pg)
+                sqlx::query_scalar(sql)
                     .bind(person)
                     .bind(&wrapped)
                     .bind(self.master.key_id())
                     .bind(now)
-                    .execute(pool)
-                    .await?;
+                    .fetch_one(pool)
+                    .await?
             }
             Backend::Sqlite(pool) => {
-                sqlx::query(sql_lite)
+                sqlx::query_scalar(sql)
                     .bind(person)
                     .bind(&wrapped)
                     .bind(self.master.key_id())
                     .bind(now)
-                    .execute(pool)
-                    .await?;
+                    .fetch_one(pool)
+                    .await?
             }
-        }
-        // Another writer may have made the key first: theirs is the one kept.
-        self.load([person.to_string()].into())
-            .await?
-            .remove(person)
-            .ok_or_else(|| EventLogError::PersonErased(person.to_string()))
+        };
+        // NULL: the person was erased.
+        let stored = stored.ok_or_else(|| EventLogError::PersonErased(person.to_string()))?;
+        let key = if stored == wrapped {
+            fresh
+        } else {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&stored)
+                .map_err(|_| {
+                    EventLogError::PersonalData(format!("{person}: wrapped key is not base64"))
+                })?;
+            self.master.unwrap(&bytes).map_err(|e| {
+                EventLogError::PersonalData(format!(
+                    "{person}: the data key does not unwrap under master key {}: {e}",
+                    self.master.key_id()
+                ))
+            })?
+        };
+        let key = Arc::new(key);
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(person.to_string(), key.clone());
+        Ok(key)
     }
 
     fn cached(&self, person: &str) -> Option<Arc<DataKey>> {
