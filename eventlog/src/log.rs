@@ -122,7 +122,10 @@ impl EventLog {
     /// Seals every personal field appended from now on under its person's data key, wrapped by
     /// `master` (docs/personal-data.md).
     pub fn with_personal_data(mut self, master: Arc<dyn KeyWrap>) -> Self {
-        self.personal = Some(Arc::new(PersonalData::new(self.backend.clone(), master)));
+        self.personal = Some(Arc::new(PersonalData::new(
+            self.platform.pool().clone(),
+            master,
+        )));
         self
     }
 

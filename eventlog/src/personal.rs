@@ -16,7 +16,9 @@ use hashlink::LruCache;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::{Backend, EventLogError};
+use sqlx::AnyPool;
+
+use crate::EventLogError;
 
 /// Whose data key seals a personal field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +77,8 @@ const CACHED_KEYS: usize = 65_536;
 
 /// The data keys of the persons in the log, wrapped by the master key.
 pub struct PersonalData {
-    backend: Backend,
+    /// The store's tables through the Any driver: one statement serves both backends.
+    pool: AnyPool,
     master: Arc<dyn KeyWrap>,
     keys: Mutex<LruCache<String, Arc<DataKey>>>,
 }
@@ -283,9 +286,9 @@ fn owner_of(
 }
 
 impl PersonalData {
-    pub fn new(backend: Backend, master: Arc<dyn KeyWrap>) -> PersonalData {
+    pub fn new(pool: AnyPool, master: Arc<dyn KeyWrap>) -> PersonalData {
         PersonalData {
-            backend,
+            pool,
             master,
             keys: Mutex::new(LruCache::new(CACHED_KEYS)),
         }
@@ -432,10 +435,7 @@ impl PersonalData {
     /// another key would make keys the others cannot open, and open none of theirs.
     pub async fn check_master_keys(&self) -> Result<(), EventLogError> {
         let sql = "SELECT DISTINCT master_key_id FROM person_keys WHERE wrapped IS NOT NULL";
-        let stored: Vec<String> = match &self.backend {
-            Backend::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await?,
-            Backend::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await?,
-        };
+        let stored: Vec<String> = sqlx::query_scalar(sql).fetch_all(&self.pool).await?;
         let known = self.master.key_ids();
         let foreign: Vec<String> = stored
             .into_iter()
@@ -455,20 +455,10 @@ impl PersonalData {
     pub async fn keys_to_rewrap(&self) -> Result<i64, EventLogError> {
         let sql =
             "SELECT COUNT(*) FROM person_keys WHERE wrapped IS NOT NULL AND master_key_id <> $1";
-        Ok(match &self.backend {
-            Backend::Postgres(pool) => {
-                sqlx::query_scalar(sql)
-                    .bind(self.master.key_id())
-                    .fetch_one(pool)
-                    .await?
-            }
-            Backend::Sqlite(pool) => {
-                sqlx::query_scalar(sql)
-                    .bind(self.master.key_id())
-                    .fetch_one(pool)
-                    .await?
-            }
-        })
+        Ok(sqlx::query_scalar(sql)
+            .bind(self.master.key_id())
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Re-wraps up to `batch` data keys wrapped under a previous master key with the current
@@ -477,22 +467,11 @@ impl PersonalData {
     pub async fn rewrap_batch(&self, batch: i64) -> Result<u64, EventLogError> {
         let select = "SELECT person, wrapped FROM person_keys \
                       WHERE wrapped IS NOT NULL AND master_key_id <> $1 ORDER BY person LIMIT $2";
-        let rows: Vec<(String, String)> = match &self.backend {
-            Backend::Postgres(pool) => {
-                sqlx::query_as(select)
-                    .bind(self.master.key_id())
-                    .bind(batch)
-                    .fetch_all(pool)
-                    .await?
-            }
-            Backend::Sqlite(pool) => {
-                sqlx::query_as(select)
-                    .bind(self.master.key_id())
-                    .bind(batch)
-                    .fetch_all(pool)
-                    .await?
-            }
-        };
+        let rows: Vec<(String, String)> = sqlx::query_as(select)
+            .bind(self.master.key_id())
+            .bind(batch)
+            .fetch_all(&self.pool)
+            .await?;
         let update = "UPDATE person_keys SET wrapped = $1, master_key_id = $2 \
                       WHERE person = $3 AND wrapped = $4";
         let mut done = 0;
@@ -509,24 +488,14 @@ impl PersonalData {
             })?;
             let rewrapped =
                 base64::engine::general_purpose::STANDARD.encode(self.master.wrap(&key));
-            let changed = match &self.backend {
-                Backend::Postgres(pool) => sqlx::query(update)
-                    .bind(&rewrapped)
-                    .bind(self.master.key_id())
-                    .bind(&person)
-                    .bind(&wrapped)
-                    .execute(pool)
-                    .await?
-                    .rows_affected(),
-                Backend::Sqlite(pool) => sqlx::query(update)
-                    .bind(&rewrapped)
-                    .bind(self.master.key_id())
-                    .bind(&person)
-                    .bind(&wrapped)
-                    .execute(pool)
-                    .await?
-                    .rows_affected(),
-            };
+            let changed = sqlx::query(update)
+                .bind(&rewrapped)
+                .bind(self.master.key_id())
+                .bind(&person)
+                .bind(&wrapped)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
             done += changed;
         }
         Ok(done)
@@ -545,26 +514,13 @@ impl PersonalData {
         let sql = "INSERT INTO person_keys (person, wrapped, master_key_id, created_ms) \
                    VALUES ($1, $2, $3, $4) \
                    ON CONFLICT (person) DO UPDATE SET person = excluded.person RETURNING wrapped";
-        let stored: Option<String> = match &self.backend {
-            Backend::Postgres(pool) => {
-                sqlx::query_scalar(sql)
-                    .bind(person)
-                    .bind(&wrapped)
-                    .bind(self.master.key_id())
-                    .bind(now)
-                    .fetch_one(pool)
-                    .await?
-            }
-            Backend::Sqlite(pool) => {
-                sqlx::query_scalar(sql)
-                    .bind(person)
-                    .bind(&wrapped)
-                    .bind(self.master.key_id())
-                    .bind(now)
-                    .fetch_one(pool)
-                    .await?
-            }
-        };
+        let stored: Option<String> = sqlx::query_scalar(sql)
+            .bind(person)
+            .bind(&wrapped)
+            .bind(self.master.key_id())
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
         // NULL: the person was erased.
         let stored = stored.ok_or_else(|| EventLogError::PersonErased(person.to_string()))?;
         let key = if stored == wrapped {
@@ -630,33 +586,19 @@ impl PersonalData {
         let persons: Vec<String> = persons.into_iter().collect();
         let mut rows: Vec<(String, String)> = Vec::new();
         for chunk in persons.chunks(500) {
-            match &self.backend {
-                Backend::Postgres(pool) => {
-                    for row in sqlx::query(
-                        "SELECT person, wrapped FROM person_keys \
-                         WHERE person = ANY($1) AND wrapped IS NOT NULL",
-                    )
-                    .bind(chunk)
-                    .fetch_all(pool)
-                    .await?
-                    {
-                        rows.push((row.try_get("person")?, row.try_get("wrapped")?));
-                    }
-                }
-                Backend::Sqlite(pool) => {
-                    let marks = vec!["?"; chunk.len()].join(", ");
-                    let sql = format!(
-                        "SELECT person, wrapped FROM person_keys \
-                         WHERE person IN ({marks}) AND wrapped IS NOT NULL"
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for person in chunk {
-                        query = query.bind(person);
-                    }
-                    for row in query.fetch_all(pool).await? {
-                        rows.push((row.try_get("person")?, row.try_get("wrapped")?));
-                    }
-                }
+            // `$1, $2, …`: both stores take numbered parameters through the Any driver.
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT person, wrapped FROM person_keys \
+                 WHERE person IN ({}) AND wrapped IS NOT NULL",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for person in chunk {
+                query = query.bind(person);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                rows.push((row.try_get("person")?, row.try_get("wrapped")?));
             }
         }
         let mut keys = HashMap::new();
