@@ -33,6 +33,10 @@ pub struct ServeConfig {
     /// The master key being rotated away from: data keys it wrapped still open until
     /// `custody keys rewrap` has re-wrapped them (docs/personal-data.md).
     pub previous_master_key: Option<PathBuf>,
+    /// Seal personal data at rest (docs/personal-data.md). Always on for `serve`: no flag, env
+    /// var or config key turns it off; only the sealing benchmark's "before" run does, through
+    /// this field.
+    pub seal_personal_data: bool,
     /// A file each new checkpoint is appended to (JSON lines), outside the database.
     pub checkpoint_witness: Option<PathBuf>,
     /// How often the log is sealed by a new checkpoint, when it grew.
@@ -74,6 +78,7 @@ impl ServeConfig {
             checkpoint_key: None,
             master_key: None,
             previous_master_key: None,
+            seal_personal_data: true,
             checkpoint_witness: None,
             checkpoint_interval: std::time::Duration::from_secs(
                 Self::DEFAULT_CHECKPOINT_INTERVAL_SECS,

@@ -59,6 +59,8 @@ error_codes! {
     Conflict => ("E_CONFLICT", 409, "other writers kept changing the aggregate; retry with the same business serial"),
     SerialReused => ("E_SERIAL_REUSED", 409, "the business serial was already used for another document, person or cabinet, or for a report with other business content"),
     OutOfOrder => ("E_OUT_OF_ORDER", 409, "a cabinet operation's optime is before the document's latest recorded operation (docs/protocol.md, Time rules)"),
+    PersonErased => ("E_PERSON_ERASED", 409, "the report names a person whose personal data were erased (docs/personal-data.md, Erasure): nothing more can be recorded about them"),
+    NotErasable => ("E_NOT_ERASABLE", 409, "the person cannot be erased yet: a document naming them as holder is not cancelled (the filing must also be revoked or refused, else E_ILLEGAL_TRANSITION)"),
     Exists => ("E_EXISTS", 409, "the org, device, sender or token exists already"),
     TooLarge => ("E_TOO_LARGE", 413, "the body is over 1 MiB"),
     UnsupportedMediaType => ("E_UNSUPPORTED_MEDIA_TYPE", 415, "a JSON body was sent without Content-Type: application/json"),
@@ -143,6 +145,7 @@ impl From<CommandError> for WireError {
                 DomainError::OutOfOrder { .. } => ErrorCode::OutOfOrder,
             },
             CommandError::Conflict { .. } => ErrorCode::Conflict,
+            CommandError::PersonErased { .. } => ErrorCode::PersonErased,
             CommandError::SerialReused { .. } | CommandError::ContentDiffers { .. } => {
                 ErrorCode::SerialReused
             }
@@ -170,6 +173,10 @@ impl From<ApplicationError> for WireError {
                 WireError::new(ErrorCode::InvalidField, format!("{field}: {reason}"))
             }
             ApplicationError::NotFound(message) => WireError::new(ErrorCode::NotFound, message),
+            ApplicationError::Lookup(error) => WireError::internal("look-up", error),
+            ApplicationError::NotErasable(message) => {
+                WireError::new(ErrorCode::NotErasable, message)
+            }
             ApplicationError::OutsideWindow(message) => {
                 WireError::new(ErrorCode::OutsideWindow, message)
             }

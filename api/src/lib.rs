@@ -10,6 +10,7 @@ pub mod client;
 mod config;
 pub mod config_file;
 pub mod deadline;
+pub mod erasure;
 pub mod error;
 mod health;
 pub mod master_key;

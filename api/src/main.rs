@@ -97,6 +97,23 @@ enum KeysCommand {
     /// Re-wrap every data key still wrapped under --previous-master-key with --master-key,
     /// online, with progress; then the previous key file can be destroyed.
     Rewrap(RewrapArgs),
+    /// Rotate the blind-index key, online, with progress: a new index key becomes current,
+    /// every view row is re-indexed under it, then the previous one is destroyed.
+    RotateIndex(RotateIndexArgs),
+}
+
+#[derive(clap::Args)]
+struct RotateIndexArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The master key file; default DATA_DIR/master.key.
+    #[arg(long, env = "CUSTODY_MASTER_KEY")]
+    master_key: Option<PathBuf>,
+    /// How long running instances may keep using the old index key from memory before they
+    /// read the new one (their key cache's lifetime, 30 s); the old key is looked up until the
+    /// end, so nothing is missed meanwhile.
+    #[arg(long, default_value_t = 31)]
+    wait_secs: u64,
 }
 
 #[derive(clap::Args)]
@@ -332,6 +349,7 @@ fn main() -> ExitCode {
             Command::Audit(command) => custody_api::client::audit(command).await,
             Command::Backup(args) => backup(args).await,
             Command::Keys(KeysCommand::Rewrap(args)) => rewrap(args).await,
+            Command::Keys(KeysCommand::RotateIndex(args)) => rotate_index(args).await,
             Command::Restore(args) => restore(args).await,
             Command::Config(ConfigCommand::Check(_))
             | Command::Completions { .. }
@@ -368,27 +386,46 @@ async fn backup(args: BackupArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The store a key command works on, with its personal data opened by `master`.
+async fn open_with_master(
+    store: &StoreArgs,
+    master: custody_vault::MasterKeys,
+) -> Result<custody_eventlog::EventLog, custody_eventlog::EventLogError> {
+    let log = match store.choice() {
+        StoreChoice::Embedded => custody_eventlog::EventLog::open_embedded(&store.data_dir).await?,
+        StoreChoice::Postgres { url } => {
+            custody_eventlog::EventLog::connect_postgres(&url, 2).await?
+        }
+    };
+    Ok(log.with_personal_data(std::sync::Arc::new(master)))
+}
+
 async fn rewrap(args: RewrapArgs) -> Result<(), Box<dyn std::error::Error>> {
     let master = custody_api::master_key::load(
         &args.store.data_dir,
         args.master_key.as_deref(),
         Some(&args.previous_master_key),
     )?;
-    let log = match args.store.choice() {
-        StoreChoice::Embedded => {
-            custody_eventlog::EventLog::open_embedded(&args.store.data_dir).await?
-        }
-        StoreChoice::Postgres { url } => {
-            custody_eventlog::EventLog::connect_postgres(&url, 2).await?
-        }
-    };
-    let log = log.with_personal_data(std::sync::Arc::new(master));
+    let log = open_with_master(&args.store, master).await?;
     let done = custody_api::master_key::rewrap_with_progress(&log).await?;
     eprintln!(
         "custody: {done} data keys re-wrapped; restart the service without \
          --previous-master-key, then destroy {}",
         args.previous_master_key.display()
     );
+    Ok(())
+}
+
+async fn rotate_index(args: RotateIndexArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let master =
+        custody_api::master_key::load(&args.store.data_dir, args.master_key.as_deref(), None)?;
+    let log = open_with_master(&args.store, master).await?;
+    let (key, done) = custody_api::master_key::rotate_index_with_progress(
+        &log,
+        std::time::Duration::from_secs(args.wait_secs),
+    )
+    .await?;
+    eprintln!("custody: the blind-index key is now {key}; {done} view rows re-indexed");
     Ok(())
 }
 

@@ -29,19 +29,23 @@ pub fn load(
     Ok(MasterKeys::new(current, previous))
 }
 
+/// A progress bar over `total` of `what` (drawn only on a terminal).
+fn progress(total: i64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0));
+    let template = format!("{{bar:30}} {{pos}}/{{len}} {what}  {{per_sec}}  ETA {{eta}}");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
 /// Re-wraps every data key not under the current master key, a batch at a time, with a
 /// progress bar on a terminal; how many it re-wrapped.
 pub async fn rewrap_with_progress(log: &EventLog) -> Result<u64, EventLogError> {
     let Some(personal) = log.personal_data() else {
         return Err(EventLogError::NoMasterKey);
     };
-    let total = personal.keys_to_rewrap().await?;
-    let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0));
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:30} {pos}/{len} data keys  {per_sec}  ETA {eta}",
-    ) {
-        bar.set_style(style);
-    }
+    let bar = progress(personal.keys_to_rewrap().await?, "data keys");
     let mut done = 0;
     loop {
         let batch = personal.rewrap_batch(1_000).await?;
@@ -53,4 +57,58 @@ pub async fn rewrap_with_progress(log: &EventLog) -> Result<u64, EventLogError> 
     }
     bar.finish();
     Ok(done)
+}
+
+/// Rotates the blind-index key (docs/personal-data.md, "Blind indexes"): a new key becomes
+/// current, running instances are given `settle` to read it (until then they may still write
+/// under the old one, which stays looked up), every view row is re-indexed under it with a
+/// progress bar, and the old key is destroyed. The new key's id, and how many rows it
+/// re-indexed.
+pub async fn rotate_index_with_progress(
+    log: &EventLog,
+    settle: std::time::Duration,
+) -> Result<(String, u64), RotationError> {
+    let Some(personal) = log.personal_data() else {
+        return Err(EventLogError::NoMasterKey.into());
+    };
+    let key = personal.rotate_index_key().await?;
+    if !settle.is_zero() {
+        eprintln!(
+            "custody: index key {key} is current; waiting {} s for running instances",
+            settle.as_secs()
+        );
+        tokio::time::sleep(settle).await;
+    }
+    let total = custody_projections::personal::indexes_to_rebuild(log).await?;
+    let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0));
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} view rows  {per_sec}  ETA {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    let mut done = 0;
+    loop {
+        let batch = custody_projections::personal::rebuild_index_batch(log, 1_000).await?;
+        done += batch;
+        bar.inc(batch);
+        if batch == 0 && custody_projections::personal::indexes_to_rebuild(log).await? == 0 {
+            break;
+        }
+        if batch == 0 {
+            // Rows the projector is rewriting right now: it writes them under the new key.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    bar.finish();
+    personal.retire_previous_index_keys().await?;
+    Ok((key, done))
+}
+
+/// Why a rotation of the index key stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error(transparent)]
+    Store(#[from] EventLogError),
+    #[error(transparent)]
+    Views(#[from] custody_projections::ProjectionError),
 }

@@ -251,6 +251,13 @@ pub const ROUTES: &[Route] = &[
     ),
     route(
         "post",
+        "/api/v1/ops/persons/{rybs}/erasure",
+        "ops",
+        "Erase a person's personal data (crypto-shredding; docs/personal-data.md)",
+        OPERATOR,
+    ),
+    route(
+        "post",
         "/api/v1/ops/senders",
         "ops",
         "Register a gateway, exit-entry or unit sender",

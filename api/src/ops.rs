@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         )
         .merge(crate::process_ops::routes())
         .merge(crate::rejection_ops::routes())
+        .merge(crate::erasure::routes())
 }
 
 type Answer = Result<(StatusCode, Json<Value>), WireError>;

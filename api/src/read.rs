@@ -92,8 +92,29 @@ async fn document(
 struct DocumentQuery {
     unit: Option<String>,
     state: Option<String>,
+    /// A document number: looked up by its blind index (docs/personal-data.md).
+    zjhm: Option<String>,
+    /// The holder's citizen ID number: looked up by its blind index.
+    gmsfhm: Option<String>,
     page: Option<i64>,
     per_page: Option<i64>,
+}
+
+/// A query value read as the domain type `T` and written back in its canonical form; an empty
+/// one is no filter.
+fn checked<T>(field: &str, value: Option<String>) -> Result<Option<String>, WireError>
+where
+    T: std::str::FromStr + std::fmt::Display,
+    T::Err: std::fmt::Display,
+{
+    match value.filter(|v| !v.trim().is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse::<T>()
+            .map(|t| Some(t.to_string()))
+            .map_err(|e| WireError::new(ErrorCode::InvalidField, format!("{field}: {e}"))),
+    }
 }
 
 /// `page` from 1, `per_page` at most 500.
@@ -116,9 +137,15 @@ async fn documents(
 ) -> Result<Json<Value>, WireError> {
     let scope = Scope::of(&state, caller).await?;
     let page = paging(query.page, query.per_page)?;
+    // Checked as the domain reads them, so that a look-up is by the value a report carries.
+    let number = checked::<custody_domain::identifiers::DocumentNumber>("zjhm", query.zjhm)?;
+    let holder_citizen_id =
+        checked::<custody_domain::identifiers::CitizenId>("gmsfhm", query.gmsfhm)?;
     let filter = DocumentFilter {
         unit: query.unit,
         state: query.state,
+        number,
+        holder_citizen_id,
     };
     let found = reader(&state)
         .documents(scope.units(), &filter, page)

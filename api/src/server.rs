@@ -114,9 +114,15 @@ impl App {
             config.master_key.as_deref(),
             config.previous_master_key.as_deref(),
         )?;
-        let log = log.with_personal_data(Arc::new(master));
+        let log = if config.seal_personal_data {
+            log.with_personal_data(Arc::new(master))
+        } else {
+            log
+        };
         if let Some(personal) = log.personal_data() {
             personal.check_master_keys().await?;
+            // The blind-index key is made here, before any projector could need it.
+            personal.index_keys().await?;
         }
         // Bound before the first operator token is made: a start that cannot listen must not
         // create a token it never shows (docs/security.md). Bound here, before the workers

@@ -150,7 +150,7 @@ impl Application {
                 Act::Deposit,
                 DocumentCommand::Deposit(Deposited {
                     kind,
-                    record: report.record,
+                    record: report.record.into(),
                     location,
                     operator: None,
                     operated_at: report.operated_at,

@@ -25,6 +25,12 @@ pub enum ApplicationError {
     /// Nothing of that name is visible to this sender.
     #[error("{0}")]
     NotFound(String),
+    /// The person cannot be erased yet (a document of theirs is still in custody).
+    #[error("{0}")]
+    NotErasable(String),
+    /// A look-up behind a port failed (the service's own failure).
+    #[error("look-up: {0}")]
+    Lookup(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A reconciliation batch outside its window.
     #[error("{0}")]
     OutsideWindow(String),
@@ -41,6 +47,7 @@ impl ApplicationError {
     /// Whether this is the service's own failure rather than a refusal.
     pub fn is_internal(&self) -> bool {
         matches!(self, ApplicationError::Command(error) if error.is_internal())
+            || matches!(self, ApplicationError::Lookup(_))
     }
 }
 

@@ -64,7 +64,14 @@ impl Application {
                 ),
             ));
         }
-        let document = DocumentId::of(issuance.document_type, &issuance.number);
+        // A report carries the number itself; only the log hands back an erased mark.
+        let Some(number) = issuance.number.known() else {
+            return Err(ApplicationError::invalid(
+                "zjhm",
+                "no document number".to_string(),
+            ));
+        };
+        let document = DocumentId::of(issuance.document_type, number);
         let record_id = issuance.record_id.clone();
         let content = fingerprint(&issuance);
         Ok(self

@@ -7,10 +7,12 @@
 //! - [`cabinet`]: activation, heartbeats, deposits and withdrawals, cancellations, alarms;
 //! - [`unit`]: filing lists, their answers, travel approvals, consent letters;
 //! - [`exit_entry`]: crossings, issued documents, filing answers;
-//! - [`reconciliation`]: the cabinet's nightly batch, its diff and the one automatic repair.
+//! - [`reconciliation`]: the cabinet's nightly batch, its diff and the one automatic repair;
+//! - [`erasure`]: erasure by person, an operator's act.
 
 pub mod cabinet;
 pub mod custody;
+pub mod erasure;
 mod error;
 pub mod exit_entry;
 mod intake;

@@ -99,11 +99,11 @@ impl Application {
             (FilingKind::New, Some(details)) => PersonCommand::SubmitFiling(FilingSubmitted {
                 filing_serial,
                 unit: principal.own_unit()?.clone(),
-                details,
+                details: details.into(),
             }),
             (FilingKind::Change, Some(details)) => PersonCommand::SubmitChange(ChangeSubmitted {
                 filing_serial,
-                details,
+                details: details.into(),
             }),
             (FilingKind::Revoke, _) => {
                 PersonCommand::SubmitRevocation(RevocationSubmitted { filing_serial })

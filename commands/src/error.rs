@@ -21,6 +21,12 @@ pub enum CommandError {
     /// not a duplicate, and not to be dropped without a word.
     #[error("business serial {key} was already used for a report with other content")]
     ContentDiffers { key: String },
+    /// The report would record personal data of a person whose data were erased: their data key
+    /// is destroyed for good (docs/personal-data.md, "Erasure").
+    #[error(
+        "the personal data of person {person} were erased; nothing more is recorded about them"
+    )]
+    PersonErased { person: String },
     /// The event log failed (database down, a constraint the service does not expect).
     #[error("event store: {0}")]
     Store(#[from] EventLogError),

@@ -6,7 +6,7 @@ use custody_domain::cabinet::Cabinet;
 use custody_domain::document::Document;
 use custody_domain::person::Person;
 use custody_domain::{DomainError, EventMetadata};
-use custody_eventlog::{EventLog, StoredEventRef};
+use custody_eventlog::{EventLog, EventLogError, StoredEventRef};
 use rand::RngExt;
 
 use crate::clock::Clock;
@@ -346,7 +346,15 @@ fn store_error(error: AggregateError<DomainError>) -> CommandError {
         AggregateError::DeserializationError(source) => {
             (PersistenceFailure::Deserialization, source)
         }
-        AggregateError::UnexpectedError(source) => (PersistenceFailure::Unexpected, source),
+        AggregateError::UnexpectedError(source) => match source.downcast::<EventLogError>() {
+            Ok(error) => match *error {
+                EventLogError::PersonErased(person) => {
+                    return CommandError::PersonErased { person }
+                }
+                other => (PersistenceFailure::Unexpected, Box::new(other) as _),
+            },
+            Err(source) => (PersistenceFailure::Unexpected, source),
+        },
     };
     CommandError::Persistence { kind, source }
 }

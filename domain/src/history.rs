@@ -127,7 +127,8 @@ mod tests {
                 birth_date: NaiveDate::from_ymd_opt(1949, 12, 31).expect("date"),
                 sex: Sex::Male,
                 valid_until: NaiveDate::from_ymd_opt(2032, 1, 1).expect("date"),
-            },
+            }
+            .into(),
             location: location(),
             operator: None,
             operated_at: time(operated_at),

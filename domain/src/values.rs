@@ -204,3 +204,43 @@ mod text_rules {
         assert!(plain_text("qzyt", &"字".repeat(10), 10).is_ok());
     }
 }
+
+/// A personal value as an event holds it once read from the log: the value itself, or the mark
+/// left in its place after its person's data key was destroyed (erasure by person,
+/// docs/personal-data.md). Stored events always hold the value (sealed); the mark exists only
+/// in what the log's opener hands back, so an erased person's history still folds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Personal<T> {
+    Known(T),
+    Erased(ErasedValue),
+}
+
+/// Where an erased person's value was: only whose it was is left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasedValue {
+    pub erased_for: PersonId,
+}
+
+impl<T> Personal<T> {
+    pub fn known(&self) -> Option<&T> {
+        match self {
+            Personal::Known(value) => Some(value),
+            Personal::Erased(_) => None,
+        }
+    }
+
+    pub fn into_known(self) -> Option<T> {
+        match self {
+            Personal::Known(value) => Some(value),
+            Personal::Erased(_) => None,
+        }
+    }
+}
+
+impl<T> From<T> for Personal<T> {
+    fn from(value: T) -> Self {
+        Personal::Known(value)
+    }
+}

@@ -20,6 +20,9 @@ use sqlx::AnyPool;
 
 use crate::EventLogError;
 
+mod blind_index;
+pub use blind_index::{IndexKeys, INDEXED_FIELDS};
+
 /// Whose data key seals a personal field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
@@ -69,18 +72,26 @@ pub const PERSONAL_FIELDS: &[PersonalField] = &[
 ];
 
 const SEALED_FOR: &str = "sealed_for";
+/// What an erased person's field opens to (`custody_domain::values::ErasedValue`).
+const ERASED_FOR: &str = "erased_for";
 const SEALED: &str = "sealed";
 
 /// Data keys unwrapped and kept in memory: enough for a national rebuild's working set, bounded
 /// because the persons are (authenticated) outside input.
 const CACHED_KEYS: usize = 65_536;
 
+/// How long an unwrapped key is used from memory before the table is asked again: how long
+/// another instance may still open (or seal for) a person erased elsewhere.
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The data keys of the persons in the log, wrapped by the master key.
 pub struct PersonalData {
     /// The store's tables through the Any driver: one statement serves both backends.
     pool: AnyPool,
     master: Arc<dyn KeyWrap>,
-    keys: Mutex<LruCache<String, Arc<DataKey>>>,
+    keys: Mutex<LruCache<String, (Arc<DataKey>, std::time::Instant)>>,
+    /// The blind-index keys and when they were read.
+    index: Mutex<Option<(Arc<IndexKeys>, std::time::Instant)>>,
 }
 
 impl std::fmt::Debug for PersonalData {
@@ -100,14 +111,26 @@ pub const SEALED_TEXT: &str = "sealed:";
 /// further round trips.
 pub struct KeyRing {
     keys: HashMap<String, Arc<DataKey>>,
+    /// Persons whose data key was destroyed: what was sealed for them opens to nothing.
+    erased: HashSet<String>,
 }
 
 impl KeyRing {
     fn key(&self, person: &str) -> Result<&DataKey, EventLogError> {
-        self.keys
-            .get(person)
-            .map(|k| k.as_ref())
-            .ok_or_else(|| EventLogError::PersonErased(person.to_string()))
+        match self.keys.get(person) {
+            Some(key) => Ok(key.as_ref()),
+            None if self.erased.contains(person) => {
+                Err(EventLogError::PersonErased(person.to_string()))
+            }
+            None => Err(EventLogError::PersonalData(format!(
+                "{person}: no data key"
+            ))),
+        }
+    }
+
+    /// Whether this person's data were erased.
+    pub fn is_erased(&self, person: &str) -> bool {
+        self.erased.contains(person)
     }
 
     /// `text` sealed for `person` at `place`, as a text column holds it.
@@ -125,22 +148,26 @@ impl KeyRing {
     }
 
     /// Opens a text column; a value without the prefix is returned as it is (written before
-    /// the sealing).
+    /// the sealing); an erased person's is None.
     pub fn open_text(
         &self,
         person: &str,
         place: &str,
         cell: &str,
-    ) -> Result<String, EventLogError> {
+    ) -> Result<Option<String>, EventLogError> {
         let Some(encoded) = cell.strip_prefix(SEALED_TEXT) else {
-            return Ok(cell.to_string());
+            return Ok(Some(cell.to_string()));
         };
+        if self.is_erased(person) {
+            return Ok(None);
+        }
         let sealed = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .map_err(|_| EventLogError::PersonalData(format!("{place}: not base64")))?;
         let plaintext = custody_vault::open(self.key(person)?, place.as_bytes(), &sealed)
             .map_err(|e| EventLogError::PersonalData(format!("{place}: {e}")))?;
         String::from_utf8(plaintext)
+            .map(Some)
             .map_err(|_| EventLogError::PersonalData(format!("{place}: not UTF-8")))
     }
 
@@ -165,7 +192,8 @@ impl KeyRing {
         Ok(())
     }
 
-    /// Opens `object[field]` in place if it is sealed.
+    /// Opens `object[field]` in place if it is sealed; an erased person's becomes null (a view's
+    /// aggregate holds such a field as an option).
     pub fn open_field(
         &self,
         place: &str,
@@ -176,6 +204,10 @@ impl KeyRing {
         let Some(person) = sealed_for(value) else {
             return Ok(());
         };
+        if self.is_erased(person) {
+            *value = Value::Null;
+            return Ok(());
+        }
         let key = self.key(person)?;
         let sealed = value[SEALED]
             .as_str()
@@ -291,6 +323,7 @@ impl PersonalData {
             pool,
             master,
             keys: Mutex::new(LruCache::new(CACHED_KEYS)),
+            index: Mutex::new(None),
         }
     }
 
@@ -335,16 +368,19 @@ impl PersonalData {
         if persons.is_empty() {
             return Ok(());
         }
-        let keys = self.keys_for(persons).await?;
+        let ring = self.keys_for(persons).await?;
         for item in items.iter_mut() {
             for field in fields_of(item.aggregate_type, item.event_type) {
                 let value = &mut item.payload[item.event_type][field.field];
                 let Some(person) = sealed_for(value) else {
                     continue;
                 };
-                let key = keys
-                    .get(person)
-                    .ok_or_else(|| EventLogError::PersonErased(person.to_string()))?;
+                if ring.is_erased(person) {
+                    // The domain's `Personal::Erased`: whose it was, and nothing else.
+                    *value = json!({ ERASED_FOR: person });
+                    continue;
+                }
+                let key = ring.key(person)?;
                 let sealed = value[SEALED]
                     .as_str()
                     .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
@@ -372,16 +408,19 @@ impl PersonalData {
         persons: HashSet<String>,
         create: bool,
     ) -> Result<KeyRing, EventLogError> {
-        let mut keys = self.keys_for(persons.clone()).await?;
+        let mut ring = self.keys_for(persons.clone()).await?;
         if create {
             for person in persons {
-                if let std::collections::hash_map::Entry::Vacant(entry) = keys.entry(person) {
+                if ring.erased.contains(&person) {
+                    continue;
+                }
+                if let std::collections::hash_map::Entry::Vacant(entry) = ring.keys.entry(person) {
                     let key = self.key_for_sealing(entry.key()).await?;
                     entry.insert(key);
                 }
             }
         }
-        Ok(KeyRing { keys })
+        Ok(ring)
     }
 
     /// As [`PersonalData::key_ring`] with `create`, the missing keys made in the caller's
@@ -393,10 +432,10 @@ impl PersonalData {
         persons: HashSet<String>,
         connection: &mut sqlx::AnyConnection,
     ) -> Result<KeyRing, EventLogError> {
-        let mut keys = self.keys_for(persons.clone()).await?;
+        let mut ring = self.keys_for(persons.clone()).await?;
         let now = chrono::Utc::now().timestamp_millis();
         for person in persons {
-            if keys.contains_key(&person) {
+            if ring.keys.contains_key(&person) || ring.erased.contains(&person) {
                 continue;
             }
             let wrapped = base64::engine::general_purpose::STANDARD
@@ -416,7 +455,10 @@ impl PersonalData {
                     .bind(&person)
                     .fetch_one(&mut *connection)
                     .await?;
-            let stored = stored.ok_or_else(|| EventLogError::PersonErased(person.clone()))?;
+            let Some(stored) = stored else {
+                ring.erased.insert(person);
+                continue;
+            };
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(&stored)
                 .map_err(|_| {
@@ -426,9 +468,9 @@ impl PersonalData {
                 .master
                 .unwrap(&bytes)
                 .map_err(|e| EventLogError::PersonalData(format!("{person}: {e}")))?;
-            keys.insert(person, Arc::new(key));
+            ring.keys.insert(person, Arc::new(key));
         }
-        Ok(KeyRing { keys })
+        Ok(ring)
     }
 
     /// Refuses a master key that did not wrap the store's data keys: an instance started with
@@ -539,27 +581,74 @@ impl PersonalData {
             })?
         };
         let key = Arc::new(key);
-        self.keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(person.to_string(), key.clone());
+        self.remember(person, key.clone());
         Ok(key)
     }
 
     fn cached(&self, person: &str) -> Option<Arc<DataKey>> {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        match keys.get(person) {
+            Some((key, at)) if at.elapsed() < KEY_CACHE_TTL => Some(key.clone()),
+            Some(_) => {
+                keys.remove(person);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&self, person: &str, key: Arc<DataKey>) {
         self.keys
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(person)
-            .cloned()
+            .insert(person.to_string(), (key, std::time::Instant::now()));
     }
 
-    /// The keys of these persons, from memory or the table; an erased or unknown person is left
-    /// out.
-    async fn keys_for(
-        &self,
-        persons: HashSet<String>,
-    ) -> Result<HashMap<String, Arc<DataKey>>, EventLogError> {
+    /// Erasure by person (crypto-shredding): destroys the person's data key, so that everything
+    /// ever sealed for them, in events, views and backups, is unreadable for good, while the
+    /// events, their hashes and the checkpoints stay as they are. A person without a key yet gets
+    /// a row that says erased, so that none is made later. Whether a key was destroyed now.
+    pub async fn destroy_key(&self, person: &str) -> Result<bool, EventLogError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let destroyed = sqlx::query(
+            "UPDATE person_keys SET wrapped = NULL, erased_ms = $2 \
+             WHERE person = $1 AND wrapped IS NOT NULL",
+        )
+        .bind(person)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "INSERT INTO person_keys (person, wrapped, master_key_id, created_ms, erased_ms) \
+             VALUES ($1, NULL, $2, $3, $3) ON CONFLICT (person) DO NOTHING",
+        )
+        .bind(person)
+        .bind(self.master.key_id())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(person);
+        Ok(destroyed > 0)
+    }
+
+    /// Whether this person's data key was destroyed.
+    pub async fn is_erased(&self, person: &str) -> Result<bool, EventLogError> {
+        let erased: Option<i64> = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM person_keys WHERE person = $1 AND wrapped IS NULL",
+        )
+        .bind(person)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(erased.unwrap_or(0) > 0)
+    }
+
+    /// The keys of these persons, from memory or the table, and which of them were erased; an
+    /// unknown person is left out.
+    async fn keys_for(&self, persons: HashSet<String>) -> Result<KeyRing, EventLogError> {
         let mut found = HashMap::new();
         let mut missing = HashSet::new();
         for person in persons {
@@ -572,25 +661,32 @@ impl PersonalData {
                 }
             }
         }
+        let mut erased = HashSet::new();
         if !missing.is_empty() {
-            found.extend(self.load(missing).await?);
+            let (keys, gone) = self.load(missing).await?;
+            found.extend(keys);
+            erased = gone;
         }
-        Ok(found)
+        Ok(KeyRing {
+            keys: found,
+            erased,
+        })
     }
 
-    /// Reads and unwraps the keys of these persons that are not erased, and keeps them in memory.
+    /// Reads and unwraps the keys of these persons that are not erased, and keeps them in memory;
+    /// and which of them are erased.
     async fn load(
         &self,
         persons: HashSet<String>,
-    ) -> Result<HashMap<String, Arc<DataKey>>, EventLogError> {
+    ) -> Result<(HashMap<String, Arc<DataKey>>, HashSet<String>), EventLogError> {
         let persons: Vec<String> = persons.into_iter().collect();
         let mut rows: Vec<(String, String)> = Vec::new();
+        let mut erased = HashSet::new();
         for chunk in persons.chunks(500) {
             // `$1, $2, …`: both stores take numbered parameters through the Any driver.
             let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
-                "SELECT person, wrapped FROM person_keys \
-                 WHERE person IN ({}) AND wrapped IS NOT NULL",
+                "SELECT person, wrapped FROM person_keys WHERE person IN ({})",
                 marks.join(", ")
             );
             let mut query = sqlx::query(&sql);
@@ -598,11 +694,16 @@ impl PersonalData {
                 query = query.bind(person);
             }
             for row in query.fetch_all(&self.pool).await? {
-                rows.push((row.try_get("person")?, row.try_get("wrapped")?));
+                let person: String = row.try_get("person")?;
+                match row.try_get::<Option<String>, _>("wrapped")? {
+                    Some(wrapped) => rows.push((person, wrapped)),
+                    None => {
+                        erased.insert(person);
+                    }
+                }
             }
         }
         let mut keys = HashMap::new();
-        let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         for (person, wrapped) in rows {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(&wrapped)
@@ -615,9 +716,9 @@ impl PersonalData {
                     self.master.key_id()
                 ))
             })?);
-            cache.insert(person.clone(), key.clone());
+            self.remember(&person, key.clone());
             keys.insert(person, key);
         }
-        Ok(keys)
+        Ok((keys, erased))
     }
 }

@@ -74,7 +74,7 @@ impl Handler for CascadeHandler {
                             holding.holder = Some(e.holder.to_string())
                         }
                         DocumentEvent::Deposited(e) => {
-                            holding.holder = Some(e.record.holder_id().to_string())
+                            holding.holder = Some(e.holder().to_string())
                         }
                         _ => {}
                     }

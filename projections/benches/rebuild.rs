@@ -515,7 +515,7 @@ impl Generator {
             (
                 DocumentEvent::Deposited(Deposited {
                     kind,
-                    record: doc.record.clone(),
+                    record: doc.record.clone().into(),
                     location,
                     operator: Some("admin01".to_string()),
                     operated_at: at,
@@ -659,7 +659,8 @@ async fn store_events(log: &EventLog, count: usize) -> Stats {
                         phone: Some("13900000000".to_string()),
                         position: Some("处长".to_string()),
                         registered_documents: Some(doc.record.number.to_string()),
-                    },
+                    }
+                    .into(),
                 });
                 let at = generator.now();
                 let metadata = generator.metadata("unit-client", "BA", at);

@@ -235,7 +235,7 @@ fn document_events(
             record_id: format!("R{n:010}"),
             holder: record.holder_id(),
             document_type: record.document_type,
-            number: record.number.clone(),
+            number: record.number.clone().into(),
             issued_on: NaiveDate::from_ymd_opt(2026, 11, 20).expect("date"),
             valid_until: record.valid_until,
         })];
@@ -261,7 +261,7 @@ fn document_events(
     let deposit = |kind, days| {
         DocumentEvent::Deposited(Deposited {
             kind,
-            record: record.clone(),
+            record: record.clone().into(),
             location: location.clone(),
             operator: Some("admin01".to_string()),
             operated_at: at(days),

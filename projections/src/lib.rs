@@ -14,7 +14,7 @@
 mod bulk;
 pub mod feed;
 pub mod lag;
-mod personal;
+pub mod personal;
 pub mod projector;
 pub mod read;
 pub mod reconciliations;

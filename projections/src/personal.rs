@@ -18,6 +18,9 @@ pub(crate) struct PersonalColumns {
     pub texts: &'static [&'static str],
     /// The personal fields of the `aggregate` column's JSON.
     pub fields: &'static [&'static str],
+    /// Blind indexes (docs/personal-data.md): (index column, the text column it indexes, the
+    /// field name its HMAC is keyed with).
+    pub indexes: &'static [(&'static str, &'static str, &'static str)],
 }
 
 pub(crate) const DOCUMENTS: PersonalColumns = PersonalColumns {
@@ -25,6 +28,10 @@ pub(crate) const DOCUMENTS: PersonalColumns = PersonalColumns {
     owner: "holder_rybs",
     texts: &["zjhm", "holder_xm", "holder_gmsfhm"],
     fields: &["number", "record"],
+    indexes: &[
+        ("zjhm_index", "zjhm", "zjhm"),
+        ("holder_gmsfhm_index", "holder_gmsfhm", "gmsfhm"),
+    ],
 };
 
 pub(crate) const PERSONS: PersonalColumns = PersonalColumns {
@@ -32,6 +39,7 @@ pub(crate) const PERSONS: PersonalColumns = PersonalColumns {
     owner: "rybs",
     texts: &["xm", "gmsfhm"],
     fields: &["details", "pending_details"],
+    indexes: &[("gmsfhm_index", "gmsfhm", "gmsfhm")],
 };
 
 pub(crate) fn of(table: &Table) -> Option<&'static PersonalColumns> {
@@ -88,6 +96,19 @@ pub(crate) async fn seal_rows(
         Some(connection) => vault.key_ring_within(persons, connection).await?,
         None => vault.key_ring(persons, true).await?,
     };
+    // Made at start (`serve`), so this only reads: never a write beside the caller's.
+    let index_keys = vault.index_keys().await?;
+    let indexes: Vec<(usize, usize, &str)> = columns
+        .indexes
+        .iter()
+        .map(|(index_column, text_column, field)| {
+            Ok((
+                index(table, index_column)?,
+                index(table, text_column)?,
+                *field,
+            ))
+        })
+        .collect::<Result<_, ProjectionError>>()?;
     for row in rows.iter_mut() {
         let id_value = text(&row[id]).unwrap_or_default().to_string();
         let Some(person) = text(&row[owner]).map(str::to_string) else {
@@ -99,6 +120,11 @@ pub(crate) async fn seal_rows(
             }
             continue;
         };
+        for &(index_column, text_column, field) in &indexes {
+            if let Some(clear) = text(&row[text_column]).filter(|c| !is_sealed(Some(c))) {
+                row[index_column] = Cell::Text(Some(index_keys.index(field, clear)));
+            }
+        }
         for (&i, column) in texts.iter().zip(columns.texts) {
             if let Some(clear) = text(&row[i]) {
                 let sealed =
@@ -185,7 +211,7 @@ pub(crate) fn is_sealed(cell: Option<&str>) -> bool {
     cell.is_some_and(|c| c.starts_with(personal::SEALED_TEXT))
 }
 
-/// Opens one read cell in place.
+/// Opens one read cell in place (None once its person is erased).
 pub(crate) fn open_cell(
     ring: Option<&KeyRing>,
     table: &str,
@@ -200,6 +226,158 @@ pub(crate) fn open_cell(
     if !is_sealed(Some(value)) {
         return Ok(());
     }
-    *cell = Some(ring.open_text(person, &place(table, id, column), value)?);
+    *cell = ring.open_text(person, &place(table, id, column), value)?;
     Ok(())
+}
+
+/// The SQL that finds a view's rows whose blind indexes are not all under the index key
+/// `current` (a rotation's work left).
+fn stale_index_condition(columns: &PersonalColumns, current: &str) -> String {
+    columns
+        .indexes
+        .iter()
+        .map(|(index_column, _, _)| {
+            format!("({index_column} IS NOT NULL AND {index_column} NOT LIKE '{current}:%')")
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+/// How many view rows still carry a blind index under an index key other than the current one.
+pub async fn indexes_to_rebuild(log: &EventLog) -> Result<i64, ProjectionError> {
+    let Some(vault) = log.personal_data() else {
+        return Err(custody_eventlog::EventLogError::NoMasterKey.into());
+    };
+    let current = vault.index_keys().await?.current_id().to_string();
+    let mut total = 0;
+    for columns in [&DOCUMENTS, &PERSONS] {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE {}",
+            columns.table,
+            stale_index_condition(columns, &current)
+        );
+        let n: i64 = sqlx::query_scalar(&sql)
+            .fetch_one(log.platform().pool())
+            .await?;
+        total += n;
+    }
+    Ok(total)
+}
+
+/// Re-indexes up to `batch` rows of each personal view under the current index key (a rotation
+/// of the index key, docs/personal-data.md); how many it did. Online: a row the projector
+/// rewrote meanwhile (its version moved) is left to the projector, which writes under the
+/// current key; an erased person's indexes are cleared.
+pub async fn rebuild_index_batch(log: &EventLog, batch: i64) -> Result<u64, ProjectionError> {
+    let Some(vault) = log.personal_data() else {
+        return Err(custody_eventlog::EventLogError::NoMasterKey.into());
+    };
+    let keys = vault.index_keys().await?;
+    let current = keys.current_id().to_string();
+    let pool = log.platform().pool();
+    let mut done = 0;
+    for columns in [&DOCUMENTS, &PERSONS] {
+        let id_column = if columns.table == DOCUMENTS.table {
+            "zjbs"
+        } else {
+            "rybs"
+        };
+        let texts: Vec<&str> = columns.indexes.iter().map(|(_, t, _)| *t).collect();
+        let sql = format!(
+            "SELECT generation, {id_column} AS id, version, {owner} AS owner, {texts} FROM {table} \
+             WHERE {stale} LIMIT {batch}",
+            owner = columns.owner,
+            texts = texts.join(", "),
+            table = columns.table,
+            stale = stale_index_condition(columns, &current),
+        );
+        let rows = sqlx::query(&sql).fetch_all(pool).await?;
+        let mut read = Vec::with_capacity(rows.len());
+        for row in &rows {
+            use sqlx::Row as _;
+            let cells: Vec<Option<String>> = texts
+                .iter()
+                .map(|t| row.try_get::<Option<String>, _>(*t))
+                .collect::<Result<_, _>>()?;
+            read.push((
+                row.try_get::<i64, _>("generation")?,
+                row.try_get::<String, _>("id")?,
+                row.try_get::<i64, _>("version")?,
+                row.try_get::<Option<String>, _>("owner")?,
+                cells,
+            ));
+        }
+        let ring = ring_for_cells(
+            log,
+            read.iter().map(|(_, _, _, owner, cells)| {
+                (owner.clone(), cells.iter().any(|c| is_sealed(c.as_deref())))
+            }),
+        )
+        .await?;
+        for (generation, id, version, owner, mut cells) in read {
+            for (cell, column) in cells.iter_mut().zip(&texts) {
+                open_cell(
+                    ring.as_ref(),
+                    columns.table,
+                    &id,
+                    column,
+                    owner.as_deref(),
+                    cell,
+                )?;
+            }
+            let assignments: Vec<String> = columns
+                .indexes
+                .iter()
+                .enumerate()
+                .map(|(i, (index_column, _, _))| format!("{index_column} = ${}", i + 1))
+                .collect();
+            let n = columns.indexes.len();
+            let update = format!(
+                "UPDATE {} SET {} WHERE generation = ${} AND {id_column} = ${} AND version = ${}",
+                columns.table,
+                assignments.join(", "),
+                n + 1,
+                n + 2,
+                n + 3
+            );
+            let mut query = sqlx::query(&update);
+            for ((_, _, field), cell) in columns.indexes.iter().zip(&cells) {
+                query = query.bind(cell.as_deref().map(|clear| keys.index(field, clear)));
+            }
+            done += query
+                .bind(generation)
+                .bind(&id)
+                .bind(version)
+                .execute(pool)
+                .await?
+                .rows_affected();
+        }
+    }
+    Ok(done)
+}
+
+/// Clears every blind index of an erased person's rows: with the index key, a guessed citizen
+/// ID number could otherwise still be confirmed against them.
+pub async fn forget_indexes(log: &EventLog, person: &str) -> Result<u64, ProjectionError> {
+    let pool = log.platform().pool();
+    let mut done = 0;
+    for columns in [&DOCUMENTS, &PERSONS] {
+        let assignments: Vec<String> = columns
+            .indexes
+            .iter()
+            .map(|(index_column, _, _)| format!("{index_column} = NULL"))
+            .collect();
+        let sql = format!(
+            "UPDATE {} SET {} WHERE {} = $1",
+            columns.table,
+            assignments.join(", "),
+            columns.owner
+        );
+        done += sqlx::query(&sql)
+            .bind(person)
+            .execute(pool)
+            .await?
+            .rows_affected();
+    }
+    Ok(done)
 }

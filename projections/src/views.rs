@@ -121,6 +121,8 @@ const DOCUMENTS: Table = Table {
         "drawer_row",
         "drawer_col",
         "planned_return",
+        "zjhm_index",
+        "holder_gmsfhm_index",
     ],
     key: &["generation", "zjbs"],
     on_conflict: OnConflict::Update,
@@ -138,6 +140,7 @@ const PERSONS: Table = Table {
         "xm",
         "gmsfhm",
         "unit",
+        "gmsfhm_index",
     ],
     key: &["generation", "rybs"],
     on_conflict: OnConflict::Update,
@@ -345,6 +348,9 @@ impl ViewAggregate for Document {
             location.map(|l| i64::from(l.drawer.row)).into(),
             location.map(|l| i64::from(l.drawer.column)).into(),
             self.planned_return.map(|d| d.to_string()).into(),
+            // The blind indexes, filled where the cells are sealed (`personal::seal_rows`).
+            None::<String>.into(),
+            None::<String>.into(),
         ]
     }
 }
@@ -363,6 +369,7 @@ impl ViewAggregate for Person {
             details.map(|d| d.name.clone()).into(),
             details.map(|d| d.citizen_id.to_string()).into(),
             self.unit.as_ref().map(|u| u.to_string()).into(),
+            None::<String>.into(),
         ]
     }
 }

@@ -206,7 +206,7 @@ fn seed(
         let mut events = vec![(
             DocumentEvent::Deposited(Deposited {
                 kind: DepositKind::New,
-                record: domain,
+                record: domain.into(),
                 location: location.clone(),
                 operator: None,
                 operated_at: deposited_at,

@@ -68,7 +68,7 @@ pub fn location() -> Location {
 pub fn deposit(number: &DocumentNumber) -> DocumentCommand {
     DocumentCommand::Deposit(Deposited {
         kind: DepositKind::New,
-        record: record(number),
+        record: record(number).into(),
         location: location(),
         operator: Some("admin01".into()),
         operated_at: time("2026-11-23T10:30:05+08:00"),
@@ -142,7 +142,7 @@ pub fn confirm_issuance(number: &DocumentNumber) -> DocumentCommand {
         record_id: uuid::Uuid::new_v4().simple().to_string(),
         holder: holder(),
         document_type: DocumentType::OrdinaryPassport,
-        number: number.clone(),
+        number: number.clone().into(),
         issued_on: date(2026, 11, 1),
         valid_until: date(2036, 10, 31),
     })
@@ -197,7 +197,7 @@ pub fn submit_filing() -> PersonCommand {
     PersonCommand::SubmitFiling(FilingSubmitted {
         filing_serial: "BB".to_string() + &"0".repeat(58),
         unit: UNIT.parse().expect("credit code"),
-        details: person_details(),
+        details: person_details().into(),
     })
 }
 
@@ -206,7 +206,7 @@ pub fn submit_change() -> PersonCommand {
     details.phone = Some("13900000000".into());
     PersonCommand::SubmitChange(ChangeSubmitted {
         filing_serial: "BB".to_string() + &"1".repeat(58),
-        details,
+        details: details.into(),
     })
 }
 

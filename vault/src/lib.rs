@@ -11,7 +11,7 @@ mod master;
 mod seal;
 
 pub use master::{KeyWrap, MasterKeyFile, MasterKeys};
-pub use seal::{open, seal, DataKey, SEALED_OVERHEAD_MAX};
+pub use seal::{blind_index, open, seal, DataKey, SEALED_OVERHEAD_MAX};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {

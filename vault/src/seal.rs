@@ -233,3 +233,59 @@ mod tests {
         }
     }
 }
+
+/// A keyed blind index of a personal value (docs/personal-data.md, "Blind indexes"):
+/// `HMAC-SM3(key's MAC half, "custody-index-v1" || len(field) u32 BE || field || value)`. Equal
+/// values give equal indexes under one key, so a look-up by value needs no decryption; without
+/// the key a guessed value cannot be checked against it, as it could against a plain hash.
+pub fn blind_index(key: &DataKey, field: &str, value: &str) -> [u8; 32] {
+    let mut mac =
+        <HmacSm3 as KeyInit>::new_from_slice(&key.mac).expect("HMAC takes a key of any length");
+    mac.update(INDEX_DOMAIN);
+    mac.update(&u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
+    mac.update(field.as_bytes());
+    mac.update(value.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+const INDEX_DOMAIN: &[u8] = b"custody-index-v1";
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    #[test]
+    fn an_index_depends_on_the_key_the_field_and_the_value() {
+        let key = DataKey::generate();
+        let other = DataKey::generate();
+        let a = blind_index(&key, "gmsfhm", "11010519491231002X");
+        assert_eq!(a, blind_index(&key, "gmsfhm", "11010519491231002X"));
+        assert_ne!(a, blind_index(&other, "gmsfhm", "11010519491231002X"));
+        assert_ne!(a, blind_index(&key, "zjhm", "11010519491231002X"));
+        assert_ne!(a, blind_index(&key, "gmsfhm", "110105194912310029"));
+    }
+
+    /// `openssl dgst -sm3 -mac HMAC` recomputes an index from the key's MAC half.
+    #[test]
+    fn openssl_recomputes_an_index() {
+        let key = DataKey::generate();
+        let bytes = key.to_bytes();
+        let mac_key = hex::encode(&bytes[16..]);
+        let mut input = INDEX_DOMAIN.to_vec();
+        input.extend_from_slice(&6u32.to_be_bytes());
+        input.extend_from_slice(b"gmsfhm");
+        input.extend_from_slice("11010519491231002X".as_bytes());
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("input");
+        std::fs::write(&path, &input).expect("write");
+        let out = std::process::Command::new("openssl")
+            .args(["dgst", "-sm3", "-mac", "HMAC", "-macopt"])
+            .arg(format!("hexkey:{mac_key}"))
+            .arg(&path)
+            .output()
+            .expect("openssl");
+        let printed = String::from_utf8_lossy(&out.stdout);
+        let expected = hex::encode(blind_index(&key, "gmsfhm", "11010519491231002X"));
+        assert!(printed.trim_end().ends_with(&expected), "{printed}");
+    }
+}

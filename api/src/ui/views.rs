@@ -381,7 +381,7 @@ pub async fn search(
     let q = query.q.unwrap_or_default().trim().to_string();
     let form = html! {
         form.filter method="get" action="/ui/search" role="search" {
-            label for="q" { "证件标识或人员标识" }
+            label for="q" { "证件号码、公民身份号码、证件标识或人员标识" }
             input #q type="search" name="q" value=(q) required;
             button type="submit" { "查询" }
         }
@@ -392,6 +392,31 @@ pub async fn search(
     let scope = &viewer.scope;
     if reader(&state).document(scope.units(), &q).await?.is_some() {
         return Ok(Redirect::to(&format!("/ui/documents/{}", urlencode(&q))).into_response());
+    }
+    // A citizen ID number or a document number, looked up by its blind index
+    // (docs/personal-data.md): one person or document found is shown at once.
+    let mut q = q;
+    if let Ok(citizen_id) = q.parse::<custody_domain::identifiers::CitizenId>() {
+        let found = reader(&state)
+            .persons_by_citizen_id(scope.units(), &citizen_id.to_string())
+            .await?;
+        if let [rybs] = found.as_slice() {
+            q = rybs.clone();
+        }
+    } else if let Ok(number) = q.parse::<custody_domain::identifiers::DocumentNumber>() {
+        let filter = custody_projections::read::DocumentFilter {
+            number: Some(number.to_string()),
+            ..Default::default()
+        };
+        let page = custody_projections::read::Page { number: 1, size: 2 };
+        let found = reader(&state)
+            .documents(scope.units(), &filter, page)
+            .await?;
+        if let [document] = found.documents.as_slice() {
+            return Ok(
+                Redirect::to(&format!("/ui/documents/{}", urlencode(&document.id))).into_response(),
+            );
+        }
     }
     let person = reader(&state).person(scope.units(), &q).await?;
     if let Some(person) = &person {
@@ -502,7 +527,7 @@ fn line(scope: &Scope, event: &StoredEvent) -> Line {
             "已办证".into(),
             format!(
                 "证件号码 {}，签发 {}，有效期至 {}",
-                text(scope.document_number(Some(e.number.as_str()))),
+                text(scope.document_number(e.number.known().map(|n| n.as_str()))),
                 e.issued_on,
                 e.valid_until
             ),

@@ -133,7 +133,7 @@ pub(super) fn read_issuance(item: &Value) -> Result<IssuanceConfirmed, WireError
         record_id: record_id("jlbh", &record.jlbh)?.to_string(),
         holder: person_id(&record.rybs)?,
         document_type: document_type(&record.zjlx)?,
-        number: document_number(&record.zjhm)?,
+        number: document_number(&record.zjhm)?.into(),
         issued_on: business_date("qfrq", &record.qfrq)?,
         valid_until: business_date("yxqz", &record.yxqz)?,
     })

@@ -8,6 +8,7 @@ use super::events::*;
 use super::state::{DocumentState, TRANSITIONS};
 use crate::identifiers::{CreditCode, DocumentNumber, DocumentType, PersonId};
 use crate::transitions::{next_state, require};
+use crate::values::Personal;
 use crate::values::{china_standard_time, DocumentRecord, Location, Timestamp};
 use crate::DomainError;
 
@@ -154,13 +155,23 @@ impl Aggregate for Document {
             DocumentEvent::IssuanceConfirmed(e) => {
                 self.holder = Some(e.holder);
                 self.document_type = Some(e.document_type);
-                self.number = Some(e.number);
+                self.number = e.number.into_known();
             }
             DocumentEvent::Deposited(e) => {
-                self.holder = Some(e.record.holder_id());
-                self.document_type = Some(e.record.document_type);
-                self.number = Some(e.record.number.clone());
-                self.record = Some(e.record);
+                self.holder = Some(e.holder());
+                match e.record {
+                    Personal::Known(record) => {
+                        self.document_type = Some(record.document_type);
+                        self.number = Some(record.number.clone());
+                        self.record = Some(record);
+                    }
+                    // The holder was erased: what the record said is gone, and the aggregate
+                    // no longer claims to know it (its type, which is not personal, stays).
+                    Personal::Erased(_) => {
+                        self.number = None;
+                        self.record = None;
+                    }
+                }
                 self.unit = Some(e.location.unit.clone());
                 self.location = Some(e.location);
                 self.planned_return = None;

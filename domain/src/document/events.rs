@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state::DocumentEventKind;
 use crate::identifiers::{DocumentNumber, DocumentType, PersonId};
-use crate::values::{DocumentRecord, Location, Timestamp};
+use crate::values::{DocumentRecord, Location, Personal, Timestamp};
 
 /// Something that happened to a document. Stored forever: variant and field names are part of
 /// the stored format; a change of shape gets a new `event_version` and an upcaster.
@@ -35,7 +35,7 @@ pub struct IssuanceConfirmed {
     pub record_id: String,
     pub holder: PersonId,
     pub document_type: DocumentType,
-    pub number: DocumentNumber,
+    pub number: Personal<DocumentNumber>,
     pub issued_on: NaiveDate,
     pub valid_until: NaiveDate,
 }
@@ -51,10 +51,20 @@ pub enum DepositKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deposited {
     pub kind: DepositKind,
-    pub record: DocumentRecord,
+    pub record: Personal<DocumentRecord>,
     pub location: Location,
     pub operator: Option<String>,
     pub operated_at: Timestamp,
+}
+
+impl Deposited {
+    /// Whose document this is: the record's holder, or whose record was erased.
+    pub fn holder(&self) -> PersonId {
+        match &self.record {
+            Personal::Known(record) => record.holder_id(),
+            Personal::Erased(erased) => erased.erased_for.clone(),
+        }
+    }
 }
 
 /// 出柜 optype 21 (lend, with a planned return date) or 22 (take out).

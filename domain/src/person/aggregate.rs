@@ -35,6 +35,7 @@ impl Person {
             PersonCommand::SubmitRevocation(e) => PersonEvent::RevocationSubmitted(e),
             PersonCommand::AcceptRevocation(e) => PersonEvent::RevocationAccepted(e),
             PersonCommand::RefuseRevocation(e) => PersonEvent::RevocationRefused(e),
+            PersonCommand::ErasePersonalData(e) => PersonEvent::PersonalDataErased(e),
         };
         require(TRANSITIONS, Self::AGGREGATE, self.state, event.kind())?;
         Ok(event)
@@ -66,15 +67,19 @@ impl Aggregate for Person {
         match event {
             PersonEvent::FilingSubmitted(e) => {
                 self.unit = Some(e.unit);
-                self.details = Some(e.details);
+                self.details = e.details.into_known();
             }
-            PersonEvent::ChangeSubmitted(e) => self.pending_details = Some(e.details),
+            PersonEvent::ChangeSubmitted(e) => self.pending_details = e.details.into_known(),
             PersonEvent::ChangeAccepted(_) => {
                 if let Some(details) = self.pending_details.take() {
                     self.details = Some(details);
                 }
             }
             PersonEvent::ChangeRefused(_) => self.pending_details = None,
+            PersonEvent::PersonalDataErased(_) => {
+                self.details = None;
+                self.pending_details = None;
+            }
             PersonEvent::FilingAccepted(_)
             | PersonEvent::FilingRefused(_)
             | PersonEvent::RevocationSubmitted(_)

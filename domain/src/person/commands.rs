@@ -12,4 +12,5 @@ pub enum PersonCommand {
     SubmitRevocation(RevocationSubmitted),
     AcceptRevocation(FilingAnswered),
     RefuseRevocation(FilingAnswered),
+    ErasePersonalData(PersonalDataErased),
 }

@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state::PersonEventKind;
 use crate::identifiers::{CitizenId, CreditCode};
+use crate::values::Personal;
 
 /// Something that happened to a person's filing. Part of the stored format, like every event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,6 +17,9 @@ pub enum PersonEvent {
     RevocationSubmitted(RevocationSubmitted),
     RevocationAccepted(FilingAnswered),
     RevocationRefused(FilingAnswered),
+    /// Erasure by person (docs/personal-data.md): the person's data key was destroyed, so every
+    /// stored copy of their personal data is unreadable; the events themselves stay.
+    PersonalDataErased(PersonalDataErased),
 }
 
 /// The filed details of a person (the `rydata` envelope plus the list item's fields).
@@ -35,18 +39,47 @@ pub struct FilingSubmitted {
     /// The filing list's serial (`bbywlsh`).
     pub filing_serial: String,
     pub unit: CreditCode,
-    pub details: PersonDetails,
+    pub details: Personal<PersonDetails>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeSubmitted {
     pub filing_serial: String,
-    pub details: PersonDetails,
+    pub details: Personal<PersonDetails>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationSubmitted {
     pub filing_serial: String,
+}
+
+/// Why a person's data was erased (the grounds PIPL art. 47 names that apply to a unit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErasureGround {
+    /// The purpose is fulfilled: the person left the unit and the filing is revoked.
+    PurposeFulfilled,
+    /// The retention period ran out.
+    RetentionExpired,
+    /// The person asked, and the law allows it.
+    PersonRequested,
+    /// An order of a competent authority.
+    LegalOrder,
+}
+crate::named_enum!(ErasureGround {
+    PurposeFulfilled,
+    RetentionExpired,
+    PersonRequested,
+    LegalOrder
+});
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonalDataErased {
+    pub ground: ErasureGround,
+    /// The decision's reference (a file number), never personal data: letters, digits, `-_/.`.
+    pub reference: String,
+    /// The operator token that erased.
+    pub erased_by: String,
 }
 
 /// The exit-entry administration's answer to a filing, change or revocation.
@@ -70,6 +103,7 @@ impl PersonEvent {
             PersonEvent::RevocationSubmitted(_) => K::RevocationSubmitted,
             PersonEvent::RevocationAccepted(_) => K::RevocationAccepted,
             PersonEvent::RevocationRefused(_) => K::RevocationRefused,
+            PersonEvent::PersonalDataErased(_) => K::PersonalDataErased,
         }
     }
 }

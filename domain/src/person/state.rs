@@ -20,6 +20,9 @@ pub enum PersonState {
     Revoked,
     /// The exit-entry administration refused the filing.
     Rejected,
+    /// The person's personal data were erased (terminal): the history stays, its contents are
+    /// unreadable.
+    Erased,
 }
 named_enum!(PersonState {
     Unknown,
@@ -28,7 +31,8 @@ named_enum!(PersonState {
     Changing,
     Revoking,
     Revoked,
-    Rejected
+    Rejected,
+    Erased
 });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,6 +46,7 @@ pub enum PersonEventKind {
     RevocationSubmitted,
     RevocationAccepted,
     RevocationRefused,
+    PersonalDataErased,
 }
 named_enum!(PersonEventKind {
     FilingSubmitted,
@@ -53,6 +58,7 @@ named_enum!(PersonEventKind {
     RevocationSubmitted,
     RevocationAccepted,
     RevocationRefused,
+    PersonalDataErased,
 });
 
 use PersonEventKind as E;
@@ -70,4 +76,5 @@ pub const TRANSITIONS: &[Rule<PersonState, PersonEventKind>] = &[
     Rule { event: E::RevocationSubmitted, from: &[Filed],             to: Target::To(Revoking) },
     Rule { event: E::RevocationAccepted,  from: &[Revoking],          to: Target::To(Revoked) },
     Rule { event: E::RevocationRefused,   from: &[Revoking],          to: Target::To(Filed) },
+    Rule { event: E::PersonalDataErased,  from: &[Unknown, Revoked, Rejected], to: Target::To(Erased) },
 ];

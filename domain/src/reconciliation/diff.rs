@@ -208,7 +208,7 @@ mod tests {
     fn deposited(at: &str) -> DocumentEvent {
         DocumentEvent::Deposited(Deposited {
             kind: DepositKind::New,
-            record: record(),
+            record: record().into(),
             location: location("SIM-00000001", 1),
             operator: None,
             operated_at: time(at),

@@ -64,7 +64,7 @@ fn issued() -> IssuanceConfirmed {
         record_id: "BZ-1".into(),
         holder: holder(),
         document_type: DocumentType::OrdinaryPassport,
-        number: number(),
+        number: number().into(),
         issued_on: day(2026, 11, 20),
         valid_until: day(2036, 11, 19),
     }
@@ -82,7 +82,8 @@ fn deposited() -> Deposited {
             birth_date: day(1949, 12, 31),
             sex: Sex::Male,
             valid_until: day(2036, 11, 19),
-        },
+        }
+        .into(),
         location: location(),
         operator: Some("admin01".into()),
         operated_at: at("2026-11-23T10:30:05+08:00"),

@@ -23,14 +23,22 @@ fn submitted() -> FilingSubmitted {
     FilingSubmitted {
         filing_serial: SERIAL.into(),
         unit: "91350100M000100Y43".parse().expect("credit code"),
-        details: details("engineer"),
+        details: details("engineer").into(),
     }
 }
 
 fn change() -> ChangeSubmitted {
     ChangeSubmitted {
         filing_serial: SERIAL.into(),
-        details: details("director"),
+        details: details("director").into(),
+    }
+}
+
+fn erasure() -> PersonalDataErased {
+    PersonalDataErased {
+        ground: ErasureGround::PurposeFulfilled,
+        reference: "RS-2026-17".into(),
+        erased_by: "tok-operator".into(),
     }
 }
 
@@ -69,6 +77,8 @@ impl Machine for Person {
             (K::RevocationSubmitted, S::Filed) => Some(S::Revoking),
             (K::RevocationAccepted, S::Revoking) => Some(S::Revoked),
             (K::RevocationRefused, S::Revoking) => Some(S::Filed),
+            // Erasure by person (docs/personal-data.md): once the person is gone from the unit.
+            (K::PersonalDataErased, S::Unknown | S::Revoked | S::Rejected) => Some(S::Erased),
             _ => None,
         }
     }
@@ -93,6 +103,7 @@ impl Machine for Person {
             S::Revoking => then(filed(), Ev::RevocationSubmitted(revocation())),
             S::Revoked => then(Self::given(S::Revoking), Ev::RevocationAccepted(answer())),
             S::Rejected => then(Self::given(S::Filing), Ev::FilingRefused(answer())),
+            S::Erased => then(Self::given(S::Revoked), Ev::PersonalDataErased(erasure())),
         }
     }
 
@@ -121,6 +132,10 @@ impl Machine for Person {
                 C::RefuseRevocation(answer()),
                 Ev::RevocationRefused(answer()),
             ),
+            K::PersonalDataErased => (
+                C::ErasePersonalData(erasure()),
+                Ev::PersonalDataErased(erasure()),
+            ),
         }
     }
 }
@@ -128,7 +143,7 @@ impl Machine for Person {
 #[test]
 fn every_state_times_every_event() {
     let (allowed, refused) = run_every_pair::<Person>();
-    assert_eq!((allowed, refused), (10, 53));
+    assert_eq!((allowed, refused), (13, 67));
 }
 
 /// An accepted change puts the submitted details in force; a refused one keeps the old ones.
@@ -151,4 +166,36 @@ fn a_change_in_progress_keeps_the_old_details_in_force() {
     let person: Person = replay(Person::given(S::Changing));
     assert_eq!(person.details, Some(details("engineer")));
     assert_eq!(person.pending_details, Some(details("director")));
+}
+
+/// An erased person's events come back from the log with a mark where the details were: they
+/// still fold, to a person who is erased and whose details are not known any more.
+#[test]
+fn an_erased_persons_history_folds_without_the_details() {
+    let mut events = Person::given(S::Revoked);
+    for event in events.iter_mut() {
+        let mut json = serde_json::to_value(&*event).expect("serialise");
+        for variant in ["FilingSubmitted", "ChangeSubmitted"] {
+            if json.get(variant).is_some() {
+                json[variant]["details"] = serde_json::json!({"erased_for": "a".repeat(64)});
+            }
+        }
+        *event = serde_json::from_value(json).expect("an erased mark deserialises");
+    }
+    events.push(PersonEvent::PersonalDataErased(erasure()));
+    let person: Person = replay(events);
+    assert_eq!(person.state, S::Erased);
+    assert_eq!(person.details, None);
+    // And a mark is never taken for details, nor details for a mark.
+    let known: custody_domain::values::Personal<PersonDetails> =
+        serde_json::from_value(serde_json::to_value(details("engineer")).expect("json"))
+            .expect("details");
+    assert_eq!(known.known(), Some(&details("engineer")));
+    let refused = serde_json::from_value::<custody_domain::values::Personal<PersonDetails>>(
+        serde_json::json!({"erased_for": "a".repeat(64), "name": "x"}),
+    );
+    assert!(
+        refused.is_err(),
+        "a mark with more than its one field is not a mark"
+    );
 }

@@ -57,6 +57,10 @@ pub struct DocumentFilter {
     pub unit: Option<String>,
     /// A state's name.
     pub state: Option<String>,
+    /// The document number (ZJHM), looked up by its blind index.
+    pub number: Option<String>,
+    /// The holder's citizen ID number (GMSFHM), looked up by its blind index.
+    pub holder_citizen_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -152,8 +156,18 @@ impl Reader {
     ) -> Result<DocumentPage, ProjectionError> {
         let (documents, persons) = self.document_generations().await?;
         let (in_scope, units) = scope.filter(OWNER, 3);
+        let by_index = self
+            .blind_index_condition(&[
+                ("d.zjhm_index", "zjhm", filter.number.as_deref()),
+                (
+                    "d.holder_gmsfhm_index",
+                    "gmsfhm",
+                    filter.holder_citizen_id.as_deref(),
+                ),
+            ])
+            .await?;
         let from = format!(
-            "{} AND ($1 = '' OR {OWNER} = $1) AND ($2 = '' OR d.state = $2){in_scope}",
+            "{} AND ($1 = '' OR {OWNER} = $1) AND ($2 = '' OR d.state = $2){in_scope}{by_index}",
             joined(documents, persons)
         );
         let parameters = || {

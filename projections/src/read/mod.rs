@@ -110,6 +110,35 @@ impl Reader {
         self.log.platform().pool()
     }
 
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// SQL narrowing rows to those whose blind-index column holds one of the cells a value may
+    /// be stored as (each key of a rotation in progress), for each `(column, field, value)`
+    /// given a value. The cells are ours (`k<n>:<hex>`), checked, and inlined.
+    async fn blind_index_condition(
+        &self,
+        lookups: &[(&str, &str, Option<&str>)],
+    ) -> Result<String, ProjectionError> {
+        let mut sql = String::new();
+        for (column, field, value) in lookups {
+            let Some(value) = value else { continue };
+            let Some(vault) = self.log.personal_data() else {
+                return Err(custody_eventlog::EventLogError::NoMasterKey.into());
+            };
+            let keys = vault.index_keys().await?;
+            let cells: Vec<String> = keys
+                .candidates(field, value)
+                .into_iter()
+                .filter(|c| c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':'))
+                .map(|c| format!("'{c}'"))
+                .collect();
+            sql.push_str(&format!(" AND {column} IN ({})", cells.join(", ")));
+        }
+        Ok(sql)
+    }
+
     /// The generation of a view that readers see now.
     pub async fn generation(&self, projection: Projection) -> Result<i64, ProjectionError> {
         Ok(crate::status(self.pool(), projection)

@@ -118,7 +118,12 @@ impl Reader {
                 name: filed_cells.as_ref().and_then(|c| c.0.clone()),
                 citizen_id: filed_cells.as_ref().and_then(|c| c.1.clone()),
                 status: PersonStatus::Filed(state(&row, "state")?),
-                unit: row.try_get("unit")?,
+                // A person erased before any filing has no unit of their own: the unit that
+                // holds their documents sees them.
+                unit: match row.try_get::<Option<String>, _>("unit")? {
+                    Some(unit) => Some(unit),
+                    None => identifying(&held).and_then(|d| d.unit.clone()),
+                },
                 documents,
             },
             None => match identifying(&held) {
@@ -135,6 +140,51 @@ impl Reader {
             },
         };
         Ok(Some(person).filter(|p| scope.sees(p.unit.as_deref())))
+    }
+
+    /// The RYBS of the persons with this citizen ID number (by its blind index: filed ones and
+    /// documents' holders), those `scope` sees, in order.
+    pub async fn persons_by_citizen_id(
+        &self,
+        scope: &Scope,
+        citizen_id: &str,
+    ) -> Result<Vec<String>, ProjectionError> {
+        let persons = self.generation(Projection::Persons).await?;
+        let documents = self.generation(Projection::Documents).await?;
+        let filed = self
+            .blind_index_condition(&[("gmsfhm_index", "gmsfhm", Some(citizen_id))])
+            .await?;
+        let held = self
+            .blind_index_condition(&[("holder_gmsfhm_index", "gmsfhm", Some(citizen_id))])
+            .await?;
+        let sql = format!(
+            "SELECT rybs AS id FROM view_persons WHERE generation = $1{filed} \
+             UNION SELECT holder_rybs AS id FROM view_documents \
+             WHERE generation = $2 AND holder_rybs IS NOT NULL{held} ORDER BY id"
+        );
+        let ids: Vec<String> = sqlx::query_scalar(&sql)
+            .bind(persons)
+            .bind(documents)
+            .fetch_all(self.pool())
+            .await?;
+        let mut seen = Vec::new();
+        for id in ids {
+            if self.person(scope, &id).await?.is_some() {
+                seen.push(id);
+            }
+        }
+        Ok(seen)
+    }
+
+    /// The ZJBS of every document naming `holder`, whatever the scope (an operator's erasure
+    /// asks), in order.
+    pub async fn documents_held_by(&self, holder: &str) -> Result<Vec<String>, ProjectionError> {
+        Ok(self
+            .held_by(holder)
+            .await?
+            .into_iter()
+            .map(|d| d.id)
+            .collect())
     }
 
     /// The documents naming `holder`, in ZJBS order.

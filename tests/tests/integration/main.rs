@@ -1,11 +1,13 @@
 //! Integration tests: one binary, so the throwaway PostgreSQL and nats-server start once.
 
 mod backup;
+mod blind_indexes;
 mod business_time;
 mod checkpoints;
 mod concurrency;
 mod custody;
 mod department_page;
+mod erasure;
 mod errors;
 mod exit_entry;
 mod faults;

@@ -145,6 +145,7 @@ impl Machine for PersonMachine {
             ]
             .concat(),
             PersonState::Rejected => vec![submit_filing(), PersonCommand::RefuseFiling(answer())],
+            PersonState::Erased => vec![erase_personal_data()],
         }
     }
     fn command_for(kind: PersonEventKind, _: &str) -> PersonCommand {
@@ -158,6 +159,7 @@ impl Machine for PersonMachine {
             PersonEventKind::RevocationSubmitted => submit_revocation(),
             PersonEventKind::RevocationAccepted => PersonCommand::AcceptRevocation(answer()),
             PersonEventKind::RevocationRefused => PersonCommand::RefuseRevocation(answer()),
+            PersonEventKind::PersonalDataErased => erase_personal_data(),
         }
     }
     async fn run(c: &Commands, id: &str, command: PersonCommand) -> Result<Outcome, CommandError> {
@@ -166,6 +168,14 @@ impl Machine for PersonMachine {
     fn state_of(aggregate: &Person) -> PersonState {
         aggregate.state
     }
+}
+
+fn erase_personal_data() -> PersonCommand {
+    PersonCommand::ErasePersonalData(person::PersonalDataErased {
+        ground: person::ErasureGround::PurposeFulfilled,
+        reference: "RS-2026-17".into(),
+        erased_by: "tok-operator".into(),
+    })
 }
 
 struct CabinetMachine;
