@@ -8,6 +8,7 @@ mod custody;
 mod department_page;
 mod errors;
 mod exit_entry;
+mod failover;
 mod faults;
 mod feed;
 mod harness;
