@@ -425,7 +425,7 @@ pub(crate) async fn send_until_taken(
             Instant::now() < deadline,
             "no instance acknowledged the report"
         );
-        if (first + round + 1) % now.len() == 0 {
+        if (first + round + 1).is_multiple_of(now.len()) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         attempt = cabinet
@@ -783,5 +783,97 @@ async fn a_cabinet_disabled_through_one_instance_is_refused_by_the_other() {
             "b still takes the disabled cabinet"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A client that does not follow redirects, to see where the department page sends a request.
+fn page_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+async fn page(client: &reqwest::Client, base: &str, session: &str) -> reqwest::Response {
+    client
+        .get(format!("{base}/ui/"))
+        .header("cookie", format!("{}={session}", custody_api::ui::COOKIE))
+        .send()
+        .await
+        .expect("page")
+}
+
+#[tokio::test]
+async fn a_department_page_session_made_on_one_instance_holds_on_the_other() {
+    let cluster = Cluster::start().await;
+    let (a, b) = (cluster.a.base.clone(), cluster.b.base.clone());
+    let client = page_client();
+    let unit = custody_simulator::generate::random_credit_code(&mut rand::rng());
+    let made = cluster
+        .client
+        .post(format!("{a}/api/v1/ops/orgs"))
+        .bearer_auth(OPS_TOKEN)
+        .json(&json!({"code": unit, "name": "测试单位", "parent": null}))
+        .send()
+        .await
+        .expect("create the unit");
+    assert_eq!(made.status(), 201);
+    let issued: Value = cluster
+        .client
+        .post(format!("{a}/api/v1/ops/tokens"))
+        .bearer_auth(OPS_TOKEN)
+        .json(&json!({"role": "reader", "org": unit, "scopes": []}))
+        .send()
+        .await
+        .expect("issue a token")
+        .json()
+        .await
+        .expect("token JSON");
+    let token = issued["token"].as_str().expect("token secret");
+
+    // Signed in through a.
+    let signed_in = client
+        .post(format!("{a}/ui/login"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{}=", custody_api::ui::COOKIE)))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    assert_eq!(page(&client, &a, &cookie).await.status(), 200);
+
+    // The other instance knows the session, as a load balancer sending the browser there needs.
+    let there = page(&client, &b, &cookie).await;
+    assert_eq!(there.status(), 200, "b takes a's session");
+    let html = there.text().await.expect("page");
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the session's CSRF value in the page")
+        .to_string();
+
+    // Signed out through b: ended on a too.
+    let signed_out = client
+        .post(format!("{b}/ui/logout"))
+        .header("cookie", format!("{}={cookie}", custody_api::ui::COOKIE))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("sign out");
+    assert_eq!(signed_out.status(), 303);
+    for base in [&a, &b] {
+        let after = page(&client, base, &cookie).await;
+        assert_eq!(after.status(), 303, "{base}");
+        assert_eq!(after.headers()["location"], "/ui/login");
     }
 }
