@@ -5,11 +5,11 @@
 -- on the platform clock; a session ends after 30 minutes unused or 8 hours after sign-in.
 CREATE TABLE page_sessions
 (
-    id_sm3     text PRIMARY KEY,
-    token_sm3  text   NOT NULL,
-    csrf       text   NOT NULL,
-    started_ms bigint NOT NULL,
-    seen_ms    bigint NOT NULL
-);
+    id_sm3     TEXT PRIMARY KEY,
+    token_sm3  TEXT    NOT NULL,
+    csrf       TEXT    NOT NULL,
+    started_ms INTEGER NOT NULL,
+    seen_ms    INTEGER NOT NULL
+) STRICT;
 
 CREATE INDEX page_sessions_seen ON page_sessions (seen_ms);
