@@ -4,6 +4,8 @@
 //! - [`postgres()`]: a throwaway PostgreSQL cluster (initdb as the `postgres` user when the
 //!   tests run as root, since initdb refuses root), on a random loopback port; every test takes
 //!   its own database from it with [`PostgresServer::fresh_database`].
+//! - [`PostgresPair`]: a primary and a synchronous standby made from it (`pg_basebackup -R`), for
+//!   a failover test to kill the one and promote the other.
 //! - [`nats()`]: a nats-server with JetStream on a random loopback port and a temporary store;
 //!   [`NatsServer::start`] gives a test its own server to kill and restart.
 //! - Each server is watched by a small shell loop that stops it by PID, and removes its
