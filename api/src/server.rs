@@ -173,6 +173,9 @@ impl App {
             config.checkpoint_witness.clone(),
             nats_witness,
         ));
+        let sessions = Arc::new(crate::sessions::Sessions::new(
+            commands.log().platform().clone(),
+        ));
         let registry = Registry::load(&commands).await?;
         let read_side = ReadSide::start(
             commands.log(),
@@ -223,7 +226,7 @@ impl App {
             reconciliation_window: config.reconciliation_window,
             checkpointer,
             metrics,
-            sessions: Default::default(),
+            sessions,
             instance,
         };
         let first_operator_token = bootstrap_operator(&state, config.ops_token.as_deref()).await?;

@@ -17,6 +17,7 @@ mod history;
 pub mod leases;
 mod log;
 mod lookups;
+mod page_sessions;
 pub mod personal;
 mod platform;
 pub mod rejection_spool;
@@ -30,6 +31,7 @@ pub use commit_order::{CommitPosition, CommittedEvent};
 pub use error::EventLogError;
 pub use leases::{fence, Lease, LeaseConfig, LeaseKeeper, LeaseRow, Leases};
 pub use log::{Backend, EventLog, StoredEvent, StoredEventRef};
+pub use page_sessions::{PageSession, SessionLimits};
 pub use platform::{
     Org, PlatformStore, QueryAuditEntry, SenderRecord, TokenRecord, TOKEN_USE_RESOLUTION_MS,
 };

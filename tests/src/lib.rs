@@ -4,6 +4,8 @@
 //! - [`postgres()`]: a throwaway PostgreSQL cluster (initdb as the `postgres` user when the
 //!   tests run as root, since initdb refuses root), on a random loopback port; every test takes
 //!   its own database from it with [`PostgresServer::fresh_database`].
+//! - [`PostgresPair`]: a primary and a synchronous standby made from it (`pg_basebackup -R`), for
+//!   a failover test to kill the one and promote the other.
 //! - [`nats()`]: a nats-server with JetStream on a random loopback port and a temporary store;
 //!   [`NatsServer::start`] gives a test its own server to kill and restart.
 //! - Each server is watched by a small shell loop that stops it by PID, and removes its
@@ -522,6 +524,140 @@ impl Drop for OwnPostgres {
     }
 }
 
+/// A PostgreSQL primary with a synchronous standby streaming from it, both on loopback ports
+/// (docs/scaling.md, "PostgreSQL with a synchronous standby"): the primary answers a commit
+/// only once the standby has flushed it (`synchronous_commit = on`, the standby named in
+/// `synchronous_standby_names`), so the standby, once promoted, holds every commit that was
+/// answered. The standby is made as an operator makes one: `pg_basebackup -R` of the primary.
+pub struct PostgresPair {
+    pub primary: PostgresServer,
+    pub standby: PostgresServer,
+    standby_data: PathBuf,
+    primary_child: Option<Child>,
+    standby_child: Option<Child>,
+}
+
+impl PostgresPair {
+    /// The standby's `cluster_name`, which its WAL receiver gives the primary as its name.
+    pub const STANDBY_NAME: &'static str = "standby";
+
+    pub fn start() -> Result<PostgresPair, String> {
+        let primary_dir = temp_dir("custody-pg-primary-")?;
+        let primary_data = PostgresServer::initdb(&primary_dir)?;
+        let primary_port = free_port()?;
+        let primary_child = PostgresServer::spawn_with(
+            &primary_data,
+            &primary_dir,
+            primary_port,
+            &[
+                ("wal_level", "replica"),
+                ("max_wal_senders", "4"),
+                ("synchronous_commit", "on"),
+                ("synchronous_standby_names", Self::STANDBY_NAME),
+            ],
+        )?;
+        watch(primary_child.id(), &primary_dir, "INT")?;
+        PostgresServer::wait_ready(&primary_data, &primary_dir)?;
+
+        let standby_dir = temp_dir("custody-pg-standby-")?;
+        PostgresServer::own_directory(&standby_dir)?;
+        let standby_data = standby_dir.join("data");
+        let mut basebackup = PostgresServer::tool("pg_basebackup")?;
+        basebackup
+            .arg("-D")
+            .arg(&standby_data)
+            .args(["-h", "127.0.0.1", "-p", &primary_port.to_string()])
+            // -R: standby.signal and primary_conninfo, so it starts as the primary's standby.
+            .args(["-U", "postgres", "-R", "-X", "stream", "--checkpoint=fast"])
+            .arg("--no-sync");
+        run(&mut basebackup, "pg_basebackup")?;
+        let standby_port = free_port()?;
+        let standby_child = PostgresServer::spawn_with(
+            &standby_data,
+            &standby_dir,
+            standby_port,
+            &[("cluster_name", Self::STANDBY_NAME), ("hot_standby", "on")],
+        )?;
+        watch(standby_child.id(), &standby_dir, "INT")?;
+        // A hot standby's postmaster.pid does not say `ready`: ask it whether it takes sessions.
+        wait_until(Duration::from_secs(60), || {
+            PostgresServer::tool("pg_isready")
+                .and_then(|mut c| {
+                    run(
+                        c.args(["-h", "127.0.0.1", "-p", &standby_port.to_string()]),
+                        "pg_isready",
+                    )
+                })
+                .is_ok()
+        })
+        .map_err(|_| {
+            format!(
+                "the standby did not start; its log: {}",
+                fs::read_to_string(standby_dir.join("postgres.log")).unwrap_or_default()
+            )
+        })?;
+        Ok(PostgresPair {
+            primary: PostgresServer {
+                server_url: format!("postgres://postgres@127.0.0.1:{primary_port}"),
+                pid: primary_child.id(),
+                dir: primary_dir,
+            },
+            standby: PostgresServer {
+                server_url: format!("postgres://postgres@127.0.0.1:{standby_port}"),
+                pid: standby_child.id(),
+                dir: standby_dir,
+            },
+            standby_data,
+            primary_child: Some(primary_child),
+            standby_child: Some(standby_child),
+        })
+    }
+
+    /// The primary's machine lost: SIGKILL to the postmaster and to each of its processes at
+    /// once, so no backend lives on to finish anything.
+    pub fn kill_primary(&mut self) {
+        let Some(mut child) = self.primary_child.take() else {
+            return;
+        };
+        let children = Command::new("ps")
+            .args(["-o", "pid=", "--ppid", &child.id().to_string()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let mut kill = Command::new("kill");
+        kill.args(["-KILL", &child.id().to_string()]);
+        kill.args(children.split_whitespace());
+        let _ = kill.status();
+        let _ = child.wait();
+    }
+
+    /// Promotes the standby (`pg_ctl promote`) and waits until it takes writes.
+    pub fn promote(&self) -> Result<(), String> {
+        let mut promote = PostgresServer::tool("pg_ctl")?;
+        promote
+            .arg("promote")
+            .arg("-D")
+            .arg(&self.standby_data)
+            .args(["-w", "-t", "60"]);
+        run(&mut promote, "pg_ctl promote")?;
+        PostgresServer::wait_ready(&self.standby_data, &self.standby.dir)
+    }
+}
+
+impl Drop for PostgresPair {
+    fn drop(&mut self) {
+        for mut child in [self.primary_child.take(), self.standby_child.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl PostgresServer {
     fn start() -> Result<PostgresServer, String> {
         // The shared cluster lives as long as the test process; its watchdog stops it.
@@ -529,50 +665,8 @@ impl PostgresServer {
     }
 
     fn start_cluster() -> Result<(PostgresServer, PathBuf, u16, Child), String> {
-        let bin = postgres_bin_dir()?;
         let dir = temp_dir("custody-pg-")?;
-        let data = dir.join("data");
-        let as_postgres = running_as_root();
-        if as_postgres {
-            // initdb refuses to run as root: the cluster belongs to the `postgres` user.
-            let status = Command::new("chown")
-                .args(["postgres:postgres", &dir.display().to_string()])
-                .status()
-                .map_err(|e| format!("chown: {e}"))?;
-            if !status.success() {
-                return Err("chown of the PostgreSQL directory failed".into());
-            }
-        }
-        let initdb = bin.join("initdb");
-        let mut init = if as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&initdb);
-            c
-        } else {
-            Command::new(&initdb)
-        };
-        let output = init
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", initdb.display()))?;
-        if !output.status.success() {
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
+        let data = Self::initdb(&dir)?;
         let port = free_port()?;
         let child = Self::spawn(&data, &dir, port)?;
         let pid = child.id();
@@ -590,7 +684,76 @@ impl PostgresServer {
         ))
     }
 
+    /// A directory the server may own: the `postgres` user's when the tests run as root
+    /// (initdb and postgres refuse root).
+    fn own_directory(dir: &Path) -> Result<(), String> {
+        if !running_as_root() {
+            return Ok(());
+        }
+        let status = Command::new("chown")
+            .args(["postgres:postgres", &dir.display().to_string()])
+            .status()
+            .map_err(|e| format!("chown: {e}"))?;
+        if !status.success() {
+            return Err("chown of the PostgreSQL directory failed".into());
+        }
+        Ok(())
+    }
+
+    /// A PostgreSQL tool, run as the `postgres` user when the tests run as root.
+    fn tool(name: &str) -> Result<Command, String> {
+        let bin = postgres_bin_dir()?;
+        // A PATH may link only some of the tools (initdb, postgres): the others are beside
+        // what the links point to.
+        let path = [bin.join(name)]
+            .into_iter()
+            .chain(
+                fs::canonicalize(bin.join("initdb"))
+                    .ok()
+                    .and_then(|p| p.parent().map(|dir| dir.join(name))),
+            )
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| bin.join(name));
+        Ok(if running_as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        })
+    }
+
+    /// A new cluster in `dir`/data; its data directory.
+    fn initdb(dir: &Path) -> Result<PathBuf, String> {
+        let data = dir.join("data");
+        Self::own_directory(dir)?;
+        let mut init = Self::tool("initdb")?;
+        init.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
+        run(&mut init, "initdb")?;
+        Ok(data)
+    }
+
     fn spawn(data: &Path, dir: &Path, port: u16) -> Result<Child, String> {
+        // A throwaway cluster: durability is not what these tests measure.
+        Self::spawn_with(data, dir, port, &[("synchronous_commit", "off")])
+    }
+
+    /// Starts `postgres` with `settings` (`-c name=value`) beside the test defaults.
+    fn spawn_with(
+        data: &Path,
+        dir: &Path,
+        port: u16,
+        settings: &[(&str, &str)],
+    ) -> Result<Child, String> {
         let bin = postgres_bin_dir()?;
         let as_postgres = running_as_root();
         let log = fs::OpenOptions::new()
@@ -605,9 +768,15 @@ impl PostgresServer {
             .args(["-p", &port.to_string(), "-h", "127.0.0.1"])
             .arg("-k")
             .arg(dir)
-            // A throwaway cluster: durability is not what these tests measure.
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+            // No fsync: the tests kill processes, never the machine, so what a server wrote
+            // is in the page cache for the next one to read.
+            .args(["-c", "fsync=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=400"])
+            .args(
+                settings
+                    .iter()
+                    .flat_map(|(name, value)| ["-c".to_string(), format!("{name}={value}")]),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
@@ -809,6 +978,22 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs `command` to its end: an error with its output when it fails.
+fn run(command: &mut Command, what: &str) -> Result<(), String> {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(())
 }
 
 fn running_as_root() -> bool {

@@ -146,13 +146,17 @@ impl FromRequestParts<AppState> for Viewer {
     ) -> Result<Self, Self::Rejection> {
         let id = cookie(&parts.headers, COOKIE).ok_or(UiError::SignedOut)?;
         let now = state.commands.clock().now().timestamp_millis();
-        let session = state.sessions.touch(&id, now).ok_or(UiError::SignedOut)?;
+        let session = state
+            .sessions
+            .touch(&id, now)
+            .await?
+            .ok_or(UiError::SignedOut)?;
         // The token is looked up on every request: a revoked token ends the session now.
         let caller = match Caller::of_digest(state, &session.token_digest).await {
             Ok(caller) => caller,
             Err(error) => {
                 if error.code == ErrorCode::Unauthorized {
-                    state.sessions.close(&id);
+                    state.sessions.close(&id).await?;
                 }
                 return Err(error.into());
             }

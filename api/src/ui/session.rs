@@ -114,10 +114,10 @@ pub async fn login(
     }
     // Any session the browser had is ended: a sign-in always gets a new session id.
     if let Some(old) = cookie(&headers, COOKIE) {
-        state.sessions.close(&old);
+        state.sessions.close(&old).await?;
     }
     let now = state.commands.clock().now().timestamp_millis();
-    let (id, _) = state.sessions.open(&digest, now);
+    let (id, _) = state.sessions.open(&digest, now).await?;
     let mut response = Redirect::to("/ui/").into_response();
     if let Some(value) = session_cookie(&id, ABSOLUTE_MS / 1000, over_tls(&headers)) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -140,7 +140,7 @@ pub async fn logout(
         return Err(UiError::CrossSite);
     }
     if let Some(id) = cookie(&headers, COOKIE) {
-        state.sessions.close(&id);
+        state.sessions.close(&id).await?;
     }
     let mut response = Redirect::to("/ui/login").into_response();
     if let Some(value) = session_cookie("", 0, over_tls(&headers)) {

@@ -31,10 +31,10 @@ use crate::faults::assert_views_equal_replay_of;
 use crate::process_recovery::serve_on_loopback;
 
 /// The worker leases every instance registers (no relay: these instances feed from the store).
-const WORKERS: [&str; 4] = ["checkpointer", "maintenance", "processes", "projectors"];
+pub(crate) const WORKERS: [&str; 4] = ["checkpointer", "maintenance", "processes", "projectors"];
 
 /// Generous: what is asserted is that it happens, not how fast.
-const PATIENCE: Duration = Duration::from_secs(90);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(90);
 
 fn custody_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable");
@@ -60,7 +60,7 @@ fn free_port() -> u16 {
 }
 
 /// The master key file all of this binary's instances share.
-fn shared_master_key() -> PathBuf {
+pub(crate) fn shared_master_key() -> PathBuf {
     static DIR: std::sync::OnceLock<TempDir> = std::sync::OnceLock::new();
     let dir = DIR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("master key directory");
@@ -72,15 +72,31 @@ fn shared_master_key() -> PathBuf {
 }
 
 /// One `custody serve` process.
-struct Instance {
-    id: String,
-    base: String,
+pub(crate) struct Instance {
+    pub(crate) id: String,
+    pub(crate) base: String,
     child: Child,
     dir: TempDir,
 }
 
 impl Instance {
-    fn start(id: &str, database_url: &str, webhook: &str, checkpoint_key: Option<&Path>) -> Self {
+    pub(crate) fn start(
+        id: &str,
+        database_url: &str,
+        webhook: &str,
+        checkpoint_key: Option<&Path>,
+    ) -> Self {
+        Self::start_with(id, database_url, webhook, checkpoint_key, &[])
+    }
+
+    /// As [`Instance::start`], with more options (`--nats-url …`).
+    pub(crate) fn start_with(
+        id: &str,
+        database_url: &str,
+        webhook: &str,
+        checkpoint_key: Option<&Path>,
+        extra: &[String],
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("custody-instance-")
             .tempdir()
@@ -112,6 +128,7 @@ impl Instance {
         if let Some(key) = checkpoint_key {
             command.arg("--checkpoint-key").arg(key);
         }
+        command.args(extra);
         let child = command.spawn().expect("spawn custody serve");
         Instance {
             id: id.to_string(),
@@ -121,15 +138,15 @@ impl Instance {
         }
     }
 
-    fn checkpoint_key(&self) -> PathBuf {
+    pub(crate) fn checkpoint_key(&self) -> PathBuf {
         self.dir.path().join("data").join("checkpoint-sign.key.pem")
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
     }
 
-    async fn healthy(&self, client: &reqwest::Client) {
+    pub(crate) async fn healthy(&self, client: &reqwest::Client) {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let answer = client.get(format!("{}/health", self.base)).send().await;
@@ -146,7 +163,7 @@ impl Instance {
         }
     }
 
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args(["-s", signal, &self.child.id().to_string()])
             .status()
@@ -154,7 +171,7 @@ impl Instance {
         assert!(status.success(), "kill -s {signal}");
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         self.signal("KILL");
         let _ = self.child.wait();
     }
@@ -167,7 +184,7 @@ impl Drop for Instance {
     }
 }
 
-async fn ops(client: &reqwest::Client, base: &str, path: &str) -> Value {
+pub(crate) async fn ops(client: &reqwest::Client, base: &str, path: &str) -> Value {
     let answer = client
         .get(format!("{base}{path}"))
         .bearer_auth(OPS_TOKEN)
@@ -180,10 +197,20 @@ async fn ops(client: &reqwest::Client, base: &str, path: &str) -> Value {
 
 /// `GET /api/v1/ops/workers` of each instance, once they all give the same workers, each held
 /// by `holder` (any holder when None); the holder of each worker.
-async fn workers_settled(
+pub(crate) async fn workers_settled(
     client: &reqwest::Client,
     bases: &[&str],
     holder: Option<&str>,
+) -> BTreeMap<String, String> {
+    workers_settled_as(client, bases, holder, &WORKERS).await
+}
+
+/// As [`workers_settled`], for instances that register the lease `names` (sorted).
+pub(crate) async fn workers_settled_as(
+    client: &reqwest::Client,
+    bases: &[&str],
+    holder: Option<&str>,
+    expected: &[&str],
 ) -> BTreeMap<String, String> {
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -210,8 +237,8 @@ async fn workers_settled(
             .map(|all| all.iter().filter_map(|w| w["name"].as_str()).collect())
             .unwrap_or_default();
         let settled = answers.iter().all(|a| a == first)
-            && names == WORKERS
-            && holders.len() == WORKERS.len()
+            && names == expected
+            && holders.len() == expected.len()
             && holder.is_none_or(|h| holders.values().all(|v| v == h));
         if settled {
             return holders;
@@ -226,7 +253,7 @@ async fn workers_settled(
 
 /// A webhook receiver that counts each notification id it is sent.
 #[derive(Clone, Default)]
-struct Webhook {
+pub(crate) struct Webhook {
     received: Arc<Mutex<BTreeMap<String, usize>>>,
 }
 
@@ -246,7 +273,7 @@ async fn receive(State(hook): State<Webhook>, headers: HeaderMap) -> StatusCode 
 }
 
 impl Webhook {
-    async fn start() -> (Webhook, String) {
+    pub(crate) async fn start() -> (Webhook, String) {
         let hook = Webhook::default();
         let (address, _) = serve_on_loopback(
             Router::new()
@@ -257,7 +284,7 @@ impl Webhook {
         (hook, format!("http://{address}/reminders"))
     }
 
-    fn counts(&self) -> BTreeMap<String, usize> {
+    pub(crate) fn counts(&self) -> BTreeMap<String, usize> {
         self.received
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -266,7 +293,7 @@ impl Webhook {
 }
 
 /// Queues `n` notifications due now, straight into the outbox (as the reminder process does).
-async fn queue_notifications(log: &EventLog, prefix: &str, n: usize) -> Vec<String> {
+pub(crate) async fn queue_notifications(log: &EventLog, prefix: &str, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         let id = format!("{prefix}-{i}");
@@ -286,7 +313,7 @@ async fn queue_notifications(log: &EventLog, prefix: &str, n: usize) -> Vec<Stri
     ids
 }
 
-async fn all_delivered(log: &EventLog, ids: &[String]) {
+pub(crate) async fn all_delivered(log: &EventLog, ids: &[String]) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let mut pending = 0;
@@ -308,19 +335,19 @@ async fn all_delivered(log: &EventLog, ids: &[String]) {
 }
 
 /// Each of `ids` reached the webhook exactly once.
-fn each_once(hook: &Webhook, ids: &[String]) {
+pub(crate) fn each_once(hook: &Webhook, ids: &[String]) {
     let counts = hook.counts();
     for id in ids {
         assert_eq!(counts.get(id), Some(&1), "notification {id}: {counts:?}");
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemClock.now().timestamp_millis()
 }
 
 /// A cabinet of a new unit, enrolled and activated through `base`.
-async fn active_cabinet(client: &reqwest::Client, base: &str) -> SimulatedCabinet {
+pub(crate) async fn active_cabinet(client: &reqwest::Client, base: &str) -> SimulatedCabinet {
     let unit = custody_simulator::generate::random_credit_code(&mut rand::rng());
     let call = |path: &str, body: Value| {
         client
@@ -355,9 +382,12 @@ async fn active_cabinet(client: &reqwest::Client, base: &str) -> SimulatedCabine
     cabinet
 }
 
+/// The instances a report may be sent to; an instance restarted elsewhere replaces its URL.
+pub(crate) type Bases = Arc<Mutex<Vec<String>>>;
+
 /// Sends `request` to `bases[first]`, and while no instance acknowledges it (no answer, 5xx,
 /// 429), signs it again (a new reqid, the same business serial) and tries the next, as a
-/// cabinet behind a failing-over client does. The instance that acknowledged it.
+/// cabinet behind a failing-over client does. The index of the instance that acknowledged it.
 async fn send_until_acknowledged(
     client: &reqwest::Client,
     cabinet: &SimulatedCabinet,
@@ -365,18 +395,37 @@ async fn send_until_acknowledged(
     first: usize,
     request: &SignedRequest,
 ) -> usize {
+    let shared: Bases = Arc::new(Mutex::new(bases.to_vec()));
+    let took = send_until_taken(client, cabinet, &shared, first, request).await;
+    bases.iter().position(|b| *b == took).expect("one of ours")
+}
+
+/// As [`send_until_acknowledged`], over instances that may move while it retries: the URL of
+/// the instance that acknowledged it.
+pub(crate) async fn send_until_taken(
+    client: &reqwest::Client,
+    cabinet: &SimulatedCabinet,
+    bases: &Bases,
+    first: usize,
+    request: &SignedRequest,
+) -> String {
+    let deadline = Instant::now() + PATIENCE;
     let mut attempt = request.clone();
     for round in 0.. {
-        let at = (first + round) % bases.len();
-        match custody_simulator::post(client, &bases[at], &attempt).await {
-            Ok((200, body)) if body["status"] == true => return at,
+        let now = bases.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let base = &now[(first + round) % now.len()];
+        match custody_simulator::post(client, base, &attempt).await {
+            Ok((200, body)) if body["status"] == true => return base.clone(),
             // Not taken: the next instance is tried.
             Ok((status, _)) if status >= 500 || status == 429 => {}
             Ok((status, body)) => panic!("report refused: {status} {body}"),
             Err(_) => {}
         }
-        assert!(round < 2_000, "no instance acknowledged the report");
-        if at + 1 == bases.len() {
+        assert!(
+            Instant::now() < deadline,
+            "no instance acknowledged the report"
+        );
+        if (first + round + 1).is_multiple_of(now.len()) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         attempt = cabinet
@@ -411,7 +460,7 @@ fn spawn_load(
     })
 }
 
-async fn wait_for(acknowledged: &AtomicUsize, at_least: usize) {
+pub(crate) async fn wait_for(acknowledged: &AtomicUsize, at_least: usize) {
     let deadline = Instant::now() + PATIENCE;
     while acknowledged.load(Ordering::Relaxed) < at_least {
         assert!(Instant::now() < deadline, "the load stalled");
@@ -420,7 +469,7 @@ async fn wait_for(acknowledged: &AtomicUsize, at_least: usize) {
 }
 
 /// Every projection has applied every committed event, as `base` reports.
-async fn caught_up(client: &reqwest::Client, base: &str, log: &EventLog) {
+pub(crate) async fn caught_up(client: &reqwest::Client, base: &str, log: &EventLog) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let stored = log.count().await.expect("count");
@@ -468,6 +517,19 @@ async fn cursors(log: &EventLog) -> BTreeMap<String, (i64, i64)> {
     all
 }
 
+/// The log and a command service over `url`, opening personal data as the instances do.
+pub(crate) async fn connect(url: &str) -> (EventLog, Commands) {
+    let log = EventLog::connect_postgres(url, 5)
+        .await
+        .expect("connect")
+        .with_personal_data(Arc::new(
+            custody_vault::MasterKeyFile::load_or_generate(&shared_master_key())
+                .expect("the shared master key"),
+        ));
+    let commands = Commands::new(log.clone(), Arc::new(SystemClock));
+    (log, commands)
+}
+
 struct Cluster {
     log: EventLog,
     commands: Commands,
@@ -491,14 +553,7 @@ impl Cluster {
         a.healthy(&client).await;
         let b = Instance::start("b", &url, &webhook, Some(&a.checkpoint_key()));
         b.healthy(&client).await;
-        let log = EventLog::connect_postgres(&url, 5)
-            .await
-            .expect("connect")
-            .with_personal_data(Arc::new(
-                custody_vault::MasterKeyFile::load_or_generate(&shared_master_key())
-                    .expect("the shared master key"),
-            ));
-        let commands = Commands::new(log.clone(), Arc::new(SystemClock));
+        let (log, commands) = connect(&url).await;
         Cluster {
             log,
             commands,
@@ -728,5 +783,97 @@ async fn a_cabinet_disabled_through_one_instance_is_refused_by_the_other() {
             "b still takes the disabled cabinet"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A client that does not follow redirects, to see where the department page sends a request.
+fn page_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+async fn page(client: &reqwest::Client, base: &str, session: &str) -> reqwest::Response {
+    client
+        .get(format!("{base}/ui/"))
+        .header("cookie", format!("{}={session}", custody_api::ui::COOKIE))
+        .send()
+        .await
+        .expect("page")
+}
+
+#[tokio::test]
+async fn a_department_page_session_made_on_one_instance_holds_on_the_other() {
+    let cluster = Cluster::start().await;
+    let (a, b) = (cluster.a.base.clone(), cluster.b.base.clone());
+    let client = page_client();
+    let unit = custody_simulator::generate::random_credit_code(&mut rand::rng());
+    let made = cluster
+        .client
+        .post(format!("{a}/api/v1/ops/orgs"))
+        .bearer_auth(OPS_TOKEN)
+        .json(&json!({"code": unit, "name": "测试单位", "parent": null}))
+        .send()
+        .await
+        .expect("create the unit");
+    assert_eq!(made.status(), 201);
+    let issued: Value = cluster
+        .client
+        .post(format!("{a}/api/v1/ops/tokens"))
+        .bearer_auth(OPS_TOKEN)
+        .json(&json!({"role": "reader", "org": unit, "scopes": []}))
+        .send()
+        .await
+        .expect("issue a token")
+        .json()
+        .await
+        .expect("token JSON");
+    let token = issued["token"].as_str().expect("token secret");
+
+    // Signed in through a.
+    let signed_in = client
+        .post(format!("{a}/ui/login"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{}=", custody_api::ui::COOKIE)))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    assert_eq!(page(&client, &a, &cookie).await.status(), 200);
+
+    // The other instance knows the session, as a load balancer sending the browser there needs.
+    let there = page(&client, &b, &cookie).await;
+    assert_eq!(there.status(), 200, "b takes a's session");
+    let html = there.text().await.expect("page");
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the session's CSRF value in the page")
+        .to_string();
+
+    // Signed out through b: ended on a too.
+    let signed_out = client
+        .post(format!("{b}/ui/logout"))
+        .header("cookie", format!("{}={cookie}", custody_api::ui::COOKIE))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("sign out");
+    assert_eq!(signed_out.status(), 303);
+    for base in [&a, &b] {
+        let after = page(&client, base, &cookie).await;
+        assert_eq!(after.status(), 303, "{base}");
+        assert_eq!(after.headers()["location"], "/ui/login");
     }
 }

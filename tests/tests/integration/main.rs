@@ -10,6 +10,7 @@ mod department_page;
 mod erasure;
 mod errors;
 mod exit_entry;
+mod failover;
 mod faults;
 mod feed;
 mod harness;
