@@ -134,6 +134,8 @@ pub struct AppOptions {
     pub rejection_log: RejectionLogConfig,
     /// Where reminders are delivered (none: they stay queued in the outbox).
     pub webhook: Option<custody_processes::WebhookConfig>,
+    /// Seal personal data at rest (always, but for the sealing benchmark's "before" run).
+    pub seal_personal_data: bool,
 }
 
 impl Default for AppOptions {
@@ -156,6 +158,7 @@ impl Default for AppOptions {
             checkpoint_witness: None,
             rejection_log: RejectionLogConfig::default(),
             webhook: None,
+            seal_personal_data: true,
         }
     }
 }
@@ -213,6 +216,7 @@ impl TestApp {
         config.checkpoint_witness = options.checkpoint_witness.clone();
         config.rejection_log = options.rejection_log;
         config.processes.webhook = options.webhook.clone();
+        config.seal_personal_data = options.seal_personal_data;
         let app = App::build_with_clock(&config, Arc::new(options.clock.clone()))
             .await
             .expect("build the app");
