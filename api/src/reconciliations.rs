@@ -78,7 +78,8 @@ pub(crate) async fn results(
     let filter = query.filter()?;
     let pool = state.commands.log().platform().pool();
     let sees = |unit: Option<&str>| scope.sees(unit);
-    let batches = read::results(pool, &filter, sees, LIMIT)
+    let batches = crate::read::reader(state)
+        .reconciliation_results(&filter, sees, LIMIT)
         .await
         .map_err(view_error)?;
     let gaps = read::inventory_gaps(pool, &filter, sees, LIMIT)

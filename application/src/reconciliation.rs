@@ -148,6 +148,18 @@ impl Application {
                 .await?;
             reconciliation = self.commands.load(&id).await?;
         }
+        // The stored diff keeps no names (docs/personal-data.md); the cabinet's answer does.
+        if let Some(diff) = reconciliation.diff.as_mut() {
+            let mut documents = HashMap::new();
+            for deviation in &diff.state_deviations {
+                let id = deviation.document.as_str();
+                if !documents.contains_key(id) {
+                    documents.insert(id.to_string(), self.commands.load::<Document>(id).await?);
+                }
+            }
+            self.name_holders(&documents, &mut diff.state_deviations)
+                .await?;
+        }
         Ok(ReconciliationAnswer {
             serial,
             duplicate,

@@ -423,6 +423,15 @@ impl PersonalData {
         Ok(ring)
     }
 
+    /// The keys of `persons` for opening, read on `connection` (a projector's transaction).
+    pub async fn opening_ring_on(
+        &self,
+        persons: HashSet<String>,
+        connection: &mut sqlx::AnyConnection,
+    ) -> Result<KeyRing, EventLogError> {
+        self.keys_for_on(persons, Some(connection)).await
+    }
+
     /// As [`PersonalData::key_ring`] with `create`, the missing keys made in the caller's
     /// transaction: a projector holding SQLite's write lock cannot wait for another connection's
     /// insert. Keys made here are not kept in memory, since the transaction may yet roll back
@@ -432,7 +441,11 @@ impl PersonalData {
         persons: HashSet<String>,
         connection: &mut sqlx::AnyConnection,
     ) -> Result<KeyRing, EventLogError> {
-        let mut ring = self.keys_for(persons.clone()).await?;
+        // Read on the caller's connection too: the pool's others may all be waiting for the
+        // write lock this transaction holds.
+        let mut ring = self
+            .keys_for_on(persons.clone(), Some(&mut *connection))
+            .await?;
         let now = chrono::Utc::now().timestamp_millis();
         for person in persons {
             if ring.keys.contains_key(&person) || ring.erased.contains(&person) {
@@ -649,6 +662,15 @@ impl PersonalData {
     /// The keys of these persons, from memory or the table, and which of them were erased; an
     /// unknown person is left out.
     async fn keys_for(&self, persons: HashSet<String>) -> Result<KeyRing, EventLogError> {
+        self.keys_for_on(persons, None).await
+    }
+
+    /// As [`PersonalData::keys_for`], reading on `connection` when given.
+    async fn keys_for_on(
+        &self,
+        persons: HashSet<String>,
+        connection: Option<&mut sqlx::AnyConnection>,
+    ) -> Result<KeyRing, EventLogError> {
         let mut found = HashMap::new();
         let mut missing = HashSet::new();
         for person in persons {
@@ -663,7 +685,7 @@ impl PersonalData {
         }
         let mut erased = HashSet::new();
         if !missing.is_empty() {
-            let (keys, gone) = self.load(missing).await?;
+            let (keys, gone) = self.load(missing, connection).await?;
             found.extend(keys);
             erased = gone;
         }
@@ -678,6 +700,7 @@ impl PersonalData {
     async fn load(
         &self,
         persons: HashSet<String>,
+        mut connection: Option<&mut sqlx::AnyConnection>,
     ) -> Result<(HashMap<String, Arc<DataKey>>, HashSet<String>), EventLogError> {
         let persons: Vec<String> = persons.into_iter().collect();
         let mut rows: Vec<(String, String)> = Vec::new();
@@ -693,7 +716,11 @@ impl PersonalData {
             for person in chunk {
                 query = query.bind(person);
             }
-            for row in query.fetch_all(&self.pool).await? {
+            let found = match connection.as_deref_mut() {
+                Some(connection) => query.fetch_all(connection).await?,
+                None => query.fetch_all(&self.pool).await?,
+            };
+            for row in found {
                 let person: String = row.try_get("person")?;
                 match row.try_get::<Option<String>, _>("wrapped")? {
                     Some(wrapped) => rows.push((person, wrapped)),

@@ -92,12 +92,17 @@ pub(crate) async fn seal_rows(
         .iter()
         .filter_map(|row| text(&row[owner]).map(str::to_string))
         .collect();
-    let ring = match within {
-        Some(connection) => vault.key_ring_within(persons, connection).await?,
-        None => vault.key_ring(persons, true).await?,
+    // The index key is made at start (`serve`), so this only reads, on the caller's connection.
+    let (ring, index_keys) = match within {
+        Some(connection) => (
+            vault.key_ring_within(persons, &mut *connection).await?,
+            vault.index_keys_on(Some(connection)).await?,
+        ),
+        None => (
+            vault.key_ring(persons, true).await?,
+            vault.index_keys().await?,
+        ),
     };
-    // Made at start (`serve`), so this only reads: never a write beside the caller's.
-    let index_keys = vault.index_keys().await?;
     let indexes: Vec<(usize, usize, &str)> = columns
         .indexes
         .iter()
@@ -149,18 +154,26 @@ pub(crate) async fn seal_rows(
     Ok(())
 }
 
-/// The keys that open the aggregate JSON of these rows.
+/// The keys that open the aggregate JSON of these rows, read on `connection` (the projector's
+/// transaction: the pool's other connections may all be waiting for its write lock).
 pub(crate) async fn ring_for_aggregates(
     log: &EventLog,
     columns: &PersonalColumns,
     aggregates: &[Value],
+    connection: &mut sqlx::AnyConnection,
 ) -> Result<Option<KeyRing>, ProjectionError> {
     let persons: HashSet<String> = aggregates
         .iter()
         .flat_map(|a| personal::sealed_persons(a, columns.fields))
         .map(str::to_string)
         .collect();
-    ring_of(log, persons).await
+    if persons.is_empty() {
+        return Ok(None);
+    }
+    let Some(vault) = log.personal_data() else {
+        return Err(custody_eventlog::EventLogError::NoMasterKey.into());
+    };
+    Ok(Some(vault.opening_ring_on(persons, connection).await?))
 }
 
 /// The keys of `persons` for opening (None when there are none to open).

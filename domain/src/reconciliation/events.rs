@@ -61,6 +61,10 @@ pub struct StateDeviation {
     pub document: DocumentId,
     /// The holder the cabinet names (the platform's holder for an unreported document).
     pub holder: Option<PersonId>,
+    /// The holder's name, for the cabinet's answer only: never stored (the holder's name is
+    /// personal data, kept sealed under their key in the views; readers look it up by
+    /// `holder`). Events written before this may still carry it.
+    #[serde(default, skip_serializing)]
     pub holder_name: Option<String>,
     /// The document's unit as the platform knows it, else the reporting cabinet's unit.
     pub unit: Option<CreditCode>,

@@ -58,6 +58,15 @@ impl PersonalData {
     /// The index keys, from memory for up to [`KEY_CACHE_TTL`] (so that a rotation made by
     /// another instance is seen within it); the first key is made on first use.
     pub async fn index_keys(&self) -> Result<Arc<IndexKeys>, EventLogError> {
+        self.index_keys_on(None).await
+    }
+
+    /// As [`PersonalData::index_keys`], reading on `connection` when given (a projector's
+    /// transaction: the pool's other connections may all be waiting for its write lock).
+    pub async fn index_keys_on(
+        &self,
+        mut connection: Option<&mut sqlx::AnyConnection>,
+    ) -> Result<Arc<IndexKeys>, EventLogError> {
         if let Some((keys, at)) = self
             .index
             .lock()
@@ -68,11 +77,11 @@ impl PersonalData {
                 return Ok(keys.clone());
             }
         }
-        let mut rows = self.index_rows().await?;
+        let mut rows = self.index_rows(connection.as_deref_mut()).await?;
         if !rows.iter().any(|(_, _, state)| state == "current") {
             let id = self.next_index_id().await?;
             self.insert_index_key(&id).await?;
-            rows = self.index_rows().await?;
+            rows = self.index_rows(connection).await?;
         }
         let mut current = None;
         let mut previous = Vec::new();
@@ -98,13 +107,18 @@ impl PersonalData {
         Ok(keys)
     }
 
-    async fn index_rows(&self) -> Result<Vec<(String, String, String)>, EventLogError> {
-        Ok(sqlx::query_as(
+    async fn index_rows(
+        &self,
+        connection: Option<&mut sqlx::AnyConnection>,
+    ) -> Result<Vec<(String, String, String)>, EventLogError> {
+        let query = sqlx::query_as(
             "SELECT id, wrapped, state FROM index_keys \
              WHERE state IN ('current', 'previous') ORDER BY created_ms, id",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        );
+        Ok(match connection {
+            Some(connection) => query.fetch_all(connection).await?,
+            None => query.fetch_all(&self.pool).await?,
+        })
     }
 
     async fn insert_index_key(&self, id: &str) -> Result<(), EventLogError> {

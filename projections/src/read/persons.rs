@@ -6,6 +6,8 @@
 //! their name and ID number are the document record's, and their unit is the unit holding
 //! their document.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::DateTime;
 use custody_domain::person::PersonState;
 use custody_domain::transitions::Named;
@@ -174,6 +176,83 @@ impl Reader {
             }
         }
         Ok(seen)
+    }
+
+    /// The names of these persons, opened: a filed person's own, else the one their document's
+    /// record gives (an erased person has none).
+    pub async fn names_of(
+        &self,
+        persons: &HashSet<String>,
+    ) -> Result<HashMap<String, String>, ProjectionError> {
+        let mut names = HashMap::new();
+        if persons.is_empty() {
+            return Ok(names);
+        }
+        let persons_generation = self.generation(Projection::Persons).await?;
+        let documents_generation = self.generation(Projection::Documents).await?;
+        let wanted: Vec<&String> = persons.iter().collect();
+        for chunk in wanted.chunks(400) {
+            let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let marks = marks.join(", ");
+            // Filed names first, so that they win over a record's.
+            let sqls = [
+                (
+                    format!(
+                        "SELECT rybs AS person, rybs AS place_id, xm AS name FROM view_persons \
+                         WHERE generation = $1 AND rybs IN ({marks})"
+                    ),
+                    persons_generation,
+                    personal::PERSONS.table,
+                    "xm",
+                ),
+                (
+                    format!(
+                        "SELECT holder_rybs AS person, zjbs AS place_id, holder_xm AS name \
+                         FROM view_documents WHERE generation = $1 AND holder_rybs IN ({marks})"
+                    ),
+                    documents_generation,
+                    personal::DOCUMENTS.table,
+                    "holder_xm",
+                ),
+            ];
+            for (sql, generation, table, column) in sqls {
+                let mut query = sqlx::query(&sql).bind(generation);
+                for person in chunk {
+                    query = query.bind(person.as_str());
+                }
+                let mut rows: Vec<(String, String, Option<String>)> = Vec::new();
+                for row in query.fetch_all(self.pool()).await? {
+                    rows.push((
+                        row.try_get("person")?,
+                        row.try_get("place_id")?,
+                        row.try_get("name")?,
+                    ));
+                }
+                let ring = personal::ring_for_cells(
+                    &self.log,
+                    rows.iter()
+                        .map(|(p, _, n)| (Some(p.clone()), personal::is_sealed(n.as_deref()))),
+                )
+                .await?;
+                for (person, place_id, mut name) in rows {
+                    if names.contains_key(&person) {
+                        continue;
+                    }
+                    personal::open_cell(
+                        ring.as_ref(),
+                        table,
+                        &place_id,
+                        column,
+                        Some(&person),
+                        &mut name,
+                    )?;
+                    if let Some(name) = name {
+                        names.insert(person, name);
+                    }
+                }
+            }
+        }
+        Ok(names)
     }
 
     /// The ZJBS of every document naming `holder`, whatever the scope (an operator's erasure

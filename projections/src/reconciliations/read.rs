@@ -149,6 +149,37 @@ fn summary_of(row: &AnyRow) -> BatchResult {
     }
 }
 
+impl crate::read::Reader {
+    /// [`results`], with each state deviation's holder named: a deviation keeps only the
+    /// holder's RYBS (data minimisation, docs/personal-data.md), and the name is read, opened,
+    /// from the persons and documents views where it is sealed under the holder's key.
+    pub async fn reconciliation_results(
+        &self,
+        filter: &ResultFilter,
+        visible: impl Fn(Option<&str>) -> bool,
+        limit: usize,
+    ) -> Result<Vec<BatchResult>, ProjectionError> {
+        let mut batches = results(self.log().platform().pool(), filter, visible, limit).await?;
+        let unnamed: std::collections::HashSet<String> = batches
+            .iter()
+            .flat_map(|b| &b.state_deviations)
+            .filter(|d| d.holder_name.is_none())
+            .filter_map(|d| d.holder.clone())
+            .collect();
+        let names = self.names_of(&unnamed).await?;
+
+        for deviation in batches.iter_mut().flat_map(|b| &mut b.state_deviations) {
+            if deviation.holder_name.is_none() {
+                deviation.holder_name = deviation
+                    .holder
+                    .as_ref()
+                    .and_then(|h| names.get(h).cloned());
+            }
+        }
+        Ok(batches)
+    }
+}
+
 /// The reconciled batches `filter` names that `visible` lets through, newest date first, then
 /// by cabinet, at most `limit`, each with its deviations.
 pub async fn results(

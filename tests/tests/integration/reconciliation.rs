@@ -500,10 +500,34 @@ async fn another_drawer_than_the_platforms_is_listed() {
         assert_eq!(deviation["cabinet_state"], "in_cabinet");
         assert_eq!(deviation["cabinet_drawer"]["row"], i64::from(drawer.row));
         assert_eq!(deviation["cabinet_drawer"]["col"], i64::from(drawer.column));
-        assert_eq!(deviation["holder"]["xm"], record.chinese_name.as_str());
+        assert_eq!(
+            deviation["holder"]["xm"],
+            record.chinese_name.as_str(),
+            "{deviation}"
+        );
         assert_eq!(deviation["unit"], scene.unit.as_str());
         assert_eq!(answer["zjztdzpl"][0]["ryxm"], record.chinese_name.as_str());
         assert_eq!(answer["zjztdzpl"][0]["bggzt"], "1");
+        // The name is in the answers, never stored with the deviation (docs/personal-data.md):
+        // the event and both reconciliation views keep the holder's RYBS only.
+        let pool = scene.app.store.log.platform().pool();
+        for sql in [
+            "SELECT CAST(payload AS TEXT) FROM events WHERE aggregate_type = 'Reconciliation'",
+            "SELECT CAST(aggregate AS TEXT) FROM view_reconciliations",
+            "SELECT COALESCE(holder_name, '') FROM view_reconciliation_deviations",
+        ] {
+            let stored: Vec<String> = sqlx::query_scalar(sql)
+                .fetch_all(pool)
+                .await
+                .expect("stored");
+            assert!(!stored.is_empty(), "{sql}");
+            assert!(
+                stored
+                    .iter()
+                    .all(|s| !s.contains(record.chinese_name.as_str())),
+                "{kind:?}: {sql}: {stored:?}"
+            );
+        }
         scene.app.stop().await;
     }
 }
