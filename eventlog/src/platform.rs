@@ -159,6 +159,18 @@ impl PlatformStore {
             .collect()
     }
 
+    /// The codes of the nodes without a parent (the tops of the org tree), in order.
+    pub async fn org_roots(&self) -> Result<Vec<String>, EventLogError> {
+        let rows = sqlx::query("SELECT code FROM orgs WHERE parent IS NULL ORDER BY code")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut codes = Vec::with_capacity(rows.len());
+        for row in rows {
+            codes.push(row.try_get("code")?);
+        }
+        Ok(codes)
+    }
+
     /// The codes of the org node `root` and of every node below it (a reader's org subtree).
     /// Just `root` when it has no children, or is not a node at all.
     pub async fn org_subtree(&self, root: &str) -> Result<BTreeSet<String>, EventLogError> {

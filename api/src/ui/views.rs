@@ -682,29 +682,17 @@ const CABINET_HEADER: [&str; 7] = [
 ];
 
 async fn cabinet_rows(state: &AppState, scope: &Scope) -> Result<Vec<Vec<String>>, UiError> {
-    let reader = reader(state);
     let mut rows = Vec::new();
-    for device in reader.cabinet_devices(scope.units()).await? {
-        let Some(c) = reader.cabinet(scope.units(), &device).await? else {
-            continue;
-        };
-        let drawers = c.bodies.iter().flat_map(|b| b.drawers.iter());
-        let (count, used, documents) = drawers.fold((0, 0, 0), |(n, u, d), drawer| {
-            (
-                n + 1,
-                u + usize::from(!drawer.documents.is_empty()),
-                d + drawer.documents.len(),
-            )
-        });
+    for c in reader(state).cabinet_summaries(scope.units()).await? {
         rows.push(vec![
             c.device,
             opt(c.unit.as_deref()),
             c.state.name().to_string(),
-            count.to_string(),
-            used.to_string(),
-            documents.to_string(),
-            c.last_heartbeat
-                .and_then(|b| china_time(b.received_ms))
+            c.drawers.to_string(),
+            c.occupied.to_string(),
+            c.documents.to_string(),
+            c.last_heartbeat_ms
+                .and_then(china_time)
                 .unwrap_or_else(|| "无".into()),
         ]);
     }

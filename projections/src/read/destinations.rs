@@ -40,13 +40,16 @@ impl Reader {
         let access_records = self.generation(Projection::AccessRecords).await?;
         let documents = self.generation(Projection::Documents).await?;
         let (in_scope, units) = scope.filter("a.unit", 5);
+        // Counted by the store per destination and holder, from indexes that hold what the
+        // statement reads (migration 0012): a few thousand rows rather than every withdrawal.
         let sql = format!(
-            "SELECT a.destination, d.zjbs AS holder_document, d.holder_rybs, d.holder_xm \
-             FROM view_access_records a \
+            "SELECT a.destination, d.holder_rybs, MAX(d.zjbs || ' ' || d.holder_xm) AS named, \
+             COUNT(*) AS n FROM view_access_records a \
              LEFT JOIN view_documents d ON d.generation = $2 AND d.zjbs = a.zjbs \
              WHERE a.generation = $1 AND a.destination IS NOT NULL \
              AND a.kind IN ('lend', 'take_out', 'abnormal_withdrawal') \
-             AND a.operated_ms >= $3 AND a.operated_ms <= $4{in_scope}"
+             AND a.operated_ms >= $3 AND a.operated_ms <= $4{in_scope} \
+             GROUP BY a.destination, d.holder_rybs"
         );
         let mut query = sqlx::query(&sql)
             .bind(access_records)
@@ -61,7 +64,8 @@ impl Reader {
         let mut name_of: BTreeMap<String, Option<String>> = BTreeMap::new();
         for row in query.fetch_all(self.pool()).await? {
             let destination: String = row.try_get("destination")?;
-            *by_destination.entry(destination.clone()).or_default() += 1;
+            let n: i64 = row.try_get("n")?;
+            *by_destination.entry(destination.clone()).or_default() += n;
             if let Some(holder) = row.try_get::<Option<String>, _>("holder_rybs")? {
                 let trips = by_person
                     .entry(holder.clone())
@@ -71,11 +75,16 @@ impl Reader {
                         withdrawals: 0,
                         destinations: vec![],
                     });
-                trips.withdrawals += 1;
+                trips.withdrawals += n;
                 if trips.name.is_none() {
-                    trips.name = row.try_get("holder_xm")?;
-                    // The sealed name opens only at the row it was sealed in.
-                    name_of.insert(trips.holder.clone(), row.try_get("holder_document")?);
+                    // A sealed name opens only with the id of the row it was sealed in: the two
+                    // come from one row (the holder's document with the greatest ZJBS), joined.
+                    let named: Option<String> = row.try_get("named")?;
+                    if let Some((document, name)) = named.as_deref().and_then(|n| n.split_once(' '))
+                    {
+                        trips.name = Some(name.to_string());
+                        name_of.insert(trips.holder.clone(), Some(document.to_string()));
+                    }
                 }
                 if !trips.destinations.contains(&destination) {
                     trips.destinations.push(destination);
@@ -120,23 +129,5 @@ impl Reader {
             by_destination,
             by_person,
         })
-    }
-
-    /// The SBXLH of every cabinet `scope` sees, in order.
-    pub async fn cabinet_devices(&self, scope: &Scope) -> Result<Vec<String>, ProjectionError> {
-        let cabinets = self.generation(Projection::Cabinets).await?;
-        let (in_scope, units) = scope.filter("unit", 2);
-        let sql = format!(
-            "SELECT sbxlh FROM view_cabinets WHERE generation = $1{in_scope} ORDER BY sbxlh"
-        );
-        let mut query = sqlx::query(&sql).bind(cabinets);
-        for unit in units {
-            query = query.bind(unit);
-        }
-        let mut devices = Vec::new();
-        for row in query.fetch_all(self.pool()).await? {
-            devices.push(row.try_get("sbxlh")?);
-        }
-        Ok(devices)
     }
 }
