@@ -54,17 +54,27 @@ CREATE TABLE view_stats_node_destinations
     PRIMARY KEY (generation, node, destination) INCLUDE (n)
 );
 
--- The department page's lists (docs/benchmarks.md, "Department page"), from indexes that hold
--- every column their statements read, so that no row of the tables (a document's row carries its
--- serialised aggregate) is read: the cabinets' drawer occupancy (this index also serves what the
--- one it replaces did), the withdrawals' destinations in a period and their documents' holders.
+-- The destinations page's counts (docs/department-page.md, "Destinations"): withdrawals with a
+-- declared destination per unit, China-time day, destination and holder (RYBS, '' if none), so
+-- that a period's ranking and each holder's trips are summed from these rows rather than counted
+-- from every access record joined with its document.
+CREATE TABLE view_stats_trips
+(
+    generation  bigint NOT NULL,
+    unit        text   NOT NULL,
+    day         text   NOT NULL, -- YYYY-MM-DD
+    destination text   NOT NULL,
+    holder_rybs text   NOT NULL,
+    n           bigint NOT NULL,
+    PRIMARY KEY (generation, unit, day, destination, holder_rybs) INCLUDE (n)
+);
+
+-- The cabinets page's drawer occupancy (docs/benchmarks.md, "Department page"), from an index
+-- that holds every column its statement reads, so that no document row (it carries the
+-- serialised aggregate) is read; it also serves what the index it replaces did.
 DROP INDEX view_documents_cabinet;
 CREATE INDEX view_documents_occupancy
     ON view_documents (generation, sbxlh, state, zjgxlh, drawer_row, drawer_col);
-CREATE INDEX view_documents_holders ON view_documents (generation, zjbs, holder_rybs, holder_xm);
-CREATE INDEX view_access_records_destinations
-    ON view_access_records (generation, operated_ms, kind, unit, destination, zjbs)
-    WHERE destination IS NOT NULL;
 
 -- What 0011 counted has no roll-up: the projection starts again from the first event (its
 -- projector finds no row in `projections` and replays the log into generation 1).

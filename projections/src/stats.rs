@@ -36,7 +36,7 @@ use cqrs_es::Aggregate;
 use custody_domain::document::{Document, DocumentEvent, DocumentState};
 use custody_domain::reminder::china_date;
 use custody_domain::transitions::Named;
-use custody_eventlog::EventLog;
+use custody_eventlog::{EventLog, PlatformStore};
 use sqlx::{Any, Row as _, Transaction};
 
 use crate::bulk::{self, OnConflict, Placeholders, Row, Table};
@@ -88,6 +88,22 @@ pub(crate) const DESTINATIONS: Table = Table {
     on_conflict: OnConflict::Add,
 };
 
+/// Withdrawals with a destination per unit, China-time day, destination and holder: the
+/// destinations page's counts for a period ([`crate::read::destinations`]).
+pub(crate) const TRIPS: Table = Table {
+    name: "view_stats_trips",
+    columns: &[
+        "generation",
+        "unit",
+        "day",
+        "destination",
+        "holder_rybs",
+        "n",
+    ],
+    key: &["generation", "unit", "day", "destination", "holder_rybs"],
+    on_conflict: OnConflict::Add,
+};
+
 /// Each counted unit's place in the org tree, fixed when the generation first counted it.
 pub(crate) const UNITS: Table = Table {
     name: "view_stats_units",
@@ -126,8 +142,9 @@ pub(crate) const NODE_DESTINATIONS: Table = Table {
 };
 
 /// The projection's tables, for clearing a generation.
-pub(crate) const TABLES: [&str; 10] = [
+pub(crate) const TABLES: [&str; 11] = [
     DOCUMENTS.name,
+    TRIPS.name,
     STATES.name,
     DUE.name,
     WITHDRAWALS_PER_DAY.name,
@@ -153,6 +170,15 @@ impl OrgTree {
             .await?
             .into_iter()
             .map(|org| (org.code, org.parent))
+            .collect();
+        Ok(OrgTree { parents })
+    }
+
+    /// The tree as `tx` sees it, read on its own connection.
+    async fn load_on(tx: &mut Transaction<'static, Any>) -> Result<OrgTree, ProjectionError> {
+        let parents = PlatformStore::org_parents_on(tx)
+            .await?
+            .into_iter()
             .collect();
         Ok(OrgTree { parents })
     }
@@ -202,6 +228,9 @@ pub(crate) struct Counters {
     /// All time, not per day: the statistics show destinations' totals, and a unit then keeps
     /// a row per country (tens) instead of one per day and country (hundreds).
     destinations: HashMap<(String, String), i64>,
+    /// Per unit, day, destination and holder ('' if none); per unit only, not rolled up: a
+    /// period's holders are read from the scope's units.
+    trips: HashMap<(String, NaiveDate, String, String), i64>,
     /// The units with deltas, placed in the org tree (see the module's header).
     placements: HashMap<String, Placement>,
     /// The tree to place units in without asking the store (a rebuild reads it once).
@@ -225,7 +254,6 @@ impl Counters {
         &mut self,
         tx: &mut Transaction<'static, Any>,
         generation: i64,
-        log: &EventLog,
     ) -> Result<(), ProjectionError> {
         let unplaced = self.unplaced();
         if unplaced.is_empty() {
@@ -262,7 +290,10 @@ impl Counters {
         if !self.unplaced().is_empty() {
             let orgs = match &self.orgs {
                 Some(orgs) => orgs.clone(),
-                None => Arc::new(OrgTree::load(log).await?),
+                // On the transaction's own connection: it holds the write lock on SQLite, and
+                // waiting for another connection of the pool while the others wait for that
+                // lock stalled every writer (ingress too) until one gave up.
+                None => Arc::new(OrgTree::load_on(tx).await?),
             };
             self.place_in(&orgs);
         }
@@ -345,13 +376,18 @@ impl Counters {
     /// Counts a Document event: its withdrawal, if it is one, and the change of its document.
     pub(crate) fn apply(&mut self, event: &EventRef) -> Result<(), ProjectionError> {
         let decoded = event.decode::<DocumentEvent>()?;
+        let mut trip = None;
         if let Some(record) = access_record(&decoded, None) {
             if WITHDRAWALS.contains(&record.kind) {
                 let unit = record.location.unit.to_string();
                 let day = china_date(record.operated_at);
                 *self.withdrawals.entry((unit.clone(), day)).or_default() += 1;
                 if let Some(destination) = record.destination {
-                    *self.destinations.entry((unit, destination)).or_default() += 1;
+                    *self
+                        .destinations
+                        .entry((unit.clone(), destination.clone()))
+                        .or_default() += 1;
+                    trip = Some((unit, day, destination));
                 }
             }
         }
@@ -365,6 +401,20 @@ impl Counters {
         let before = contribution(&counted.document);
         counted.document.apply(decoded);
         counted.changed = true;
+        if let Some((unit, day, destination)) = trip {
+            // The holder as the document knows them once the withdrawal is applied: what the
+            // documents view shows for it (a document's holder does not change).
+            let holder = counted
+                .document
+                .holder
+                .as_ref()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            *self
+                .trips
+                .entry((unit, day, destination, holder))
+                .or_default() += 1;
+        }
         let after = contribution(&counted.document);
         if before != after {
             if let Some((unit, state, due)) = before {
@@ -486,6 +536,21 @@ impl Counters {
                 rows(&mut self.destinations, generation, |(unit, destination)| {
                     vec![unit.into(), destination.into()]
                 }),
+            ),
+            (
+                &TRIPS,
+                rows(
+                    &mut self.trips,
+                    generation,
+                    |(unit, day, destination, holder)| {
+                        vec![
+                            unit.into(),
+                            day.to_string().into(),
+                            destination.into(),
+                            holder.into(),
+                        ]
+                    },
+                ),
             ),
             (
                 &NODE_STATES,

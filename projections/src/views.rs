@@ -1009,8 +1009,7 @@ impl Fold {
         rows
     }
 
-    /// Writes everything applied since the last write in the caller's transaction (`log` for
-    /// the org tree the stats projection places units in).
+    /// Writes everything applied since the last write in the caller's transaction.
     pub(crate) async fn write(
         &mut self,
         tx: &mut Transaction<'static, Any>,
@@ -1042,7 +1041,7 @@ impl Fold {
                 rows.clear();
             }
             Built::Stats(counters) => {
-                counters.place(tx, generation, log).await?;
+                counters.place(tx, generation).await?;
                 counters.write(tx, generation).await?
             }
         }

@@ -120,6 +120,38 @@ async fn all_equal_to_the_scan(
             assert_eq!(projected, scanned, "{scope:?} on {today}");
             answers.push(projected);
         }
+        // The destinations page's counts, from the projection's trips, equal the count of the
+        // access records and their documents, for all time and for periods of these days.
+        let mut periods = vec![(None, None)];
+        for day in days {
+            periods.extend([
+                (Some(*day), Some(*day)),
+                (Some(*day), None),
+                (None, Some(*day)),
+            ]);
+        }
+        for (from, to) in periods {
+            let projected = reader
+                .destinations(scope, from, to, None)
+                .await
+                .expect("destinations");
+            let scanned = reader
+                .destinations_from_views(scope, from, to)
+                .await
+                .expect("scanned destinations");
+            assert_eq!(projected, scanned, "{scope:?} from {from:?} to {to:?}");
+            // The most frequent holders only: the first of the whole list, ranked by the store.
+            let first = reader
+                .destinations(scope, from, to, Some(2))
+                .await
+                .expect("first destinations");
+            assert_eq!(first.by_destination, scanned.by_destination);
+            let expected: Vec<_> = scanned.by_person.iter().take(2).cloned().collect();
+            assert_eq!(
+                first.by_person, expected,
+                "{scope:?} from {from:?} to {to:?}"
+            );
+        }
     }
     answers
 }
@@ -247,6 +279,51 @@ async fn the_stats_projection_answers_what_a_scan_of_the_views_answers() {
             Some(&1),
             "{our_stats:?}"
         );
+
+        // Our unit's destinations: two lends to HKG (one on 11-24), one to FRA, a take-out to
+        // MAC, each by another holder, named in clear; only the first `named` holders named.
+        let ours_only = units(&[&ours]);
+        let trips = reader
+            .destinations(&ours_only, None, None, None)
+            .await
+            .expect("destinations");
+        let expected: Vec<(String, i64)> = [("HKG", 2), ("FRA", 1), ("MAC", 1)]
+            .iter()
+            .map(|(d, n)| (d.to_string(), *n))
+            .collect();
+        assert_eq!(trips.by_destination, expected, "{trips:?}");
+        assert_eq!(trips.by_person.len(), 4, "{trips:?}");
+        let names: BTreeSet<String> = [&our[0], &our[1], &our[2], &our[5]]
+            .iter()
+            .map(|r| r.chinese_name.clone())
+            .collect();
+        let shown: BTreeSet<String> = trips
+            .by_person
+            .iter()
+            .filter_map(|p| p.name.clone())
+            .collect();
+        assert_eq!(shown, names, "{trips:?}");
+        let one_day = reader
+            .destinations(
+                &ours_only,
+                Some(date(2026, 11, 24)),
+                Some(date(2026, 11, 24)),
+                Some(1),
+            )
+            .await
+            .expect("destinations");
+        assert_eq!(one_day.by_destination, vec![("HKG".to_string(), 1)]);
+        assert_eq!(one_day.by_person.len(), 1, "{one_day:?}");
+        assert_eq!(
+            one_day.by_person[0].name.as_ref(),
+            Some(&our[5].chinese_name)
+        );
+        let first = reader
+            .destinations(&ours_only, None, None, Some(1))
+            .await
+            .expect("destinations");
+        assert_eq!(first.by_destination, trips.by_destination);
+        assert_eq!(first.by_person, trips.by_person[..1], "{first:?}");
 
         // Our subtree holds the unit below us too: its roll-up counts both.
         let our_subtree = reader
