@@ -24,9 +24,10 @@ impl Scope {
             (None, _) => {
                 return Err(WireError::new(ErrorCode::Forbidden, "the token has no org"));
             }
-            (Some(org), _) => {
-                read::Scope::units(state.commands.log().platform().org_subtree(org).await?)
-            }
+            (Some(org), _) => read::Scope::subtrees(
+                [org.clone()].into(),
+                state.commands.log().platform().org_subtree(org).await?,
+            ),
         };
         Ok(Scope {
             units,

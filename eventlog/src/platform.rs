@@ -159,6 +159,34 @@ impl PlatformStore {
             .collect()
     }
 
+    /// Every node's code and parent, read on `connection`: a caller inside a transaction that
+    /// holds SQLite's write lock must not wait for a second connection of the pool (the pool's
+    /// others may all be waiting for that lock).
+    pub async fn org_parents_on(
+        connection: &mut sqlx::AnyConnection,
+    ) -> Result<Vec<(String, Option<String>)>, EventLogError> {
+        let rows = sqlx::query("SELECT code, parent FROM orgs")
+            .fetch_all(&mut *connection)
+            .await?;
+        let mut parents = Vec::with_capacity(rows.len());
+        for row in rows {
+            parents.push((row.try_get("code")?, row.try_get("parent")?));
+        }
+        Ok(parents)
+    }
+
+    /// The codes of the nodes without a parent (the tops of the org tree), in order.
+    pub async fn org_roots(&self) -> Result<Vec<String>, EventLogError> {
+        let rows = sqlx::query("SELECT code FROM orgs WHERE parent IS NULL ORDER BY code")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut codes = Vec::with_capacity(rows.len());
+        for row in rows {
+            codes.push(row.try_get("code")?);
+        }
+        Ok(codes)
+    }
+
     /// The codes of the org node `root` and of every node below it (a reader's org subtree).
     /// Just `root` when it has no children, or is not a node at all.
     pub async fn org_subtree(&self, root: &str) -> Result<BTreeSet<String>, EventLogError> {

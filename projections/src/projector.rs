@@ -22,6 +22,7 @@ use crate::bulk::{self, Row, Table};
 use crate::feed::{Cursor, EventFeed, FeedItem};
 use crate::lag::{LagHistogram, LagSummary};
 use crate::scan::{self, ScannedEvent};
+use crate::stats::OrgTree;
 use crate::views::{EventRef, Fold, Projection};
 use crate::ProjectionError;
 
@@ -441,9 +442,17 @@ impl Projector {
             Backend::Postgres(_) => 2,
             Backend::Sqlite(_) => 1,
         };
+        // The stats projection places units in the org tree: read once, for every fold.
+        let orgs = match self.projection {
+            Projection::Stats => Some(Arc::new(OrgTree::load(&self.log).await?)),
+            _ => None,
+        };
         let writer = RowWriter::start(self.pool.clone(), writers);
         let mut shards: Vec<FoldShard> = (0..fold_shards())
-            .map(|_| FoldShard::start(self.projection, generation, self.log.clone(), writer.sink()))
+            .map(|_| {
+                let fold = Fold::new(self.projection, generation).placing_in(orgs.clone());
+                FoldShard::start(fold, self.log.clone(), writer.sink())
+            })
             .collect();
         let mut cursor = Cursor::START;
         let mut events = 0u64;
@@ -634,10 +643,9 @@ struct FoldShard {
 }
 
 impl FoldShard {
-    fn start(projection: Projection, generation: i64, log: EventLog, rows: RowSink) -> FoldShard {
+    fn start(mut fold: Fold, log: EventLog, rows: RowSink) -> FoldShard {
         let (sender, mut events) = tokio::sync::mpsc::channel::<Vec<ScannedEvent>>(2);
         let task = tokio::spawn(async move {
-            let mut fold = Fold::new(projection, generation);
             while let Some(part) = events.recv().await {
                 for event in &part {
                     fold.apply(&event.as_event(), &log).await?;

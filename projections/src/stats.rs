@@ -1,6 +1,7 @@
 //! The `stats` projection: the counts of SPEC §7's statistics (documents by state, withdrawals
-//! per day, destinations, overdue) kept per unit and day (migration 0011), so that a reader adds
-//! up a few rows per unit of its scope instead of scanning the views ([`crate::read::stats`]).
+//! per day, destinations, overdue) kept per unit and day (migration 0011) and rolled up per org
+//! node (migration 0012), so that a reader adds up the rows of its scope's roots instead of
+//! scanning the views ([`crate::read::stats`]).
 //!
 //! Every document has a row of what it contributes ([`DOCUMENTS`]: its state, the unit whose
 //! cabinet last held it, its holder and planned return). When an event changes a document, its
@@ -15,16 +16,27 @@
 //! are not in the unit counters; readers count them from [`DOCUMENTS`] joined with the persons
 //! view (an index keeps just them).
 //!
+//! Every counter is kept twice: per unit (its own documents, migration 0011) and per org node
+//! for the node's whole subtree ([`NODE_STATES`] and the rest, migration 0012), so that a
+//! subtree's statistics read its root's rows. A unit's deltas are added to itself and to each
+//! of its ancestors, as the org tree had them when the generation first counted the unit
+//! ([`UNITS`]; the tree only grows, so that stays right). A unit not in the tree then (its org
+//! registered after its documents were counted) is rolled up into nothing above it; readers add
+//! its own rows where a scope holds it (`crate::read::stats`).
+//!
 //! The fold is the projector's like any other ([`crate::views::Fold`]): exactly once per
 //! aggregate sequence, in the batch's transaction, and rebuilt into a fresh generation.
 
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use cqrs_es::Aggregate;
 use custody_domain::document::{Document, DocumentEvent, DocumentState};
 use custody_domain::reminder::china_date;
 use custody_domain::transitions::Named;
+use custody_eventlog::{EventLog, PlatformStore};
 use sqlx::{Any, Row as _, Transaction};
 
 use crate::bulk::{self, OnConflict, Placeholders, Row, Table};
@@ -76,14 +88,126 @@ pub(crate) const DESTINATIONS: Table = Table {
     on_conflict: OnConflict::Add,
 };
 
+/// Withdrawals with a destination per unit, China-time day, destination and holder: the
+/// destinations page's counts for a period ([`crate::read::destinations`]).
+pub(crate) const TRIPS: Table = Table {
+    name: "view_stats_trips",
+    columns: &[
+        "generation",
+        "unit",
+        "day",
+        "destination",
+        "holder_rybs",
+        "n",
+    ],
+    key: &["generation", "unit", "day", "destination", "holder_rybs"],
+    on_conflict: OnConflict::Add,
+};
+
+/// Each counted unit's place in the org tree, fixed when the generation first counted it.
+pub(crate) const UNITS: Table = Table {
+    name: "view_stats_units",
+    columns: &["generation", "unit", "placed", "ancestors"],
+    key: &["generation", "unit"],
+    on_conflict: OnConflict::Nothing,
+};
+
+/// [`STATES`] per org node, for its subtree.
+pub(crate) const NODE_STATES: Table = Table {
+    name: "view_stats_node_states",
+    columns: &["generation", "node", "state", "n"],
+    key: &["generation", "node", "state"],
+    on_conflict: OnConflict::Add,
+};
+
+pub(crate) const NODE_DUE: Table = Table {
+    name: "view_stats_node_due",
+    columns: &["generation", "node", "planned_return", "n"],
+    key: &["generation", "node", "planned_return"],
+    on_conflict: OnConflict::Add,
+};
+
+pub(crate) const NODE_WITHDRAWALS: Table = Table {
+    name: "view_stats_node_withdrawals",
+    columns: &["generation", "node", "day", "n"],
+    key: &["generation", "node", "day"],
+    on_conflict: OnConflict::Add,
+};
+
+pub(crate) const NODE_DESTINATIONS: Table = Table {
+    name: "view_stats_node_destinations",
+    columns: &["generation", "node", "destination", "n"],
+    key: &["generation", "node", "destination"],
+    on_conflict: OnConflict::Add,
+};
+
 /// The projection's tables, for clearing a generation.
-pub(crate) const TABLES: [&str; 5] = [
+pub(crate) const TABLES: [&str; 11] = [
     DOCUMENTS.name,
+    TRIPS.name,
     STATES.name,
     DUE.name,
     WITHDRAWALS_PER_DAY.name,
     DESTINATIONS.name,
+    UNITS.name,
+    NODE_STATES.name,
+    NODE_DUE.name,
+    NODE_WITHDRAWALS.name,
+    NODE_DESTINATIONS.name,
 ];
+
+/// The org tree as the projection places units in it: each node's parent.
+#[derive(Debug, Default)]
+pub(crate) struct OrgTree {
+    parents: HashMap<String, Option<String>>,
+}
+
+impl OrgTree {
+    pub(crate) async fn load(log: &EventLog) -> Result<OrgTree, ProjectionError> {
+        let parents = log
+            .platform()
+            .orgs()
+            .await?
+            .into_iter()
+            .map(|org| (org.code, org.parent))
+            .collect();
+        Ok(OrgTree { parents })
+    }
+
+    /// The tree as `tx` sees it, read on its own connection.
+    async fn load_on(tx: &mut Transaction<'static, Any>) -> Result<OrgTree, ProjectionError> {
+        let parents = PlatformStore::org_parents_on(tx)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(OrgTree { parents })
+    }
+
+    /// The nodes above `unit`, nearest first; None if `unit` is not in the tree.
+    fn ancestors(&self, unit: &str) -> Option<Vec<String>> {
+        let mut parent = self.parents.get(unit)?.clone();
+        let mut above: Vec<String> = Vec::new();
+        while let Some(node) = parent {
+            // The API cannot make a cycle (a parent exists before its child); stop on one
+            // rather than loop.
+            if node == unit || above.contains(&node) {
+                break;
+            }
+            parent = self.parents.get(&node).cloned().flatten();
+            above.push(node);
+        }
+        Some(above)
+    }
+}
+
+/// Where a unit's deltas go besides itself.
+struct Placement {
+    /// Whether the unit was in the org tree: its deltas are rolled up into `ancestors`.
+    placed: bool,
+    ancestors: Vec<String>,
+    /// Not yet written to [`UNITS`].
+    new: bool,
+}
 
 /// How many ids one `IN (…)` look-up names.
 const IDS_PER_LOOKUP: usize = 500;
@@ -104,11 +228,110 @@ pub(crate) struct Counters {
     /// All time, not per day: the statistics show destinations' totals, and a unit then keeps
     /// a row per country (tens) instead of one per day and country (hundreds).
     destinations: HashMap<(String, String), i64>,
+    /// Per unit, day, destination and holder ('' if none); per unit only, not rolled up: a
+    /// period's holders are read from the scope's units.
+    trips: HashMap<(String, NaiveDate, String, String), i64>,
+    /// The units with deltas, placed in the org tree (see the module's header).
+    placements: HashMap<String, Placement>,
+    /// The tree to place units in without asking the store (a rebuild reads it once).
+    orgs: Option<Arc<OrgTree>>,
     /// What a rebuild still has to write, once [`Counters::drain`] started.
     draining: Option<Vec<(&'static Table, Vec<Row>)>>,
 }
 
 impl Counters {
+    /// Counters that place new units in `orgs` (a rebuild's, into an empty generation).
+    pub(crate) fn placing_in(orgs: Arc<OrgTree>) -> Counters {
+        Counters {
+            orgs: Some(orgs),
+            ..Counters::default()
+        }
+    }
+
+    /// Places the units with deltas that are not placed yet: as `generation` placed them when it
+    /// first counted them, else in the org tree as it is now. Before [`Counters::write`].
+    pub(crate) async fn place(
+        &mut self,
+        tx: &mut Transaction<'static, Any>,
+        generation: i64,
+    ) -> Result<(), ProjectionError> {
+        let unplaced = self.unplaced();
+        if unplaced.is_empty() {
+            return Ok(());
+        }
+        let placeholders = Placeholders::of(tx);
+        for chunk in unplaced.chunks(IDS_PER_LOOKUP) {
+            let sql = format!(
+                "SELECT unit, placed, ancestors FROM {} WHERE generation = {} AND unit IN ({})",
+                UNITS.name,
+                placeholders.list(1, 1),
+                placeholders.list(2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(generation);
+            for unit in chunk {
+                query = query.bind(unit.as_str());
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                let ancestors: String = row.try_get("ancestors")?;
+                self.placements.insert(
+                    row.try_get("unit")?,
+                    Placement {
+                        placed: row.try_get::<i64, _>("placed")? != 0,
+                        ancestors: ancestors
+                            .split(',')
+                            .filter(|a| !a.is_empty())
+                            .map(str::to_string)
+                            .collect(),
+                        new: false,
+                    },
+                );
+            }
+        }
+        if !self.unplaced().is_empty() {
+            let orgs = match &self.orgs {
+                Some(orgs) => orgs.clone(),
+                // On the transaction's own connection: it holds the write lock on SQLite, and
+                // waiting for another connection of the pool while the others wait for that
+                // lock stalled every writer (ingress too) until one gave up.
+                None => Arc::new(OrgTree::load_on(tx).await?),
+            };
+            self.place_in(&orgs);
+        }
+        Ok(())
+    }
+
+    /// The units with deltas not placed yet, in order.
+    fn unplaced(&self) -> Vec<String> {
+        let mut units: Vec<String> = self
+            .states
+            .keys()
+            .map(|k| &k.0)
+            .chain(self.due.keys().map(|k| &k.0))
+            .chain(self.withdrawals.keys().map(|k| &k.0))
+            .chain(self.destinations.keys().map(|k| &k.0))
+            .filter(|unit| !self.placements.contains_key(*unit))
+            .cloned()
+            .collect();
+        units.sort_unstable();
+        units.dedup();
+        units
+    }
+
+    /// Places every unit not placed yet in `orgs` (or nowhere, if it is not in the tree).
+    fn place_in(&mut self, orgs: &OrgTree) {
+        for unit in self.unplaced() {
+            let ancestors = orgs.ancestors(&unit);
+            self.placements.insert(
+                unit,
+                Placement {
+                    placed: ancestors.is_some(),
+                    ancestors: ancestors.unwrap_or_default(),
+                    new: true,
+                },
+            );
+        }
+    }
+
     /// Loads the rows of the documents `ids` that `generation` has.
     pub(crate) async fn load(
         &mut self,
@@ -153,13 +376,18 @@ impl Counters {
     /// Counts a Document event: its withdrawal, if it is one, and the change of its document.
     pub(crate) fn apply(&mut self, event: &EventRef) -> Result<(), ProjectionError> {
         let decoded = event.decode::<DocumentEvent>()?;
+        let mut trip = None;
         if let Some(record) = access_record(&decoded, None) {
             if WITHDRAWALS.contains(&record.kind) {
                 let unit = record.location.unit.to_string();
                 let day = china_date(record.operated_at);
                 *self.withdrawals.entry((unit.clone(), day)).or_default() += 1;
                 if let Some(destination) = record.destination {
-                    *self.destinations.entry((unit, destination)).or_default() += 1;
+                    *self
+                        .destinations
+                        .entry((unit.clone(), destination.clone()))
+                        .or_default() += 1;
+                    trip = Some((unit, day, destination));
                 }
             }
         }
@@ -173,6 +401,20 @@ impl Counters {
         let before = contribution(&counted.document);
         counted.document.apply(decoded);
         counted.changed = true;
+        if let Some((unit, day, destination)) = trip {
+            // The holder as the document knows them once the withdrawal is applied: what the
+            // documents view shows for it (a document's holder does not change).
+            let holder = counted
+                .document
+                .holder
+                .as_ref()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            *self
+                .trips
+                .entry((unit, day, destination, holder))
+                .or_default() += 1;
+        }
         let after = contribution(&counted.document);
         if before != after {
             if let Some((unit, state, due)) = before {
@@ -232,6 +474,28 @@ impl Counters {
     /// transactions adding to the same counters wait for each other rather than deadlock), the
     /// counters without the deltas that came to nothing.
     fn take_all(&mut self, generation: i64) -> Vec<(&'static Table, Vec<Row>)> {
+        // Without a tree to place them in, units not placed yet count for themselves only;
+        // readers then add their own rows, which is right, if slower (see the module's header).
+        let orgs = self.orgs.clone().unwrap_or_default();
+        self.place_in(&orgs);
+        let mut node_states = rolled_up(&self.states, &self.placements);
+        let mut node_due = rolled_up(&self.due, &self.placements);
+        let mut node_withdrawals = rolled_up(&self.withdrawals, &self.placements);
+        let mut node_destinations = rolled_up(&self.destinations, &self.placements);
+        let units: Vec<Row> = self
+            .placements
+            .iter_mut()
+            .filter(|(_, p)| p.new)
+            .map(|(unit, p)| {
+                p.new = false;
+                vec![
+                    generation.into(),
+                    unit.as_str().into(),
+                    i64::from(p.placed).into(),
+                    p.ancestors.join(",").into(),
+                ]
+            })
+            .collect();
         fn rows<K>(
             deltas: &mut HashMap<K, i64>,
             generation: i64,
@@ -273,6 +537,46 @@ impl Counters {
                     vec![unit.into(), destination.into()]
                 }),
             ),
+            (
+                &TRIPS,
+                rows(
+                    &mut self.trips,
+                    generation,
+                    |(unit, day, destination, holder)| {
+                        vec![
+                            unit.into(),
+                            day.to_string().into(),
+                            destination.into(),
+                            holder.into(),
+                        ]
+                    },
+                ),
+            ),
+            (
+                &NODE_STATES,
+                rows(&mut node_states, generation, |(node, state)| {
+                    vec![node.into(), state.into()]
+                }),
+            ),
+            (
+                &NODE_DUE,
+                rows(&mut node_due, generation, |(node, date)| {
+                    vec![node.into(), date.to_string().into()]
+                }),
+            ),
+            (
+                &NODE_WITHDRAWALS,
+                rows(&mut node_withdrawals, generation, |(node, day)| {
+                    vec![node.into(), day.to_string().into()]
+                }),
+            ),
+            (
+                &NODE_DESTINATIONS,
+                rows(&mut node_destinations, generation, |(node, destination)| {
+                    vec![node.into(), destination.into()]
+                }),
+            ),
+            (&UNITS, units),
         ];
         let documents: Vec<Row> = self
             .documents
@@ -289,6 +593,24 @@ impl Counters {
         }
         all
     }
+}
+
+/// Unit deltas rolled up per org node: each to its unit and to the nodes the unit is placed under.
+fn rolled_up<K: Clone + Eq + Hash>(
+    deltas: &HashMap<(String, K), i64>,
+    placements: &HashMap<String, Placement>,
+) -> HashMap<(String, K), i64> {
+    let mut nodes: HashMap<(String, K), i64> = HashMap::new();
+    for ((unit, key), n) in deltas.iter().filter(|(_, n)| **n != 0) {
+        let above = placements
+            .get(unit)
+            .filter(|p| p.placed)
+            .map_or(&[][..], |p| &p.ancestors[..]);
+        for node in std::iter::once(unit).chain(above) {
+            *nodes.entry((node.clone(), key.clone())).or_default() += n;
+        }
+    }
+    nodes
 }
 
 /// What a document adds to the unit counters: its unit, its state, and its planned return date

@@ -13,6 +13,7 @@
 //! same functions, so they cannot disagree.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cqrs_es::Aggregate;
 use custody_domain::cabinet::{Cabinet, CabinetEvent};
@@ -30,7 +31,7 @@ use sqlx::{Any, Row as _, Transaction};
 use crate::bulk::{self, OnConflict, Placeholders, Row, Table};
 use crate::personal::{self, PersonalColumns};
 use crate::reconciliations::rows::{deviation_rows, DEVIATIONS, RECONCILIATIONS};
-use crate::stats::{self, Counters};
+use crate::stats::{self, Counters, OrgTree};
 use crate::ProjectionError;
 
 /// A projection: one view, built by one projector, rebuildable on its own.
@@ -788,7 +789,7 @@ enum Built {
     /// Rows derived from single events, not yet written.
     Rows(&'static Table, Vec<Row>),
     /// The counters' deltas and the documents' contributions, not yet written.
-    Stats(Counters),
+    Stats(Box<Counters>),
 }
 
 /// Events applied to one generation of one projection, in memory, until written.
@@ -815,7 +816,7 @@ impl Fold {
             Projection::AccessRecords => Built::Rows(&ACCESS_RECORDS, Vec::new()),
             Projection::Alerts => Built::Rows(&ALERTS, Vec::new()),
             Projection::Reconciliations => Built::Reconciliations(Aggregates::new(), Vec::new()),
-            Projection::Stats => Built::Stats(Counters::default()),
+            Projection::Stats => Built::Stats(Box::default()),
         };
         Fold {
             projection,
@@ -825,6 +826,15 @@ impl Fold {
             recorded: None,
             position_order: None,
         }
+    }
+
+    /// For the stats projection: places the units it counts in `orgs` rather than in the tree
+    /// the store has when the fold is written (a rebuild reads the tree once).
+    pub(crate) fn placing_in(mut self, orgs: Option<Arc<OrgTree>>) -> Fold {
+        if let (Built::Stats(_), Some(orgs)) = (&self.built, orgs) {
+            self.built = Built::Stats(Box::new(Counters::placing_in(orgs)));
+        }
+        self
     }
 
     /// Also keeps the `recorded_at` of every event applied (see [`Fold::take_recorded`]).
@@ -1038,7 +1048,10 @@ impl Fold {
                 bulk::insert(&mut *tx, table, rows).await?;
                 rows.clear();
             }
-            Built::Stats(counters) => counters.write(tx, generation).await?,
+            Built::Stats(counters) => {
+                counters.place(tx, generation).await?;
+                counters.write(tx, generation).await?
+            }
         }
         let positions = self.changed_positions();
         bulk::insert(&mut *tx, &POSITIONS, &positions).await?;

@@ -188,32 +188,23 @@ impl Period {
         }
     }
 
-    /// The period as epoch milliseconds, China-time days inclusive.
-    fn millis(&self) -> Result<(i64, i64), UiError> {
-        let start = |d: NaiveDate| {
-            d.and_hms_opt(0, 0, 0)
-                .and_then(|t| t.and_local_timezone(china_standard_time()).single())
-                .map(|t| t.timestamp_millis())
-        };
-        let from = Self::date("from", &self.from)?
-            .and_then(start)
-            .unwrap_or(i64::MIN);
-        let to = Self::date("to", &self.to)?
-            .and_then(|d| d.succ_opt())
-            .and_then(start)
-            .map(|t| t - 1)
-            .unwrap_or(i64::MAX);
-        Ok((from, to))
+    /// The period's China-time days, both inclusive (None: unbounded).
+    fn days(&self) -> Result<(Option<NaiveDate>, Option<NaiveDate>), UiError> {
+        Ok((Self::date("from", &self.from)?, Self::date("to", &self.to)?))
     }
 }
 
+/// The destinations in `period`, with the `persons` most frequent holders (None: all).
 async fn destinations_of(
     state: &AppState,
     scope: &Scope,
     period: &Period,
+    persons: Option<usize>,
 ) -> Result<custody_projections::read::Destinations, UiError> {
-    let (from, to) = period.millis()?;
-    Ok(reader(state).destinations(scope.units(), from, to).await?)
+    let (from, to) = period.days()?;
+    Ok(reader(state)
+        .destinations(scope.units(), from, to, persons)
+        .await?)
 }
 
 fn person_rows(d: &custody_projections::read::Destinations) -> Vec<Vec<String>> {
@@ -235,7 +226,7 @@ pub async fn destinations(
     viewer: Viewer,
     Query(period): Query<Period>,
 ) -> Result<Response, UiError> {
-    let d = destinations_of(&state, &viewer.scope, &period).await?;
+    let d = destinations_of(&state, &viewer.scope, &period, Some(PERSONS_SHOWN)).await?;
     let query = format!(
         "from={}&to={}",
         opt(period.from.as_deref()),
@@ -248,8 +239,7 @@ pub async fn destinations(
         .map(|(i, (place, n))| vec![(i + 1).to_string(), place.clone(), n.to_string()])
         .collect();
     // The page shows the most frequent holders; the CSV has them all.
-    let mut persons = person_rows(&d);
-    persons.truncate(PERSONS_SHOWN);
+    let persons = person_rows(&d);
     let content = html! {
         form.filter method="get" action="/ui/destinations" {
             label for="from" { "起始日期" }
@@ -273,7 +263,7 @@ pub async fn destinations_csv(
     viewer: Viewer,
     Query(period): Query<Period>,
 ) -> Result<Response, UiError> {
-    let d = destinations_of(&state, &viewer.scope, &period).await?;
+    let d = destinations_of(&state, &viewer.scope, &period, None).await?;
     let mut rows: Vec<Vec<String>> = d
         .by_destination
         .iter()
@@ -707,29 +697,17 @@ const CABINET_HEADER: [&str; 7] = [
 ];
 
 async fn cabinet_rows(state: &AppState, scope: &Scope) -> Result<Vec<Vec<String>>, UiError> {
-    let reader = reader(state);
     let mut rows = Vec::new();
-    for device in reader.cabinet_devices(scope.units()).await? {
-        let Some(c) = reader.cabinet(scope.units(), &device).await? else {
-            continue;
-        };
-        let drawers = c.bodies.iter().flat_map(|b| b.drawers.iter());
-        let (count, used, documents) = drawers.fold((0, 0, 0), |(n, u, d), drawer| {
-            (
-                n + 1,
-                u + usize::from(!drawer.documents.is_empty()),
-                d + drawer.documents.len(),
-            )
-        });
+    for c in reader(state).cabinet_summaries(scope.units()).await? {
         rows.push(vec![
             c.device,
             opt(c.unit.as_deref()),
             c.state.name().to_string(),
-            count.to_string(),
-            used.to_string(),
-            documents.to_string(),
-            c.last_heartbeat
-                .and_then(|b| china_time(b.received_ms))
+            c.drawers.to_string(),
+            c.occupied.to_string(),
+            c.documents.to_string(),
+            c.last_heartbeat_ms
+                .and_then(china_time)
                 .unwrap_or_else(|| "无".into()),
         ]);
     }

@@ -40,6 +40,29 @@ pub struct DrawerOccupancy {
     pub documents: Vec<String>,
 }
 
+/// A cabinet's drawers and documents, counted (the department page's list of cabinets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CabinetSummary {
+    /// SBXLH.
+    pub device: String,
+    pub unit: Option<String>,
+    pub state: CabinetState,
+    /// Drawers of all its bodies.
+    pub drawers: usize,
+    /// Drawers holding at least one document.
+    pub occupied: usize,
+    /// Documents in its drawers.
+    pub documents: usize,
+    /// When its latest heartbeat arrived (epoch ms).
+    pub last_heartbeat_ms: Option<i64>,
+}
+
+/// A cabinet's bodies' rows and columns, by ZJGXLH.
+type BodySizes = HashMap<String, (i64, i64)>;
+
+/// How many cabinets one occupancy statement names.
+const DEVICES_PER_LOOKUP: usize = 500;
+
 /// The latest heartbeat (heartbeats are device status, not events).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Heartbeat {
@@ -200,6 +223,103 @@ impl Reader {
             bodies,
             last_heartbeat,
         }))
+    }
+
+    /// Every cabinet `scope` sees, in SBXLH order, with its drawers counted as
+    /// [`Reader::cabinet`] shows them: one statement over the cabinets, the documents in their
+    /// drawers counted per drawer by the store (from an index that holds what it reads), and
+    /// the heartbeats in one read, instead of a [`Reader::cabinet`] per cabinet.
+    pub async fn cabinet_summaries(
+        &self,
+        scope: &Scope,
+    ) -> Result<Vec<CabinetSummary>, ProjectionError> {
+        let cabinets = self.generation(Projection::Cabinets).await?;
+        let documents = self.generation(Projection::Documents).await?;
+        let (in_scope, units) = scope.filter("unit", 2);
+        let sql = format!(
+            "SELECT sbxlh, aggregate, state, unit FROM view_cabinets \
+             WHERE generation = $1{in_scope} ORDER BY sbxlh"
+        );
+        let mut query = sqlx::query(&sql).bind(cabinets);
+        for unit in units {
+            query = query.bind(unit);
+        }
+        let mut listed: Vec<(CabinetSummary, BodySizes)> = Vec::new();
+        for row in query.fetch_all(self.pool()).await? {
+            let device: String = row.try_get("sbxlh")?;
+            let aggregate: String = row.try_get("aggregate")?;
+            let aggregate: Cabinet = serde_json::from_str(&aggregate)
+                .map_err(|e| ProjectionError::Decode(format!("cabinet {device}: {e}")))?;
+            let bodies: BodySizes = aggregate
+                .bodies
+                .iter()
+                .map(|b| (b.serial.clone(), (i64::from(b.rows), i64::from(b.columns))))
+                .collect();
+            let drawers = aggregate
+                .bodies
+                .iter()
+                .map(|b| usize::from(b.rows) * usize::from(b.columns))
+                .sum();
+            listed.push((
+                CabinetSummary {
+                    device,
+                    unit: row.try_get("unit")?,
+                    state: state(&row, "state")?,
+                    drawers,
+                    occupied: 0,
+                    documents: 0,
+                    last_heartbeat_ms: None,
+                },
+                bodies,
+            ));
+        }
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (i, (summary, _)) in listed.iter().enumerate() {
+            index.insert(summary.device.clone(), i);
+        }
+        let devices: Vec<String> = listed.iter().map(|(s, _)| s.device.clone()).collect();
+        for chunk in devices.chunks(DEVICES_PER_LOOKUP) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT sbxlh, zjgxlh, drawer_row, drawer_col, COUNT(*) AS n FROM view_documents \
+                 WHERE generation = $1 AND state = 'InCabinet' AND sbxlh IN ({}) \
+                 GROUP BY sbxlh, zjgxlh, drawer_row, drawer_col",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(documents);
+            for device in chunk {
+                query = query.bind(device.as_str());
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                let device: String = row.try_get("sbxlh")?;
+                let drawer: (Option<String>, Option<i64>, Option<i64>) = (
+                    row.try_get("zjgxlh")?,
+                    row.try_get("drawer_row")?,
+                    row.try_get("drawer_col")?,
+                );
+                let Some((summary, bodies)) = index.get(&device).map(|i| &mut listed[*i]) else {
+                    continue;
+                };
+                // Only the drawers the cabinet has, as `Reader::cabinet` lists them.
+                if let (Some(body), Some(r), Some(c)) = drawer {
+                    if let Some((rows, columns)) = bodies.get(&body) {
+                        if (1..=*rows).contains(&r) && (1..=*columns).contains(&c) {
+                            summary.occupied += 1;
+                            summary.documents += row.try_get::<i64, _>("n")?.max(0) as usize;
+                        }
+                    }
+                }
+            }
+        }
+        let heartbeats = self.log.platform().heartbeat_times().await?;
+        Ok(listed
+            .into_iter()
+            .map(|(mut summary, _)| {
+                summary.last_heartbeat_ms = heartbeats.get(&summary.device).copied();
+                summary
+            })
+            .collect())
     }
 
     /// The documents in the cabinet's drawers, by (body, row, column), each list in ZJBS order.

@@ -7,12 +7,13 @@
 //!
 //! - [`documents`]: one document, a page of documents, a holder's documents;
 //! - [`persons`]: a person, filed or known only as a document's holder ([`PersonStatus`]);
-//! - [`cabinets`]: a cabinet with its drawers' occupancy and last heartbeat;
+//! - [`cabinets`]: a cabinet with its drawers' occupancy and last heartbeat; every cabinet's,
+//!   counted;
 //! - [`access_records`]: the deposits, withdrawals and corrections (存取记录);
 //! - [`alerts`]: anomalies, device alarms and rejected reports;
-//! - [`destinations`]: withdrawals' destinations in a period, per holder; the cabinets seen;
+//! - [`destinations`]: withdrawals' destinations in a period, per holder;
 //! - [`stats`]: counts by state, withdrawals per day, destinations, overdue, summed from the
-//!   `stats` projection's counters of the scope's units.
+//!   `stats` projection's roll-ups of the scope's roots.
 
 use std::collections::BTreeSet;
 
@@ -33,7 +34,9 @@ pub mod stats;
 
 pub use access_records::{AccessRecordFilter, AccessRecordRow};
 pub use alerts::{Alerts, RejectedReport, ViewAlert};
-pub use cabinets::{BodyOccupancy, CabinetRecord, DrawerOccupancy, Heartbeat, HeartbeatAge};
+pub use cabinets::{
+    BodyOccupancy, CabinetRecord, CabinetSummary, DrawerOccupancy, Heartbeat, HeartbeatAge,
+};
 pub use destinations::{Destinations, PersonTrips};
 pub use documents::{DocumentFilter, DocumentPage, DocumentRow, DrawerLocation, HolderRow};
 pub use persons::{PersonRecord, PersonStatus};
@@ -44,16 +47,33 @@ pub use stats::Stats;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
     units: Option<BTreeSet<String>>,
+    /// The org nodes whose subtrees `units` are, when known: the stats read their roll-ups.
+    roots: Option<BTreeSet<String>>,
 }
 
 impl Scope {
     pub fn everything() -> Scope {
-        Scope { units: None }
+        Scope {
+            units: None,
+            roots: None,
+        }
     }
 
-    /// These units only (an org node and the nodes below it).
+    /// These units only, whatever they are (the statistics add up each unit's counters).
     pub fn units(units: BTreeSet<String>) -> Scope {
-        Scope { units: Some(units) }
+        Scope {
+            units: Some(units),
+            roots: None,
+        }
+    }
+
+    /// The subtrees of the org nodes `roots`: `units` are those nodes and every node below
+    /// them, and no root is below another (the statistics read the roots' roll-ups).
+    pub fn subtrees(roots: BTreeSet<String>, units: BTreeSet<String>) -> Scope {
+        Scope {
+            units: Some(units),
+            roots: Some(roots),
+        }
     }
 
     /// Whether a row of `unit` is visible; a row of no unit is visible to everything only.

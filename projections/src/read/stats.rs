@@ -1,8 +1,8 @@
 //! The statistics of SPEC §7: documents by state, withdrawals per day, destinations, overdue.
 //!
-//! [`Reader::stats`] adds up the `stats` projection's counters of the scope's units (migration
-//! 0011, `crate::stats`): a few grouped sums over each unit's rows, whatever the number of
-//! documents. [`Reader::stats_from_views`] is the scan of the views it replaced, kept as the
+//! [`Reader::stats`] adds up the `stats` projection's counters (migrations 0011 and 0012,
+//! `crate::stats`): for an org subtree, its root's roll-up (a few grouped sums over one node's
+//! rows), whatever the number of documents or units below it. [`Reader::stats_from_views`] is the scan of the views it replaced, kept as the
 //! reference the projection is checked against (tests) and measured against (benchmarks).
 
 use std::collections::BTreeMap;
@@ -31,63 +31,126 @@ pub struct Stats {
 
 impl Reader {
     /// The statistics of what `scope` sees, with overdue counted on `today` (China time), from
-    /// the stats projection.
+    /// the stats projection: the roll-ups of the scope's roots (every top of the org tree for
+    /// everything), plus the own counters of units the roll-ups do not hold (`crate::stats`);
+    /// for a scope of bare units, the own counters of each.
     pub async fn stats(&self, scope: &Scope, today: NaiveDate) -> Result<Stats, ProjectionError> {
         let generation = self.generation(Projection::Stats).await?;
         let mut stats = Stats::default();
-        let (in_scope, units) = scope.filter("unit", 2);
-        let grouped = |table: &str, by: &str| {
-            format!(
-                "SELECT {by} AS k, CAST(SUM(n) AS BIGINT) AS n FROM {table} \
-                 WHERE generation = $1{in_scope} GROUP BY {by} HAVING SUM(n) <> 0"
-            )
+        let roots: Option<Vec<String>> = match (&scope.units, &scope.roots) {
+            (None, _) => Some(self.log.platform().org_roots().await?),
+            (Some(_), Some(roots)) => Some(roots.iter().cloned().collect()),
+            (Some(_), None) => None,
+        };
+        match roots {
+            Some(roots) => {
+                // Units counted before their org was in the tree are in no root's roll-up.
+                let sql = "SELECT unit FROM view_stats_units WHERE generation = $1 AND placed = 0";
+                let mut unplaced = Vec::new();
+                for row in sqlx::query(sql)
+                    .bind(generation)
+                    .fetch_all(self.pool())
+                    .await?
+                {
+                    let unit: String = row.try_get("unit")?;
+                    if scope.sees(Some(&unit)) && !roots.contains(&unit) {
+                        unplaced.push(unit);
+                    }
+                }
+                self.add_counters(&mut stats, generation, &NODES, &roots, today)
+                    .await?;
+                self.add_counters(&mut stats, generation, &UNITS, &unplaced, today)
+                    .await?;
+            }
+            None => {
+                let units: Vec<String> = scope.units.iter().flatten().cloned().collect();
+                self.add_counters(&mut stats, generation, &UNITS, &units, today)
+                    .await?;
+            }
+        }
+        for counts in [
+            &mut stats.documents_by_state,
+            &mut stats.withdrawals_per_day,
+            &mut stats.destinations,
+        ] {
+            counts.retain(|_, n| *n != 0);
+        }
+
+        // Documents no cabinet held yet count for their holder's unit, as the persons view has
+        // it (the module header of `crate::stats`); counted by the store, and for everything
+        // without asking whose unit they count for.
+        let rows = if scope.units.is_none() {
+            let sql = "SELECT state, planned_return, COUNT(*) AS n FROM view_stats_documents \
+                       WHERE generation = $1 AND unit IS NULL GROUP BY state, planned_return";
+            sqlx::query(sql)
+                .bind(generation)
+                .fetch_all(self.pool())
+                .await?
+        } else {
+            let persons = self.generation(Projection::Persons).await?;
+            let (in_scope, units) = scope.filter("p.unit", 3);
+            let sql = format!(
+                "SELECT s.state, s.planned_return, COUNT(*) AS n FROM view_stats_documents s \
+                 JOIN view_persons p ON p.generation = $2 AND p.rybs = s.holder_rybs \
+                 WHERE s.generation = $1 AND s.unit IS NULL{in_scope} \
+                 GROUP BY s.state, s.planned_return"
+            );
+            let query = sqlx::query(&sql).bind(generation).bind(persons);
+            bind_texts(query, units).fetch_all(self.pool()).await?
+        };
+        for row in rows {
+            let n: i64 = row.try_get("n")?;
+            count_document(&mut stats, &row, today, n)?;
+        }
+        Ok(stats)
+    }
+
+    /// Adds the counters of `keys` (units or org nodes, as `tables` keeps them) to `stats`.
+    async fn add_counters(
+        &self,
+        stats: &mut Stats,
+        generation: i64,
+        tables: &CounterTables,
+        keys: &[String],
+        today: NaiveDate,
+    ) -> Result<(), ProjectionError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let keyed = |next: usize| {
+            let placeholders: Vec<String> =
+                (0..keys.len()).map(|i| format!("${}", next + i)).collect();
+            format!("{} IN ({})", tables.key, placeholders.join(", "))
         };
         for (table, by, counts) in [
-            ("view_stats_states", "state", &mut stats.documents_by_state),
-            (
-                "view_stats_withdrawals",
-                "day",
-                &mut stats.withdrawals_per_day,
-            ),
-            (
-                "view_stats_destinations",
-                "destination",
-                &mut stats.destinations,
-            ),
+            (tables.states, "state", &mut stats.documents_by_state),
+            (tables.withdrawals, "day", &mut stats.withdrawals_per_day),
+            (tables.destinations, "destination", &mut stats.destinations),
         ] {
-            let sql = grouped(table, by);
-            let query = bind_texts(sqlx::query(&sql).bind(generation), units.iter().cloned());
+            let sql = format!(
+                "SELECT {by} AS k, CAST(SUM(n) AS BIGINT) AS n FROM {table} \
+                 WHERE generation = $1 AND {} GROUP BY {by}",
+                keyed(2)
+            );
+            let query = bind_texts(sqlx::query(&sql).bind(generation), keys.iter().cloned());
             for row in query.fetch_all(self.pool()).await? {
-                counts.insert(row.try_get("k")?, row.try_get("n")?);
+                *counts.entry(row.try_get("k")?).or_default() += row.try_get::<i64, _>("n")?;
             }
         }
 
         // Due back and past the planned return date: overdue (is_overdue).
-        let (in_scope, units) = scope.filter("unit", 3);
         let sql = format!(
-            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM view_stats_due \
-             WHERE generation = $1 AND planned_return < $2{in_scope}"
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM {} \
+             WHERE generation = $1 AND planned_return < $2 AND {}",
+            tables.due,
+            keyed(3)
         );
         let query = sqlx::query(&sql).bind(generation).bind(today.to_string());
-        stats.overdue = bind_texts(query, units)
+        stats.overdue += bind_texts(query, keys.iter().cloned())
             .fetch_one(self.pool())
             .await?
-            .try_get("n")?;
-
-        // Documents no cabinet held yet count for their holder's unit, as the persons view has
-        // it (the module header of `crate::stats`).
-        let persons = self.generation(Projection::Persons).await?;
-        let (in_scope, units) = scope.filter("p.unit", 3);
-        let sql = format!(
-            "SELECT s.state, s.planned_return FROM view_stats_documents s \
-             LEFT JOIN view_persons p ON p.generation = $2 AND p.rybs = s.holder_rybs \
-             WHERE s.generation = $1 AND s.unit IS NULL{in_scope}"
-        );
-        let query = sqlx::query(&sql).bind(generation).bind(persons);
-        for row in bind_texts(query, units).fetch_all(self.pool()).await? {
-            count_document(&mut stats, &row, today)?;
-        }
-        Ok(stats)
+            .try_get::<i64, _>("n")?;
+        Ok(())
     }
 
     /// The same statistics by scanning the documents, persons and access-records views: what
@@ -108,7 +171,7 @@ impl Reader {
             .fetch_all(self.pool())
             .await?
         {
-            count_document(&mut stats, &row, today)?;
+            count_document(&mut stats, &row, today, 1)?;
         }
 
         let access_records = self.generation(Projection::AccessRecords).await?;
@@ -139,23 +202,50 @@ impl Reader {
     }
 }
 
-/// Counts one document row (`state`, `planned_return`) by state, and as overdue if it is.
+/// The counter tables of one level: per unit (its own documents) or per org node (its subtree).
+struct CounterTables {
+    key: &'static str,
+    states: &'static str,
+    due: &'static str,
+    withdrawals: &'static str,
+    destinations: &'static str,
+}
+
+const UNITS: CounterTables = CounterTables {
+    key: "unit",
+    states: "view_stats_states",
+    due: "view_stats_due",
+    withdrawals: "view_stats_withdrawals",
+    destinations: "view_stats_destinations",
+};
+
+const NODES: CounterTables = CounterTables {
+    key: "node",
+    states: "view_stats_node_states",
+    due: "view_stats_node_due",
+    withdrawals: "view_stats_node_withdrawals",
+    destinations: "view_stats_node_destinations",
+};
+
+/// Counts `n` documents of a row's `state` and `planned_return` by state, and as overdue if
+/// they are.
 fn count_document(
     stats: &mut Stats,
     row: &sqlx::any::AnyRow,
     today: NaiveDate,
+    n: i64,
 ) -> Result<(), ProjectionError> {
     let document_state: DocumentState = state(row, "state")?;
     let planned_return = row
         .try_get::<Option<String>, _>("planned_return")?
         .and_then(|d| d.parse::<NaiveDate>().ok());
     if is_overdue(document_state, planned_return, today) {
-        stats.overdue += 1;
+        stats.overdue += n;
     }
     *stats
         .documents_by_state
         .entry(document_state.name().to_string())
-        .or_default() += 1;
+        .or_default() += n;
     Ok(())
 }
 

@@ -2,8 +2,11 @@
 //! views it replaced answers, for every scope and day, on both stores, over a varied lifecycle:
 //! deposits, lends and take-outs with destinations over several days, returns, an abnormal
 //! withdrawal, a cancellation, documents overdue, documents issued but never deposited (counted
-//! for their holder's unit), several units of one department and an org outside it. A rebuild
-//! gives the same answers, and `GET /api/v1/stats` is the projection's answer.
+//! for their holder's unit), an org tree of several levels (a province, its department, two
+//! units, a unit below one of them, each level holding documents of its own where it has a
+//! cabinet) and an org outside it, for bare sets of units and for org subtrees (read from the
+//! roll-ups of their roots), one subtree and two. A rebuild gives the same answers, and
+//! `GET /api/v1/stats` is the projection's answer for the token's subtree.
 
 use std::collections::BTreeSet;
 
@@ -84,6 +87,22 @@ fn units(codes: &[&String]) -> Scope {
     Scope::units(codes.iter().map(|c| c.to_string()).collect::<BTreeSet<_>>())
 }
 
+/// The org subtrees of `roots`, as a token's scope is made.
+async fn subtrees(app: &TestApp, roots: &[&String]) -> Scope {
+    let mut units = BTreeSet::new();
+    for root in roots {
+        units.extend(
+            app.store
+                .log
+                .platform()
+                .org_subtree(root)
+                .await
+                .expect("org subtree"),
+        );
+    }
+    Scope::subtrees(roots.iter().map(|r| r.to_string()).collect(), units)
+}
+
 /// Every scope's statistics on each day, from the projection, each equal to the scan's.
 async fn all_equal_to_the_scan(
     reader: &Reader,
@@ -101,6 +120,38 @@ async fn all_equal_to_the_scan(
             assert_eq!(projected, scanned, "{scope:?} on {today}");
             answers.push(projected);
         }
+        // The destinations page's counts, from the projection's trips, equal the count of the
+        // access records and their documents, for all time and for periods of these days.
+        let mut periods = vec![(None, None)];
+        for day in days {
+            periods.extend([
+                (Some(*day), Some(*day)),
+                (Some(*day), None),
+                (None, Some(*day)),
+            ]);
+        }
+        for (from, to) in periods {
+            let projected = reader
+                .destinations(scope, from, to, None)
+                .await
+                .expect("destinations");
+            let scanned = reader
+                .destinations_from_views(scope, from, to)
+                .await
+                .expect("scanned destinations");
+            assert_eq!(projected, scanned, "{scope:?} from {from:?} to {to:?}");
+            // The most frequent holders only: the first of the whole list, ranked by the store.
+            let first = reader
+                .destinations(scope, from, to, Some(2))
+                .await
+                .expect("first destinations");
+            assert_eq!(first.by_destination, scanned.by_destination);
+            let expected: Vec<_> = scanned.by_person.iter().take(2).cloned().collect();
+            assert_eq!(
+                first.by_person, expected,
+                "{scope:?} from {from:?} to {to:?}"
+            );
+        }
     }
     answers
 }
@@ -110,8 +161,14 @@ async fn the_stats_projection_answers_what_a_scan_of_the_views_answers() {
     for kind in StoreKind::ALL {
         let clock = ManualClock::at(time("2026-11-23T09:00:00+08:00"));
         let app = TestApp::spawn_with_clock(kind, clock).await;
-        let (department, ours, theirs) = app.department_with_two_units().await;
+        let province = app.org_under(None, "省委组织部").await;
+        let department = app.org_under(Some(&province), "市委组织部").await;
+        let ours = app.org_under(Some(&department), "本单位").await;
+        let theirs = app.org_under(Some(&department), "兄弟单位").await;
+        let below = app.org_under(Some(&ours), "下级单位").await;
         let elsewhere = app.org_under(None, "另一部门").await;
+        let province_cabinet = app.active_cabinet_of(&province).await;
+        let below_cabinet = app.active_cabinet_of(&below).await;
         let our_cabinet = app.active_cabinet_of(&ours).await;
         let their_cabinet = app.active_cabinet_of(&theirs).await;
         let far_cabinet = app.active_cabinet_of(&elsewhere).await;
@@ -121,8 +178,11 @@ async fn the_stats_projection_answers_what_a_scan_of_the_views_answers() {
         let our = deposited(&app, &our_cabinet, 6).await;
         let their = deposited(&app, &their_cabinet, 3).await;
         let far = deposited(&app, &far_cabinet, 2).await;
+        let low = deposited(&app, &below_cabinet, 2).await;
+        deposited(&app, &province_cabinet, 1).await;
         let now = app.now_ms();
         for (cabinet, record, drawer, due, to) in [
+            (&below_cabinet, &low[0], 0, date(2026, 11, 24), "HKG"),
             (&our_cabinet, &our[0], 0, date(2026, 11, 25), "HKG"),
             (&our_cabinet, &our[1], 1, date(2026, 11, 30), "FRA"),
             (&their_cabinet, &their[0], 0, date(2026, 11, 24), "HKG"),
@@ -176,6 +236,13 @@ async fn the_stats_projection_answers_what_a_scan_of_the_views_answers() {
             units(&[&department, &ours, &theirs]),
             units(&[&elsewhere]),
             units(&[&ours, &elsewhere]),
+            subtrees(&app, &[&province]).await,
+            subtrees(&app, &[&department]).await,
+            subtrees(&app, &[&ours]).await,
+            subtrees(&app, &[&below]).await,
+            subtrees(&app, &[&theirs]).await,
+            subtrees(&app, &[&elsewhere]).await,
+            subtrees(&app, &[&ours, &elsewhere]).await,
         ];
         let days = [
             date(2026, 11, 23),
@@ -192,8 +259,8 @@ async fn the_stats_projection_answers_what_a_scan_of_the_views_answers() {
             .await
             .expect("stats");
         let total: i64 = everything.documents_by_state.values().sum();
-        assert_eq!(total, 6 + 3 + 2 + 2, "{everything:?}");
-        assert_eq!(everything.overdue, 3, "{everything:?}");
+        assert_eq!(total, 6 + 3 + 2 + 2 + 1 + 2, "{everything:?}");
+        assert_eq!(everything.overdue, 4, "{everything:?}");
         let our_stats = reader.stats(&units(&[&ours]), today).await.expect("stats");
         assert_eq!(our_stats.overdue, 1, "{our_stats:?}");
         assert_eq!(
@@ -213,7 +280,79 @@ async fn the_stats_projection_answers_what_a_scan_of_the_views_answers() {
             "{our_stats:?}"
         );
 
-        // The read API answers the projection's figures, in the same JSON as before.
+        // Our unit's destinations: two lends to HKG (one on 11-24), one to FRA, a take-out to
+        // MAC, each by another holder, named in clear; only the first `named` holders named.
+        let ours_only = units(&[&ours]);
+        let trips = reader
+            .destinations(&ours_only, None, None, None)
+            .await
+            .expect("destinations");
+        let expected: Vec<(String, i64)> = [("HKG", 2), ("FRA", 1), ("MAC", 1)]
+            .iter()
+            .map(|(d, n)| (d.to_string(), *n))
+            .collect();
+        assert_eq!(trips.by_destination, expected, "{trips:?}");
+        assert_eq!(trips.by_person.len(), 4, "{trips:?}");
+        let names: BTreeSet<String> = [&our[0], &our[1], &our[2], &our[5]]
+            .iter()
+            .map(|r| r.chinese_name.clone())
+            .collect();
+        let shown: BTreeSet<String> = trips
+            .by_person
+            .iter()
+            .filter_map(|p| p.name.clone())
+            .collect();
+        assert_eq!(shown, names, "{trips:?}");
+        let one_day = reader
+            .destinations(
+                &ours_only,
+                Some(date(2026, 11, 24)),
+                Some(date(2026, 11, 24)),
+                Some(1),
+            )
+            .await
+            .expect("destinations");
+        assert_eq!(one_day.by_destination, vec![("HKG".to_string(), 1)]);
+        assert_eq!(one_day.by_person.len(), 1, "{one_day:?}");
+        assert_eq!(
+            one_day.by_person[0].name.as_ref(),
+            Some(&our[5].chinese_name)
+        );
+        let first = reader
+            .destinations(&ours_only, None, None, Some(1))
+            .await
+            .expect("destinations");
+        assert_eq!(first.by_destination, trips.by_destination);
+        assert_eq!(first.by_person, trips.by_person[..1], "{first:?}");
+
+        // Our subtree holds the unit below us too: its roll-up counts both.
+        let our_subtree = reader
+            .stats(&subtrees(&app, &[&ours]).await, today)
+            .await
+            .expect("stats");
+        assert_eq!(
+            our_subtree.documents_by_state.values().sum::<i64>(),
+            6 + 1 + 2,
+            "{our_subtree:?}"
+        );
+        assert_eq!(our_subtree.overdue, 2, "{our_subtree:?}");
+        assert_eq!(
+            our_subtree.destinations.get("HKG"),
+            Some(&3),
+            "{our_subtree:?}"
+        );
+        let province_total: i64 = reader
+            .stats(&subtrees(&app, &[&province]).await, today)
+            .await
+            .expect("stats")
+            .documents_by_state
+            .values()
+            .sum();
+        assert_eq!(province_total, 1 + 6 + 1 + 3 + 2, "the province's subtree");
+
+        // The read API answers the projection's figures for the token's subtree, in the same
+        // JSON as before.
+        let our_stats = our_subtree;
         let token = app.token("reader", &ours, &[]).await;
         let (status, body) = app.read(&token, "/api/v1/stats").await;
         assert_eq!(status, 200, "{body}");
