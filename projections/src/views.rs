@@ -686,8 +686,7 @@ impl<A: ViewAggregate> Aggregates<A> {
                         values.push((row.try_get("id")?, value));
                     }
                     let aggregates: Vec<Value> = values.iter().map(|(_, v)| v.clone()).collect();
-                    let ring =
-                        personal::ring_for_aggregates(log, columns, &aggregates, tx).await?;
+                    let ring = personal::ring_for_aggregates(log, columns, &aggregates, tx).await?;
                     for (id, mut value) in values {
                         personal::open_aggregate(ring.as_ref(), columns, &id, &mut value)?;
                         let aggregate: A = serde_json::from_value(value)
