@@ -51,12 +51,14 @@ impl JetStreamFeed {
             js: crate::relay::jetstream_context(client),
             settings,
             durable: durable.into(),
-            ack_wait: Duration::from_secs(30),
+            // Also how long the events a dead holder had fetched wait before the next holder
+            // gets them (docs/scaling.md); a batch commits in well under it.
+            ack_wait: Duration::from_secs(10),
             consumer: None,
         }
     }
 
-    /// How long the server waits for an ack before redelivering (default 30 s).
+    /// How long the server waits for an ack before redelivering (default 10 s).
     pub fn with_ack_wait(mut self, ack_wait: Duration) -> Self {
         self.ack_wait = ack_wait;
         self
