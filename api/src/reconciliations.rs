@@ -78,7 +78,7 @@ pub(crate) async fn results(
     let filter = query.filter()?;
     let pool = state.commands.log().platform().pool();
     let sees = |unit: Option<&str>| scope.sees(unit);
-    let batches = crate::read::reader(state)
+    let batches = custody_projections::read::Reader::new(state.commands.log().clone())
         .reconciliation_results(&filter, sees, LIMIT)
         .await
         .map_err(view_error)?;
