@@ -78,9 +78,15 @@ impl PersonalData {
             }
         }
         let mut rows = self.index_rows(connection.as_deref_mut()).await?;
+        // Made in the caller's transaction when given (a projector holding SQLite's write lock
+        // cannot wait for another connection's insert), and then not kept in memory: the
+        // transaction may yet roll back.
+        let mut keep = true;
         if !rows.iter().any(|(_, _, state)| state == "current") {
-            let id = self.next_index_id().await?;
-            self.insert_index_key(&id).await?;
+            let id = self.next_index_id(connection.as_deref_mut()).await?;
+            keep = connection.is_none();
+            self.insert_index_key(&id, connection.as_deref_mut())
+                .await?;
             rows = self.index_rows(connection).await?;
         }
         let mut current = None;
@@ -102,8 +108,10 @@ impl PersonalData {
         let current =
             current.ok_or_else(|| EventLogError::PersonalData("no current index key".into()))?;
         let keys = Arc::new(IndexKeys { current, previous });
-        *self.index.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((keys.clone(), Instant::now()));
+        if keep {
+            *self.index.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((keys.clone(), Instant::now()));
+        }
         Ok(keys)
     }
 
@@ -121,41 +129,52 @@ impl PersonalData {
         })
     }
 
-    async fn insert_index_key(&self, id: &str) -> Result<(), EventLogError> {
+    async fn insert_index_key(
+        &self,
+        id: &str,
+        connection: Option<&mut sqlx::AnyConnection>,
+    ) -> Result<(), EventLogError> {
         let wrapped = base64::engine::general_purpose::STANDARD
             .encode(self.master.wrap(&DataKey::generate()));
         // Two instances starting at once both try `k1`: one wins, the other reads it.
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO index_keys (id, wrapped, master_key_id, state, created_ms) \
              VALUES ($1, $2, $3, 'current', $4) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(wrapped)
         .bind(self.master.key_id())
-        .bind(chrono::Utc::now().timestamp_millis())
-        .execute(&self.pool)
-        .await?;
+        .bind(chrono::Utc::now().timestamp_millis());
+        match connection {
+            Some(connection) => query.execute(connection).await?,
+            None => query.execute(&self.pool).await?,
+        };
         Ok(())
     }
 
     /// Starts a rotation of the index key: the current key becomes previous (still looked up)
     /// and a new one is current. The new key's id.
     pub async fn rotate_index_key(&self) -> Result<String, EventLogError> {
-        let id = self.next_index_id().await?;
+        let id = self.next_index_id(None).await?;
         sqlx::query("UPDATE index_keys SET state = 'previous' WHERE state = 'current'")
             .execute(&self.pool)
             .await?;
-        self.insert_index_key(&id).await?;
+        self.insert_index_key(&id, None).await?;
         *self.index.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(id)
     }
 
     /// `k1`, `k2`, …: the next id never used (two instances making the first key at once agree
     /// on it).
-    async fn next_index_id(&self) -> Result<String, EventLogError> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM index_keys")
-            .fetch_all(&self.pool)
-            .await?;
+    async fn next_index_id(
+        &self,
+        connection: Option<&mut sqlx::AnyConnection>,
+    ) -> Result<String, EventLogError> {
+        let query = sqlx::query_scalar("SELECT id FROM index_keys");
+        let ids: Vec<String> = match connection {
+            Some(connection) => query.fetch_all(connection).await?,
+            None => query.fetch_all(&self.pool).await?,
+        };
         let next = ids
             .iter()
             .filter_map(|id| id.strip_prefix('k').and_then(|n| n.parse::<u64>().ok()))
