@@ -472,15 +472,7 @@ impl PersonalData {
                 ring.erased.insert(person);
                 continue;
             };
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(&stored)
-                .map_err(|_| {
-                    EventLogError::PersonalData(format!("{person}: wrapped key is not base64"))
-                })?;
-            let key = self
-                .master
-                .unwrap(&bytes)
-                .map_err(|e| EventLogError::PersonalData(format!("{person}: {e}")))?;
+            let key = self.unwrap_stored(&person, &stored)?;
             ring.keys.insert(person, Arc::new(key));
         }
         Ok(ring)
@@ -531,16 +523,7 @@ impl PersonalData {
                       WHERE person = $3 AND wrapped = $4";
         let mut done = 0;
         for (person, wrapped) in rows {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(&wrapped)
-                .map_err(|_| {
-                    EventLogError::PersonalData(format!("{person}: wrapped key is not base64"))
-                })?;
-            let key = self.master.unwrap(&bytes).map_err(|e| {
-                EventLogError::PersonalData(format!(
-                    "{person}: the data key opens under none of the master keys given: {e}"
-                ))
-            })?;
+            let key = self.unwrap_stored(&person, &wrapped)?;
             let rewrapped =
                 base64::engine::general_purpose::STANDARD.encode(self.master.wrap(&key));
             let changed = sqlx::query(update)
@@ -581,21 +564,27 @@ impl PersonalData {
         let key = if stored == wrapped {
             fresh
         } else {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(&stored)
-                .map_err(|_| {
-                    EventLogError::PersonalData(format!("{person}: wrapped key is not base64"))
-                })?;
-            self.master.unwrap(&bytes).map_err(|e| {
-                EventLogError::PersonalData(format!(
-                    "{person}: the data key does not unwrap under master key {}: {e}",
-                    self.master.key_id()
-                ))
-            })?
+            self.unwrap_stored(person, &stored)?
         };
         let key = Arc::new(key);
         self.remember(person, key.clone());
         Ok(key)
+    }
+
+    /// A key as `person_keys` (or `index_keys`) stores it: base64 of its wrapping under one of
+    /// the master keys given.
+    fn unwrap_stored(&self, owner: &str, wrapped: &str) -> Result<DataKey, EventLogError> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(wrapped)
+            .map_err(|_| {
+                EventLogError::PersonalData(format!("{owner}: wrapped key is not base64"))
+            })?;
+        self.master.unwrap(&bytes).map_err(|e| {
+            EventLogError::PersonalData(format!(
+                "{owner}: the key opens under none of the master keys given ({}): {e}",
+                self.master.key_ids().join(", ")
+            ))
+        })
     }
 
     fn cached(&self, person: &str) -> Option<Arc<DataKey>> {
@@ -732,17 +721,7 @@ impl PersonalData {
         }
         let mut keys = HashMap::new();
         for (person, wrapped) in rows {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(&wrapped)
-                .map_err(|_| {
-                    EventLogError::PersonalData(format!("{person}: wrapped key is not base64"))
-                })?;
-            let key = Arc::new(self.master.unwrap(&bytes).map_err(|e| {
-                EventLogError::PersonalData(format!(
-                    "{person}: the data key does not unwrap under master key {}: {e}",
-                    self.master.key_id()
-                ))
-            })?);
+            let key = Arc::new(self.unwrap_stored(&person, &wrapped)?);
             self.remember(&person, key.clone());
             keys.insert(person, key);
         }

@@ -92,13 +92,7 @@ impl PersonalData {
         let mut current = None;
         let mut previous = Vec::new();
         for (id, wrapped, state) in rows {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(&wrapped)
-                .map_err(|_| EventLogError::PersonalData(format!("index key {id}: not base64")))?;
-            let key = self
-                .master
-                .unwrap(&bytes)
-                .map_err(|e| EventLogError::PersonalData(format!("index key {id}: {e}")))?;
+            let key = self.unwrap_stored(&format!("index key {id}"), &wrapped)?;
             if state == "current" {
                 current = Some((id, key));
             } else {

@@ -10,8 +10,8 @@ use custody_tests::{StoreKind, TestApp};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::exit_entry::{record, registered_adapter, registered_unit_client, send_ok};
-use crate::lifecycle::{filed, processes_caught_up};
+use crate::exit_entry::{record, send_ok};
+use crate::lifecycle::{filed, processes_caught_up, Parties};
 
 fn erasure() -> serde_json::Value {
     json!({"ground": "purpose_fulfilled", "reference": "RS-2026/17"})
@@ -45,10 +45,12 @@ async fn rebuild(app: &TestApp, name: &str) {
 async fn an_erased_person_is_unreadable_everywhere_and_the_log_still_verifies() {
     for kind in StoreKind::ALL {
         let app = TestApp::spawn(kind).await;
-        let unit = app.unit().await;
-        let cabinet = app.active_cabinet_of(&unit).await;
-        let client = registered_unit_client(&app, &unit).await;
-        let adapter = registered_adapter(&app).await;
+        let Parties {
+            unit,
+            cabinet,
+            client,
+            adapter,
+        } = Parties::of(&app).await;
 
         // A leaves (filed, a document deposited, the filing revoked: the cascade cancels the
         // document); B stays.

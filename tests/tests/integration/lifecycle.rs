@@ -318,6 +318,30 @@ async fn cross(
 }
 
 /// Files a list of one person and has the administration answer it.
+/// A unit with an active cabinet and a registered unit client, and the exit-entry adapter: who
+/// a person's whole lifecycle needs.
+pub(crate) struct Parties {
+    pub unit: String,
+    pub cabinet: SimulatedCabinet,
+    pub client: SimulatedUnitClient,
+    pub adapter: SimulatedExitEntryAdapter,
+}
+
+impl Parties {
+    pub(crate) async fn of(app: &TestApp) -> Parties {
+        let unit = app.unit().await;
+        let cabinet = app.active_cabinet_of(&unit).await;
+        let client = registered_unit_client(app, &unit).await;
+        let adapter = registered_adapter(app).await;
+        Parties {
+            unit,
+            cabinet,
+            client,
+            adapter,
+        }
+    }
+}
+
 pub(crate) async fn filed(
     app: &TestApp,
     client: &SimulatedUnitClient,
@@ -356,10 +380,12 @@ async fn a_revoked_filing_cancels_every_document_of_the_person() {
     for kind in StoreKind::ALL {
         let clock = ManualClock::at(time("2026-11-23T10:30:00+08:00"));
         let app = TestApp::spawn_with_clock(kind, clock).await;
-        let unit = app.unit().await;
-        let cabinet = app.active_cabinet_of(&unit).await;
-        let client = registered_unit_client(&app, &unit).await;
-        let adapter = registered_adapter(&app).await;
+        let Parties {
+            unit,
+            cabinet,
+            client,
+            adapter,
+        } = Parties::of(&app).await;
         let reader = app.token("reader", &unit, &[]).await;
 
         // Four documents of one person (one in the cabinet, one lent, one already lost, one

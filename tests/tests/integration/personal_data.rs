@@ -13,17 +13,19 @@ use std::sync::Arc;
 
 use sqlx::{AnyPool, Row};
 
-use crate::exit_entry::{record, registered_adapter, registered_unit_client, send_ok};
-use crate::lifecycle::filed;
+use crate::exit_entry::{record, send_ok};
+use crate::lifecycle::{filed, Parties};
 
 #[tokio::test]
 async fn no_event_holds_personal_data_in_clear_and_every_read_still_opens_it() {
     for kind in StoreKind::ALL {
         let app = TestApp::spawn(kind).await;
-        let unit = app.unit().await;
-        let cabinet = app.active_cabinet_of(&unit).await;
-        let client = registered_unit_client(&app, &unit).await;
-        let adapter = registered_adapter(&app).await;
+        let Parties {
+            unit,
+            cabinet,
+            client,
+            adapter,
+        } = Parties::of(&app).await;
 
         let kept = record();
         let lent = record();
