@@ -264,14 +264,27 @@ async fn documents_view_complete(log: &EventLog, since: Instant) -> Duration {
     }
 }
 
-/// The events stream as the NATS node at `url` describes it.
+/// The events stream as the NATS node at `url` describes it. Right after a node is lost the
+/// cluster may still be electing the stream's leader and answer "stream not found": asked again
+/// until it answers, for up to 60 s.
 async fn stream_info(url: &str) -> async_nats::jetstream::stream::Info {
     let client = async_nats::connect(url).await.expect("connect to nats");
-    let mut stream = async_nats::jetstream::new(client)
-        .get_stream(custody_projections::feed::StreamSettings::default().stream)
-        .await
-        .expect("the stream");
-    stream.info().await.expect("stream info").clone()
+    let js = async_nats::jetstream::new(client);
+    let name = custody_projections::feed::StreamSettings::default().stream;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = match js.get_stream(&name).await {
+            Ok(mut stream) => stream.info().await.cloned().map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match answer {
+            Ok(info) => return info,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "the stream: {error}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
 }
 
 fn client() -> reqwest::Client {
