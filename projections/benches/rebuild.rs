@@ -288,6 +288,7 @@ async fn snapshot(
         Projection::Reconciliations => &["view_reconciliations", "view_reconciliation_deviations"],
         Projection::Stats => &[
             "view_stats_documents",
+            "view_stats_undeposited",
             "view_stats_states",
             "view_stats_due",
             "view_stats_withdrawals",

@@ -1,8 +1,9 @@
 //! Statistics at national scale: fills the `stats` projection with N documents (default
 //! 1,000,000) spread over 1,000 units (10 provinces × 10 cities × 10 units, under one national
 //! node, all in the org tree), then times `Reader::stats` for a unit, a city (10 units), a
-//! province (100 units), each as its token's scope (the org subtree), and the whole tree (an
-//! operator's), and prints the figures (median and slowest of 20 calls after 2 unmeasured ones).
+//! province (100 units) and the national node (all 1,000), each as its token's scope (the org
+//! subtree), and the whole tree (an operator's), and prints the figures (median and slowest of
+//! 20 calls after 2 unmeasured ones).
 //!
 //! ```text
 //! cargo bench -p custody-projections --bench stats                      # embedded (SQLite)
@@ -18,9 +19,11 @@
 //! destinations with their returns, documents due back, abnormal withdrawals, cancellations,
 //! documents issued but never deposited) are made in memory over the year 2026 and applied by
 //! the stats projector itself (`Projector::commit`, 2,000 events a transaction), as the live
-//! feed would: every row is the projection's own. Only the stats projection is filled, so the
-//! event store and the other views stay empty (the scan [`Reader::stats_from_views`] has nothing
-//! to scan here; scripts/bench-department-page measures the page over a full store).
+//! feed would: every row is the projection's own. Each holder is filed too, into the persons
+//! view (a subtree counts its documents no cabinet has held through it). Only these two are
+//! filled, so the event store and the other views stay empty (the scan
+//! [`Reader::stats_from_views`] has nothing to scan here; scripts/bench-department-page measures
+//! the page over a full store).
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) it fills 3,000 documents and
 //! checks the whole tree's figures add up to what was generated, and that a province's roll-up
@@ -41,6 +44,7 @@ use custody_domain::document::{
 use custody_domain::identifiers::{
     CitizenId, CreditCode, DocumentId, DocumentNumber, DocumentType,
 };
+use custody_domain::person::{FilingSubmitted, PersonDetails, PersonEvent};
 use custody_domain::values::{DocumentRecord, Drawer, Location, Sex};
 use custody_eventlog::{EventLog, Org, StoredEvent};
 use custody_projections::feed::{Acker, Cursor, FeedItem};
@@ -104,7 +108,10 @@ async fn run(backend: &str, log: &EventLog, options: &Options) {
     let units: Vec<CreditCode> = (0..UNITS).map(credit_code).collect();
     let tree = org_tree(log, &units, options.quick).await;
     let started = Instant::now();
-    let generated = fill(&projector, &units, options.documents).await;
+    let persons = Projector::new(log.clone(), Projection::Persons)
+        .await
+        .expect("projector");
+    let generated = fill(&projector, &persons, &units, options.documents).await;
     let filled = started.elapsed();
     println!(
         "{backend}: {} documents, {} events applied by the stats projector in {:.1} s ({:.0} events/s)",
@@ -127,6 +134,10 @@ async fn run(backend: &str, log: &EventLog, options: &Options) {
         ("a unit", subtree(&units[0]).await),
         ("a city (10 units)", subtree(&tree.cities[0]).await),
         ("a province (100 units)", subtree(&tree.provinces[0]).await),
+        (
+            "the national node (1,000 units)",
+            subtree(&tree.national).await,
+        ),
         ("the whole tree (everything)", Scope::everything()),
     ];
     if options.quick {
@@ -158,7 +169,7 @@ async fn run(backend: &str, log: &EventLog, options: &Options) {
         return;
     }
     println!(
-        "{:<10} {:<28} {:>10} {:>8} {:>8}",
+        "{:<10} {:<32} {:>10} {:>8} {:>8}",
         "backend", "scope", "documents", "p50 ms", "max ms"
     );
     for (label, scope) in &scopes {
@@ -175,7 +186,7 @@ async fn run(backend: &str, log: &EventLog, options: &Options) {
         }
         times.sort();
         println!(
-            "{:<10} {:<28} {:>10} {:>8.1} {:>8.1}",
+            "{:<10} {:<32} {:>10} {:>8.1} {:>8.1}",
             backend,
             label,
             documents,
@@ -194,6 +205,7 @@ fn ms(d: Duration) -> f64 {
 
 /// The org nodes above the units.
 struct Tree {
+    national: CreditCode,
     provinces: Vec<CreditCode>,
     cities: Vec<CreditCode>,
 }
@@ -226,7 +238,11 @@ async fn org_tree(log: &EventLog, units: &[CreditCode], quick: bool) -> Tree {
     for (u, unit) in units.iter().enumerate().take(placed) {
         insert(unit, Some(&cities[u / UNITS_PER_CITY])).await;
     }
-    Tree { provinces, cities }
+    Tree {
+        national,
+        provinces,
+        cities,
+    }
 }
 
 fn credit_code(n: usize) -> CreditCode {
@@ -380,14 +396,51 @@ fn rng_minutes(n: usize) -> i64 {
     (n % 480) as i64
 }
 
-/// Applies every document's events with the stats projector, `BATCH` events a transaction.
-async fn fill(projector: &Projector, units: &[CreditCode], documents: usize) -> Generated {
+/// Applies every document's events with the stats projector, `BATCH` events a transaction, and
+/// files each holder (in the unit of their first document) with the persons projector: a
+/// subtree counts its documents no cabinet has held through the persons view, so that view
+/// holds every holder, as it would in service.
+async fn fill(
+    projector: &Projector,
+    persons: &Projector,
+    units: &[CreditCode],
+    documents: usize,
+) -> Generated {
     let mut rng = Rng(0x5eed);
     let today = NaiveDate::from_ymd_opt(TODAY.0, TODAY.1, TODAY.2).expect("date");
     let mut generated = Generated::default();
     let mut batch = Vec::with_capacity(BATCH + 8);
+    let mut filings = Vec::with_capacity(BATCH);
+    let mut filed = std::collections::HashSet::new();
     let mut position = 0i64;
     for n in 0..documents {
+        let holder = record(n);
+        if filed.insert(holder.holder_id()) {
+            let event = PersonEvent::FilingSubmitted(FilingSubmitted {
+                filing_serial: format!("B{n:010}"),
+                unit: units[(n / 7) % units.len()].clone(),
+                details: PersonDetails {
+                    name: holder.chinese_name.clone(),
+                    citizen_id: holder.citizen_id.clone(),
+                    phone: None,
+                    position: None,
+                    registered_documents: None,
+                }
+                .into(),
+            });
+            position += 1;
+            filings.push(feed_item(
+                "Person",
+                holder.holder_id().to_string(),
+                1,
+                &event,
+                position,
+            ));
+            if filings.len() >= BATCH {
+                persons.commit(&filings).await.expect("commit persons");
+                filings.clear();
+            }
+        }
         let events = document_events(n, &mut rng, units, today, &mut generated);
         let document_type = events
             .first()
@@ -397,23 +450,13 @@ async fn fill(projector: &Projector, units: &[CreditCode], documents: usize) -> 
         let id = DocumentId::of(document_type, &number).to_string();
         for (i, event) in events.into_iter().enumerate() {
             position += 1;
-            batch.push(FeedItem {
-                event: StoredEvent {
-                    aggregate_type: "Document".to_string(),
-                    aggregate_id: id.clone(),
-                    sequence: i as i64 + 1,
-                    event_type: event.event_type(),
-                    event_version: event.event_version(),
-                    payload: serde_json::to_value(&event).expect("payload"),
-                    metadata: serde_json::json!({"recorded_at": "2026-12-01T09:00:00+08:00"}),
-                    global_position: position,
-                },
-                cursor: Cursor {
-                    tx_id: position as u64,
-                    position,
-                },
-                acker: Acker::None,
-            });
+            batch.push(feed_item(
+                "Document",
+                id.clone(),
+                i as i64 + 1,
+                &event,
+                position,
+            ));
         }
         if batch.len() >= BATCH {
             generated.events += projector.commit(&batch).await.expect("commit");
@@ -421,5 +464,33 @@ async fn fill(projector: &Projector, units: &[CreditCode], documents: usize) -> 
         }
     }
     generated.events += projector.commit(&batch).await.expect("commit");
+    persons.commit(&filings).await.expect("commit persons");
     generated
+}
+
+/// `event` as the feed would hand it over, at `position`.
+fn feed_item<E: DomainEvent>(
+    aggregate_type: &str,
+    aggregate_id: String,
+    sequence: i64,
+    event: &E,
+    position: i64,
+) -> FeedItem {
+    FeedItem {
+        event: StoredEvent {
+            aggregate_type: aggregate_type.to_string(),
+            aggregate_id,
+            sequence,
+            event_type: event.event_type(),
+            event_version: event.event_version(),
+            payload: serde_json::to_value(event).expect("payload"),
+            metadata: serde_json::json!({"recorded_at": "2026-12-01T09:00:00+08:00"}),
+            global_position: position,
+        },
+        cursor: Cursor {
+            tx_id: position as u64,
+            position,
+        },
+        acker: Acker::None,
+    }
 }

@@ -13,8 +13,9 @@
 //!
 //! A document no cabinet held yet has no unit of its own: the scan counted it for its holder's
 //! unit (`COALESCE(d.unit, p.unit)`), which belongs to the Person aggregate, so those documents
-//! are not in the unit counters; readers count them from [`DOCUMENTS`] joined with the persons
-//! view (an index keeps just them).
+//! are not in the unit counters; a subtree's readers count them from [`DOCUMENTS`] joined with
+//! the persons view (an index holds just them, with the columns counted). For the whole tree,
+//! whoever their holders are, they are counted in [`UNDEPOSITED`] by state and planned return.
 //!
 //! Every counter is kept twice: per unit (its own documents, migration 0011) and per org node
 //! for the node's whole subtree ([`NODE_STATES`] and the rest, migration 0012), so that a
@@ -88,6 +89,15 @@ pub(crate) const DESTINATIONS: Table = Table {
     on_conflict: OnConflict::Add,
 };
 
+/// The documents no cabinet has held yet, by state and planned return ('' for none): the whole
+/// tree's share of them (migration 0019).
+pub(crate) const UNDEPOSITED: Table = Table {
+    name: "view_stats_undeposited",
+    columns: &["generation", "state", "planned_return", "n"],
+    key: &["generation", "state", "planned_return"],
+    on_conflict: OnConflict::Add,
+};
+
 /// Withdrawals with a destination per unit, China-time day, destination and holder: the
 /// destinations page's counts for a period ([`crate::read::destinations`]).
 pub(crate) const TRIPS: Table = Table {
@@ -142,8 +152,9 @@ pub(crate) const NODE_DESTINATIONS: Table = Table {
 };
 
 /// The projection's tables, for clearing a generation.
-pub(crate) const TABLES: [&str; 11] = [
+pub(crate) const TABLES: [&str; 12] = [
     DOCUMENTS.name,
+    UNDEPOSITED.name,
     TRIPS.name,
     STATES.name,
     DUE.name,
@@ -216,6 +227,8 @@ const IDS_PER_LOOKUP: usize = 500;
 struct Counted {
     document: Document,
     changed: bool,
+    /// Not in the counters yet: no event of it was counted.
+    new: bool,
 }
 
 /// The deltas of the counters and the documents' contributions, in memory until written.
@@ -224,6 +237,8 @@ pub(crate) struct Counters {
     documents: HashMap<String, Counted>,
     states: HashMap<(String, &'static str), i64>,
     due: HashMap<(String, NaiveDate), i64>,
+    /// Documents no cabinet has held yet, by state and planned return.
+    undeposited: HashMap<(&'static str, Option<NaiveDate>), i64>,
     withdrawals: HashMap<(String, NaiveDate), i64>,
     /// All time, not per day: the statistics show destinations' totals, and a unit then keeps
     /// a row per country (tens) instead of one per day and country (hundreds).
@@ -366,6 +381,7 @@ impl Counters {
                     Counted {
                         document,
                         changed: false,
+                        new: false,
                     },
                 );
             }
@@ -397,10 +413,12 @@ impl Counters {
             .or_insert_with(|| Counted {
                 document: Document::default(),
                 changed: false,
+                new: true,
             });
-        let before = contribution(&counted.document);
+        let before = (!counted.new).then(|| contribution(&counted.document));
         counted.document.apply(decoded);
         counted.changed = true;
+        counted.new = false;
         if let Some((unit, day, destination)) = trip {
             // The holder as the document knows them once the withdrawal is applied: what the
             // documents view shows for it (a document's holder does not change).
@@ -416,21 +434,29 @@ impl Counters {
                 .or_default() += 1;
         }
         let after = contribution(&counted.document);
-        if before != after {
-            if let Some((unit, state, due)) = before {
-                *self.states.entry((unit.clone(), state)).or_default() -= 1;
-                if let Some(date) = due {
-                    *self.due.entry((unit, date)).or_default() -= 1;
-                }
+        if before.as_ref() != Some(&after) {
+            if let Some(before) = before {
+                self.count(before, -1);
             }
-            if let Some((unit, state, due)) = after {
-                *self.states.entry((unit.clone(), state)).or_default() += 1;
-                if let Some(date) = due {
-                    *self.due.entry((unit, date)).or_default() += 1;
-                }
-            }
+            self.count(after, 1);
         }
         Ok(())
+    }
+
+    /// Adds `n` to the counters of a document's contribution.
+    fn count(&mut self, contribution: Contribution, n: i64) {
+        match contribution {
+            Contribution::Unit { unit, state, due } => {
+                if let Some(date) = due {
+                    *self.due.entry((unit.clone(), date)).or_default() += n;
+                }
+                *self.states.entry((unit, state)).or_default() += n;
+            }
+            Contribution::Undeposited {
+                state,
+                planned_return,
+            } => *self.undeposited.entry((state, planned_return)).or_default() += n,
+        }
     }
 
     /// Writes the changed documents and the counters' deltas in the caller's transaction.
@@ -526,6 +552,17 @@ impl Counters {
                 }),
             ),
             (
+                &UNDEPOSITED,
+                rows(
+                    &mut self.undeposited,
+                    generation,
+                    |(state, planned_return)| {
+                        let planned_return = planned_return.map(|d| d.to_string());
+                        vec![state.into(), planned_return.unwrap_or_default().into()]
+                    },
+                ),
+            ),
+            (
                 &WITHDRAWALS_PER_DAY,
                 rows(&mut self.withdrawals, generation, |(unit, day)| {
                     vec![unit.into(), day.to_string().into()]
@@ -613,14 +650,40 @@ fn rolled_up<K: Clone + Eq + Hash>(
     nodes
 }
 
-/// What a document adds to the unit counters: its unit, its state, and its planned return date
-/// while it is due back; nothing while no cabinet has held it (see the module's header).
-fn contribution(document: &Document) -> Option<(String, &'static str, Option<NaiveDate>)> {
-    let unit = document.unit.as_ref()?;
-    let due = document
-        .planned_return
-        .filter(|_| document.state == DocumentState::AwaitingReturn);
-    Some((unit.to_string(), document.state.name(), due))
+/// What a document adds to the counters.
+#[derive(Debug, PartialEq, Eq)]
+enum Contribution {
+    /// Held by a unit's cabinet (now or last): its state, and its planned return date while it
+    /// is due back.
+    Unit {
+        unit: String,
+        state: &'static str,
+        due: Option<NaiveDate>,
+    },
+    /// No cabinet has held it yet: counted for the whole tree only (see the module's header),
+    /// with the planned return as the document has it, as the scan counted it.
+    Undeposited {
+        state: &'static str,
+        planned_return: Option<NaiveDate>,
+    },
+}
+
+/// What `document` adds to the counters once an event of it was counted.
+fn contribution(document: &Document) -> Contribution {
+    let state = document.state.name();
+    match &document.unit {
+        Some(unit) => Contribution::Unit {
+            unit: unit.to_string(),
+            state,
+            due: document
+                .planned_return
+                .filter(|_| document.state == DocumentState::AwaitingReturn),
+        },
+        None => Contribution::Undeposited {
+            state,
+            planned_return: document.planned_return,
+        },
+    }
 }
 
 fn document_row(generation: i64, id: &str, document: &Document) -> Row {

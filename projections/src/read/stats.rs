@@ -77,11 +77,11 @@ impl Reader {
         }
 
         // Documents no cabinet held yet count for their holder's unit, as the persons view has
-        // it (the module header of `crate::stats`); counted by the store, and for everything
-        // without asking whose unit they count for.
+        // it (the module header of `crate::stats`); for everything, without asking whose unit
+        // they count for, from their own counters.
         let rows = if scope.units.is_none() {
-            let sql = "SELECT state, planned_return, COUNT(*) AS n FROM view_stats_documents \
-                       WHERE generation = $1 AND unit IS NULL GROUP BY state, planned_return";
+            let sql = "SELECT state, NULLIF(planned_return, '') AS planned_return, n \
+                       FROM view_stats_undeposited WHERE generation = $1 AND n <> 0";
             sqlx::query(sql)
                 .bind(generation)
                 .fetch_all(self.pool())
