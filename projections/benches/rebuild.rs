@@ -288,6 +288,7 @@ async fn snapshot(
         Projection::Reconciliations => &["view_reconciliations", "view_reconciliation_deviations"],
         Projection::Stats => &[
             "view_stats_documents",
+            "view_stats_holders",
             "view_stats_undeposited",
             "view_stats_states",
             "view_stats_due",
@@ -300,7 +301,8 @@ async fn snapshot(
     let mut rows = Vec::new();
     for table in tables {
         // A counter the live projector took down to 0 keeps its row; a rebuild writes none.
-        let counted = table.starts_with("view_stats_") && *table != "view_stats_documents";
+        let counted = table.starts_with("view_stats_")
+            && !["view_stats_documents", "view_stats_holders"].contains(table);
         let nonzero = if counted { " AND n <> 0" } else { "" };
         let sql = format!("SELECT * FROM {table} WHERE generation = $1{nonzero}");
         let found = sqlx::query(&sql)

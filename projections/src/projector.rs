@@ -448,7 +448,13 @@ impl Projector {
             _ => None,
         };
         let writer = RowWriter::start(self.pool.clone(), writers);
-        let mut shards: Vec<FoldShard> = (0..fold_shards())
+        // The stats fold counts a document for its holder's unit, a Person aggregate's: it
+        // needs both aggregates' events, so it folds in one shard.
+        let shards = match self.projection {
+            Projection::Stats => 1,
+            _ => fold_shards(),
+        };
+        let mut shards: Vec<FoldShard> = (0..shards)
             .map(|_| {
                 let fold = Fold::new(self.projection, generation).placing_in(orgs.clone());
                 FoldShard::start(fold, self.log.clone(), writer.sink())

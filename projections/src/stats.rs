@@ -35,6 +35,8 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use cqrs_es::Aggregate;
 use custody_domain::document::{Document, DocumentEvent, DocumentState};
+use custody_domain::identifiers::CreditCode;
+use custody_domain::person::{Person, PersonEvent};
 use custody_domain::reminder::china_date;
 use custody_domain::transitions::Named;
 use custody_eventlog::{EventLog, PlatformStore};
@@ -87,6 +89,15 @@ pub(crate) const DESTINATIONS: Table = Table {
     columns: &["generation", "unit", "destination", "n"],
     key: &["generation", "unit", "destination"],
     on_conflict: OnConflict::Add,
+};
+
+/// Each person's unit, as the Person aggregate has it: the unit their documents no cabinet
+/// has held count for (migration 0019).
+pub(crate) const HOLDERS: Table = Table {
+    name: "view_stats_holders",
+    columns: &["generation", "rybs", "unit"],
+    key: &["generation", "rybs"],
+    on_conflict: OnConflict::Update,
 };
 
 /// The documents no cabinet has held yet, by state and planned return ('' for none): the whole
@@ -152,8 +163,9 @@ pub(crate) const NODE_DESTINATIONS: Table = Table {
 };
 
 /// The projection's tables, for clearing a generation.
-pub(crate) const TABLES: [&str; 12] = [
+pub(crate) const TABLES: [&str; 13] = [
     DOCUMENTS.name,
+    HOLDERS.name,
     UNDEPOSITED.name,
     TRIPS.name,
     STATES.name,
@@ -225,19 +237,47 @@ const IDS_PER_LOOKUP: usize = 500;
 
 /// A document as the counters know it: only the fields of [`DOCUMENTS`] are kept.
 struct Counted {
+    /// As the generation counted it before this fold (None: never counted).
+    stored: Option<Document>,
     document: Document,
     changed: bool,
-    /// Not in the counters yet: no event of it was counted.
-    new: bool,
+}
+
+/// A person as the counters know them: the unit their documents no cabinet has held count for.
+#[derive(Default)]
+struct Holder {
+    /// As the generation had it before this fold (None also when it had no row).
+    stored: Option<CreditCode>,
+    /// Whether `stored` is what the generation has (loaded, or known to be nothing).
+    loaded: bool,
+    /// Settled to a unit the generation does not have yet: to write.
+    changed: bool,
+    /// The Person aggregate as far as this fold applied it (only its unit is kept).
+    person: Option<Person>,
+}
+
+impl Holder {
+    fn unit(&self) -> Option<&CreditCode> {
+        match &self.person {
+            Some(person) => person.unit.as_ref(),
+            None => self.stored.as_ref(),
+        }
+    }
+
+    fn moved(&self) -> bool {
+        self.person.is_some() && self.unit() != self.stored.as_ref()
+    }
 }
 
 /// The deltas of the counters and the documents' contributions, in memory until written.
 #[derive(Default)]
 pub(crate) struct Counters {
     documents: HashMap<String, Counted>,
+    /// The documents' holders, by RYBS (see the module's header).
+    holders: HashMap<String, Holder>,
     states: HashMap<(String, &'static str), i64>,
     due: HashMap<(String, NaiveDate), i64>,
-    /// Documents no cabinet has held yet, by state and planned return.
+    /// Documents no cabinet has held yet whose holder has no unit, by state and planned return.
     undeposited: HashMap<(&'static str, Option<NaiveDate>), i64>,
     withdrawals: HashMap<(String, NaiveDate), i64>,
     /// All time, not per day: the statistics show destinations' totals, and a unit then keeps
@@ -264,8 +304,8 @@ impl Counters {
     }
 
     /// Places the units with deltas that are not placed yet: as `generation` placed them when it
-    /// first counted them, else in the org tree as it is now. Before [`Counters::write`].
-    pub(crate) async fn place(
+    /// first counted them, else in the org tree as it is now. Once settled.
+    async fn place(
         &mut self,
         tx: &mut Transaction<'static, Any>,
         generation: i64,
@@ -347,28 +387,49 @@ impl Counters {
         }
     }
 
-    /// Loads the rows of the documents `ids` that `generation` has.
+    /// Loads the rows of the documents and persons `ids` that `generation` has.
     pub(crate) async fn load(
         &mut self,
         tx: &mut Transaction<'static, Any>,
         generation: i64,
         ids: &[&str],
     ) -> Result<(), ProjectionError> {
+        self.load_documents(tx, generation, "zjbs", ids).await?;
+        self.load_holders(tx, generation, ids).await
+    }
+
+    /// Loads the documents of `generation` whose `key` column is one of `values`, unless held.
+    async fn load_documents(
+        &mut self,
+        tx: &mut Transaction<'static, Any>,
+        generation: i64,
+        key: &str,
+        values: &[&str],
+    ) -> Result<(), ProjectionError> {
+        // Only a holder's documents no cabinet has held follow the holder (partial index).
+        let unitless = if key == "holder_rybs" {
+            " AND unit IS NULL"
+        } else {
+            ""
+        };
         let placeholders = Placeholders::of(tx);
-        for chunk in ids.chunks(IDS_PER_LOOKUP) {
+        for chunk in values.chunks(IDS_PER_LOOKUP) {
             let sql = format!(
                 "SELECT zjbs, state, unit, holder_rybs, planned_return FROM {} \
-                 WHERE generation = {} AND zjbs IN ({})",
+                 WHERE generation = {} AND {key} IN ({}){unitless}",
                 DOCUMENTS.name,
                 placeholders.list(1, 1),
                 placeholders.list(2, chunk.len())
             );
             let mut query = sqlx::query(&sql).bind(generation);
-            for id in chunk {
-                query = query.bind(*id);
+            for value in chunk {
+                query = query.bind(*value);
             }
             for row in query.fetch_all(&mut **tx).await? {
                 let id: String = row.try_get("zjbs")?;
+                if self.documents.contains_key(&id) {
+                    continue;
+                }
                 let document = stored_document(
                     &row.try_get::<String, _>("state")?,
                     row.try_get("unit")?,
@@ -379,9 +440,9 @@ impl Counters {
                 self.documents.insert(
                     id,
                     Counted {
+                        stored: Some(document.clone()),
                         document,
                         changed: false,
-                        new: false,
                     },
                 );
             }
@@ -389,8 +450,138 @@ impl Counters {
         Ok(())
     }
 
-    /// Counts a Document event: its withdrawal, if it is one, and the change of its document.
+    /// Loads the units `generation` has for the persons `ids` not loaded yet.
+    async fn load_holders(
+        &mut self,
+        tx: &mut Transaction<'static, Any>,
+        generation: i64,
+        ids: &[&str],
+    ) -> Result<(), ProjectionError> {
+        let ids: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.holders.get(*id).is_some_and(|h| h.loaded))
+            .collect();
+        let placeholders = Placeholders::of(tx);
+        for chunk in ids.chunks(IDS_PER_LOOKUP) {
+            let sql = format!(
+                "SELECT rybs, unit FROM {} WHERE generation = {} AND rybs IN ({})",
+                HOLDERS.name,
+                placeholders.list(1, 1),
+                placeholders.list(2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(generation);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                let rybs: String = row.try_get("rybs")?;
+                let unit: String = row.try_get("unit")?;
+                let unit = unit.parse().map_err(|e| {
+                    ProjectionError::Decode(format!("{} {rybs}: unit: {e}", HOLDERS.name))
+                })?;
+                self.holders.entry(rybs).or_default().stored = Some(unit);
+            }
+            for id in chunk {
+                self.holders.entry((*id).to_string()).or_default().loaded = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings in what [`Counters::settle`] needs beyond the fold's own aggregates: the units of
+    /// the changed documents' holders, and the documents no cabinet has held of every holder
+    /// whose unit changed.
+    async fn load_for_settling(
+        &mut self,
+        tx: &mut Transaction<'static, Any>,
+        generation: i64,
+    ) -> Result<(), ProjectionError> {
+        let holders: Vec<String> = self
+            .documents
+            .values()
+            .filter(|c| c.changed)
+            .flat_map(|c| [c.stored.as_ref(), Some(&c.document)])
+            .flatten()
+            .filter_map(|d| d.holder.as_ref().map(|h| h.to_string()))
+            .collect();
+        let holders: Vec<&str> = holders.iter().map(String::as_str).collect();
+        self.load_holders(tx, generation, &holders).await?;
+        let moved: Vec<String> = self
+            .holders
+            .iter()
+            .filter(|(_, h)| h.moved())
+            .map(|(rybs, _)| rybs.clone())
+            .collect();
+        let moved: Vec<&str> = moved.iter().map(String::as_str).collect();
+        self.load_documents(tx, generation, "holder_rybs", &moved)
+            .await
+    }
+
+    /// Counts a Person event: the unit their documents no cabinet has held count for.
+    fn apply_person(&mut self, event: &EventRef) -> Result<(), ProjectionError> {
+        let decoded = event.decode::<PersonEvent>()?;
+        let holder = self
+            .holders
+            .entry(event.aggregate_id.to_string())
+            .or_default();
+        let person = holder.person.get_or_insert_with(|| Person {
+            unit: holder.stored.clone(),
+            ..Person::default()
+        });
+        person.apply(decoded);
+        Ok(())
+    }
+
+    /// Turns what the fold changed into the counters' deltas: each changed document's old
+    /// contribution taken back and its new one added, and so for the documents no cabinet has
+    /// held of every holder whose unit changed. Before the counters are written.
+    fn settle(&mut self) {
+        let holders = &self.holders;
+        let before = |d: &Document| {
+            let holder = d.holder.as_ref().and_then(|h| holders.get(&h.to_string()));
+            contribution(d, holder.and_then(|h| h.stored.as_ref()))
+        };
+        let after = |d: &Document| {
+            let holder = d.holder.as_ref().and_then(|h| holders.get(&h.to_string()));
+            contribution(d, holder.and_then(Holder::unit))
+        };
+        let mut deltas = Vec::new();
+        for counted in self.documents.values() {
+            let then = counted.stored.as_ref().map(before);
+            let now = if counted.changed {
+                Some(after(&counted.document))
+            } else {
+                counted.stored.as_ref().map(after)
+            };
+            if then != now {
+                deltas.extend(then.map(|c| (c, -1)));
+                deltas.extend(now.map(|c| (c, 1)));
+            }
+        }
+        for (contribution, n) in deltas {
+            self.count(contribution, n);
+        }
+        // Settled: what the fold holds is now what the generation will have counted.
+        for counted in self.documents.values_mut() {
+            counted.stored = Some(counted.document.clone());
+        }
+        for holder in self.holders.values_mut() {
+            if let Some(person) = &holder.person {
+                if holder.stored != person.unit {
+                    holder.stored = person.unit.clone();
+                    holder.changed = true;
+                }
+            }
+        }
+    }
+
+    /// Counts an event: a Person event's unit ([`Counters::apply_person`]), or a Document
+    /// event's withdrawal, if it is one, and the change of its document (counted once settled).
     pub(crate) fn apply(&mut self, event: &EventRef) -> Result<(), ProjectionError> {
+        if event.aggregate_type == "Person" {
+            return self.apply_person(event);
+        }
         let decoded = event.decode::<DocumentEvent>()?;
         let mut trip = None;
         if let Some(record) = access_record(&decoded, None) {
@@ -411,14 +602,12 @@ impl Counters {
             .documents
             .entry(event.aggregate_id.to_string())
             .or_insert_with(|| Counted {
+                stored: None,
                 document: Document::default(),
                 changed: false,
-                new: true,
             });
-        let before = (!counted.new).then(|| contribution(&counted.document));
         counted.document.apply(decoded);
         counted.changed = true;
-        counted.new = false;
         if let Some((unit, day, destination)) = trip {
             // The holder as the document knows them once the withdrawal is applied: what the
             // documents view shows for it (a document's holder does not change).
@@ -432,13 +621,6 @@ impl Counters {
                 .trips
                 .entry((unit, day, destination, holder))
                 .or_default() += 1;
-        }
-        let after = contribution(&counted.document);
-        if before.as_ref() != Some(&after) {
-            if let Some(before) = before {
-                self.count(before, -1);
-            }
-            self.count(after, 1);
         }
         Ok(())
     }
@@ -465,6 +647,9 @@ impl Counters {
         tx: &mut Transaction<'static, Any>,
         generation: i64,
     ) -> Result<(), ProjectionError> {
+        self.load_for_settling(tx, generation).await?;
+        self.settle();
+        self.place(tx, generation).await?;
         for (table, rows) in self.take_all(generation) {
             bulk::insert(&mut *tx, table, &rows).await?;
         }
@@ -479,6 +664,8 @@ impl Counters {
         max: usize,
     ) -> Option<(&'static Table, Vec<Row>)> {
         if self.draining.is_none() {
+            // A rebuild's fold holds every document and holder it counts: nothing to load.
+            self.settle();
             let mut all = self.take_all(generation);
             all.reverse();
             self.draining = Some(all);
@@ -538,6 +725,20 @@ impl Counters {
                 })
                 .collect()
         }
+        let holders: Vec<Row> = self
+            .holders
+            .iter_mut()
+            .filter(|(_, h)| h.changed)
+            .filter_map(|(rybs, h)| {
+                h.changed = false;
+                let unit = h.stored.as_ref()?;
+                Some(vec![
+                    generation.into(),
+                    rybs.as_str().into(),
+                    unit.to_string().into(),
+                ])
+            })
+            .collect();
         let mut all = vec![
             (
                 &STATES,
@@ -614,6 +815,7 @@ impl Counters {
                 }),
             ),
             (&UNITS, units),
+            (&HOLDERS, holders),
         ];
         let documents: Vec<Row> = self
             .documents
@@ -653,25 +855,27 @@ fn rolled_up<K: Clone + Eq + Hash>(
 /// What a document adds to the counters.
 #[derive(Debug, PartialEq, Eq)]
 enum Contribution {
-    /// Held by a unit's cabinet (now or last): its state, and its planned return date while it
-    /// is due back.
+    /// Held by a unit's cabinet (now or last), else counted for its holder's unit: its state,
+    /// and its planned return date while it is due back.
     Unit {
         unit: String,
         state: &'static str,
         due: Option<NaiveDate>,
     },
-    /// No cabinet has held it yet: counted for the whole tree only (see the module's header),
-    /// with the planned return as the document has it, as the scan counted it.
+    /// No cabinet has held it yet and its holder has no unit: counted for the whole tree only
+    /// (see the module's header), with the planned return as the document has it, as the scan
+    /// counted it.
     Undeposited {
         state: &'static str,
         planned_return: Option<NaiveDate>,
     },
 }
 
-/// What `document` adds to the counters once an event of it was counted.
-fn contribution(document: &Document) -> Contribution {
+/// What `document` adds to the counters once an event of it was counted, its holder's unit
+/// being `holder_unit`.
+fn contribution(document: &Document, holder_unit: Option<&CreditCode>) -> Contribution {
     let state = document.state.name();
-    match &document.unit {
+    match document.unit.as_ref().or(holder_unit) {
         Some(unit) => Contribution::Unit {
             unit: unit.to_string(),
             state,

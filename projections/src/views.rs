@@ -78,9 +78,9 @@ impl Projection {
     /// Whether events of this aggregate type change the view.
     pub fn takes(self, aggregate_type: &str) -> bool {
         match self {
-            Projection::Documents | Projection::AccessRecords | Projection::Stats => {
-                aggregate_type == "Document"
-            }
+            Projection::Documents | Projection::AccessRecords => aggregate_type == "Document",
+            // A person's unit is what their documents no cabinet has held count for.
+            Projection::Stats => matches!(aggregate_type, "Document" | "Person"),
             Projection::Persons => aggregate_type == "Person",
             Projection::Cabinets => aggregate_type == "Cabinet",
             Projection::Alerts => matches!(aggregate_type, "Document" | "Cabinet"),
@@ -1047,10 +1047,7 @@ impl Fold {
                 bulk::insert(&mut *tx, table, rows).await?;
                 rows.clear();
             }
-            Built::Stats(counters) => {
-                counters.place(tx, generation).await?;
-                counters.write(tx, generation).await?
-            }
+            Built::Stats(counters) => counters.write(tx, generation).await?,
         }
         let positions = self.changed_positions();
         bulk::insert(&mut *tx, &POSITIONS, &positions).await?;

@@ -76,31 +76,20 @@ impl Reader {
             counts.retain(|_, n| *n != 0);
         }
 
-        // Documents no cabinet held yet count for their holder's unit, as the persons view has
-        // it (the module header of `crate::stats`); for everything, without asking whose unit
-        // they count for, from their own counters.
-        let rows = if scope.units.is_none() {
+        // Documents no cabinet held yet count for their holder's unit, which the counters above
+        // hold (`crate::stats`); those whose holder has no unit only for everything, as the
+        // scan's `COALESCE(d.unit, p.unit)` was NULL for them.
+        if scope.units.is_none() {
             let sql = "SELECT state, NULLIF(planned_return, '') AS planned_return, n \
                        FROM view_stats_undeposited WHERE generation = $1 AND n <> 0";
-            sqlx::query(sql)
+            for row in sqlx::query(sql)
                 .bind(generation)
                 .fetch_all(self.pool())
                 .await?
-        } else {
-            let persons = self.generation(Projection::Persons).await?;
-            let (in_scope, units) = scope.filter("p.unit", 3);
-            let sql = format!(
-                "SELECT s.state, s.planned_return, COUNT(*) AS n FROM view_stats_documents s \
-                 JOIN view_persons p ON p.generation = $2 AND p.rybs = s.holder_rybs \
-                 WHERE s.generation = $1 AND s.unit IS NULL{in_scope} \
-                 GROUP BY s.state, s.planned_return"
-            );
-            let query = sqlx::query(&sql).bind(generation).bind(persons);
-            bind_texts(query, units).fetch_all(self.pool()).await?
-        };
-        for row in rows {
-            let n: i64 = row.try_get("n")?;
-            count_document(&mut stats, &row, today, n)?;
+            {
+                let n: i64 = row.try_get("n")?;
+                count_document(&mut stats, &row, today, n)?;
+            }
         }
         Ok(stats)
     }

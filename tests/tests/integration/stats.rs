@@ -2,7 +2,8 @@
 //! views it replaced answers, for every scope and day, on both stores, over a varied lifecycle:
 //! deposits, lends and take-outs with destinations over several days, returns, an abnormal
 //! withdrawal, a cancellation, documents overdue, documents issued but never deposited (counted
-//! for their holder's unit), an org tree of several levels (a province, its department, two
+//! for their holder's unit, also when the holder is filed after the issue, and for no unit when
+//! never filed), an org tree of several levels (a province, its department, two
 //! units, a unit below one of them, each level holding documents of its own where it has a
 //! cabinet) and an org outside it, for bare sets of units and for org subtrees (read from the
 //! roll-ups of their roots), one subtree and two. A rebuild gives the same answers, and
@@ -52,12 +53,27 @@ async fn deposited(app: &TestApp, cabinet: &SimulatedCabinet, count: usize) -> V
 /// Files `who` with the unit client of `unit`, then has the exit-entry adapter issue a document
 /// of theirs that no cabinet has held yet.
 async fn issued_to_filed_person(app: &TestApp, unit: &str, adapter: &SimulatedExitEntryAdapter) {
-    let client = registered_unit_client(app, unit).await;
     let who = PersonData::random();
+    filed(app, unit, &who).await;
+    issued(app, adapter, &record_of(&who)).await;
+}
+
+/// Has the exit-entry adapter issue a document to someone not filed yet, lets the views take
+/// it in, and only then files them with the unit client of `unit`: the document no cabinet has
+/// held moves from no unit's counters to that unit's.
+async fn issued_then_filed(app: &TestApp, unit: &str, adapter: &SimulatedExitEntryAdapter) {
+    let who = PersonData::random();
+    issued(app, adapter, &record_of(&who)).await;
+    app.caught_up().await;
+    filed(app, unit, &who).await;
+}
+
+async fn filed(app: &TestApp, unit: &str, who: &PersonData) {
+    let client = registered_unit_client(app, unit).await;
     let data = client
         .filing_list_data(
             vec![client
-                .filing_item(FilingKind::New, &who, "科员")
+                .filing_item(FilingKind::New, who, "科员")
                 .expect("filing item")],
             app.now_ms(),
         )
@@ -67,10 +83,13 @@ async fn issued_to_filed_person(app: &TestApp, unit: &str, adapter: &SimulatedEx
         .await;
     assert_accepted(&answer, "filing list");
     assert!(results(&answer).iter().all(|r| r.status), "{}", answer.1);
+}
+
+fn record_of(who: &PersonData) -> DocumentRecord {
     let mut record = random_document_record(&mut rand::rng());
     record.citizen_id_number = who.citizen_id.clone();
     record.chinese_name = who.name.clone();
-    issued(app, adapter, &record).await;
+    record
 }
 
 async fn issued(app: &TestApp, adapter: &SimulatedExitEntryAdapter, record: &DocumentRecord) {
@@ -206,6 +225,7 @@ async fn the_stats_projection_answers_what_a_scan_of_the_views_answers() {
         send_ok(&app, cancellation, "cancellation").await;
         issued_to_filed_person(&app, &ours, &adapter).await;
         issued(&app, &adapter, &random_document_record(&mut rand::rng())).await;
+        issued_then_filed(&app, &ours, &adapter).await;
 
         // 11-24: the take-out comes back; another lend, returned the next day; a take-out.
         app.clock.set(time("2026-11-24T10:00:00+08:00"));
@@ -259,14 +279,14 @@ async fn the_stats_projection_answers_what_a_scan_of_the_views_answers() {
             .await
             .expect("stats");
         let total: i64 = everything.documents_by_state.values().sum();
-        assert_eq!(total, 6 + 3 + 2 + 2 + 1 + 2, "{everything:?}");
+        assert_eq!(total, 6 + 3 + 2 + 2 + 1 + 3, "{everything:?}");
         assert_eq!(everything.overdue, 4, "{everything:?}");
         let our_stats = reader.stats(&units(&[&ours]), today).await.expect("stats");
         assert_eq!(our_stats.overdue, 1, "{our_stats:?}");
         assert_eq!(
             our_stats.documents_by_state.values().sum::<i64>(),
-            6 + 1,
-            "the issued document counts for its holder's unit: {our_stats:?}"
+            6 + 2,
+            "the issued documents count for their holders' unit: {our_stats:?}"
         );
         assert_eq!(our_stats.destinations.get("HKG"), Some(&2), "{our_stats:?}");
         assert_eq!(
@@ -332,7 +352,7 @@ async fn the_stats_projection_answers_what_a_scan_of_the_views_answers() {
             .expect("stats");
         assert_eq!(
             our_subtree.documents_by_state.values().sum::<i64>(),
-            6 + 1 + 2,
+            6 + 2 + 2,
             "{our_subtree:?}"
         );
         assert_eq!(our_subtree.overdue, 2, "{our_subtree:?}");
@@ -348,7 +368,7 @@ async fn the_stats_projection_answers_what_a_scan_of_the_views_answers() {
             .documents_by_state
             .values()
             .sum();
-        assert_eq!(province_total, 1 + 6 + 1 + 3 + 2, "the province's subtree");
+        assert_eq!(province_total, 1 + 6 + 2 + 3 + 2, "the province's subtree");
 
         // The read API answers the projection's figures for the token's subtree, in the same
         // JSON as before.
