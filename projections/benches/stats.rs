@@ -19,9 +19,9 @@
 //! destinations with their returns, documents due back, abnormal withdrawals, cancellations,
 //! documents issued but never deposited) are made in memory over the year 2026 and applied by
 //! the stats projector itself (`Projector::commit`, 2,000 events a transaction), as the live
-//! feed would: every row is the projection's own. Each holder is filed too, into the persons
-//! view (a subtree counts its documents no cabinet has held through it). Only these two are
-//! filled, so the event store and the other views stay empty (the scan
+//! feed would: every row is the projection's own, with each holder's filing (Person events: the
+//! projection counts a document no cabinet has held for its holder's unit). Only the stats
+//! projection is filled, so the event store and the other views stay empty (the scan
 //! [`Reader::stats_from_views`] has nothing to scan here; scripts/bench-department-page measures
 //! the page over a full store).
 //!
@@ -108,10 +108,7 @@ async fn run(backend: &str, log: &EventLog, options: &Options) {
     let units: Vec<CreditCode> = (0..UNITS).map(credit_code).collect();
     let tree = org_tree(log, &units, options.quick).await;
     let started = Instant::now();
-    let persons = Projector::new(log.clone(), Projection::Persons)
-        .await
-        .expect("projector");
-    let generated = fill(&projector, &persons, &units, options.documents).await;
+    let generated = fill(&projector, &units, options.documents).await;
     let filled = started.elapsed();
     println!(
         "{backend}: {} documents, {} events applied by the stats projector in {:.1} s ({:.0} events/s)",
@@ -162,9 +159,23 @@ async fn run(backend: &str, log: &EventLog, options: &Options) {
             .expect("stats");
         assert!(rolled_up.documents_by_state.values().sum::<i64>() > 0);
         assert_eq!(rolled_up, unit_by_unit);
+        // Every holder is filed in a unit, so every document counts in some unit: under the
+        // national node, or the one unit left out of the tree.
+        let (_, national) = &scopes[3];
+        let national = reader.stats(national, today).await.expect("stats");
+        let left_out = [credit_code(UNITS - 1).to_string()].into_iter().collect();
+        let left_out = reader
+            .stats(&Scope::units(left_out), today)
+            .await
+            .expect("stats");
+        let counted: i64 = [national, left_out]
+            .iter()
+            .map(|s| s.documents_by_state.values().sum::<i64>())
+            .sum();
+        assert_eq!(counted, options.documents as i64);
         println!(
             "{backend}: the whole tree's figures add up to what was generated, \
-             a province's roll-up to its units' counters"
+             a province's roll-up to its units' counters, the units' to every document"
         );
         return;
     }
@@ -396,21 +407,14 @@ fn rng_minutes(n: usize) -> i64 {
     (n % 480) as i64
 }
 
-/// Applies every document's events with the stats projector, `BATCH` events a transaction, and
-/// files each holder (in the unit of their first document) with the persons projector: a
-/// subtree counts its documents no cabinet has held through the persons view, so that view
-/// holds every holder, as it would in service.
-async fn fill(
-    projector: &Projector,
-    persons: &Projector,
-    units: &[CreditCode],
-    documents: usize,
-) -> Generated {
+/// Applies every document's events with the stats projector, `BATCH` events a transaction,
+/// each holder filed (in the unit of their first document) before their first document: the
+/// stats count a document no cabinet has held for its holder's unit.
+async fn fill(projector: &Projector, units: &[CreditCode], documents: usize) -> Generated {
     let mut rng = Rng(0x5eed);
     let today = NaiveDate::from_ymd_opt(TODAY.0, TODAY.1, TODAY.2).expect("date");
     let mut generated = Generated::default();
     let mut batch = Vec::with_capacity(BATCH + 8);
-    let mut filings = Vec::with_capacity(BATCH);
     let mut filed = std::collections::HashSet::new();
     let mut position = 0i64;
     for n in 0..documents {
@@ -429,17 +433,13 @@ async fn fill(
                 .into(),
             });
             position += 1;
-            filings.push(feed_item(
+            batch.push(feed_item(
                 "Person",
                 holder.holder_id().to_string(),
                 1,
                 &event,
                 position,
             ));
-            if filings.len() >= BATCH {
-                persons.commit(&filings).await.expect("commit persons");
-                filings.clear();
-            }
         }
         let events = document_events(n, &mut rng, units, today, &mut generated);
         let document_type = events
@@ -464,7 +464,6 @@ async fn fill(
         }
     }
     generated.events += projector.commit(&batch).await.expect("commit");
-    persons.commit(&filings).await.expect("commit persons");
     generated
 }
 
