@@ -3,7 +3,8 @@
 //! node, all in the org tree), then times `Reader::stats` for a unit, a city (10 units), a
 //! province (100 units) and the national node (all 1,000), each as its token's scope (the org
 //! subtree), and the whole tree (an operator's), and prints the figures (median and slowest of
-//! 20 calls after 2 unmeasured ones).
+//! 20 calls after 2 unmeasured ones); then the destinations page's and CSV's read for the same
+//! scopes (median and slowest of 5).
 //!
 //! ```text
 //! cargo bench -p custody-projections --bench stats                      # embedded (SQLite)
@@ -204,6 +205,43 @@ async fn run(backend: &str, log: &EventLog, options: &Options) {
             ms(times[times.len() / 2]),
             ms(times[times.len() - 1])
         );
+    }
+
+    // The destinations page (a 90-day period, its first 100 holders) and its CSV (all time,
+    // every holder), from the trips counts; holders' names are read from the persons view,
+    // which this bench leaves empty, so the name look-up is not in these figures.
+    println!(
+        "{:<10} {:<32} {:>10} {:>10} {:>8} {:>8}",
+        "backend", "destinations of", "what", "rows", "p50 ms", "max ms"
+    );
+    let from = today - chrono::Duration::days(90);
+    for (label, scope) in &scopes {
+        for (what, from, persons) in [("page", Some(from), Some(100)), ("csv", None, None)] {
+            let mut times = Vec::new();
+            let mut rows = 0;
+            for round in 0..7 {
+                let clock = Instant::now();
+                let found = reader
+                    .destinations(scope, from, None, persons)
+                    .await
+                    .expect("destinations");
+                let took = clock.elapsed();
+                rows = found.by_destination.len() + found.by_person.len();
+                if round >= 2 {
+                    times.push(took);
+                }
+            }
+            times.sort();
+            println!(
+                "{:<10} {:<32} {:>10} {:>10} {:>8.1} {:>8.1}",
+                backend,
+                label,
+                what,
+                rows,
+                ms(times[times.len() / 2]),
+                ms(times[times.len() - 1])
+            );
+        }
     }
 }
 
