@@ -285,6 +285,13 @@ fn sealed_for(value: &Value) -> Option<&str> {
     value.get(SEALED_FOR).and_then(Value::as_str)
 }
 
+/// The (aggregate type, event type) pairs that have personal fields.
+pub fn personal_event_types() -> impl Iterator<Item = (&'static str, &'static str)> {
+    PERSONAL_FIELDS
+        .iter()
+        .map(|f| (f.aggregate_type, f.event_type))
+}
+
 /// Whether any personal field of this payload is sealed (a payload with none needs no key).
 pub fn is_sealed(aggregate_type: &str, event_type: &str, payload: &Value) -> bool {
     fields_of(aggregate_type, event_type)
@@ -335,6 +342,37 @@ impl PersonalData {
         event_type: &str,
         payload: &mut Value,
     ) -> Result<(), EventLogError> {
+        self.seal_fields(aggregate_type, aggregate_id, event_type, payload, false)
+            .await
+            .map(|_| ())
+    }
+
+    /// Seals the personal fields of a payload stored in clear (a store written before the
+    /// sealing, docs/personal-data.md "Migrating a plaintext store"); whether any was. A field of
+    /// a person erased meanwhile is sealed under a fresh key that is never kept: it opens to
+    /// nothing, as if it had been sealed before the erasure.
+    pub async fn reseal(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        event_type: &str,
+        payload: &mut Value,
+    ) -> Result<bool, EventLogError> {
+        self.seal_fields(aggregate_type, aggregate_id, event_type, payload, true)
+            .await
+    }
+
+    /// Seals the fields not sealed yet; an erased person's under a throwaway key when
+    /// `erased_ok`, else the erasure is the error (a new event must not name them).
+    async fn seal_fields(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        event_type: &str,
+        payload: &mut Value,
+        erased_ok: bool,
+    ) -> Result<bool, EventLogError> {
+        let mut sealed_any = false;
         for field in fields_of(aggregate_type, event_type) {
             let event = &payload[event_type];
             let value = &event[field.field];
@@ -342,7 +380,10 @@ impl PersonalData {
                 continue;
             }
             let person = owner_of(field, aggregate_id, event)?;
-            let key = self.key_for_sealing(&person).await?;
+            let key = match self.key_for_sealing(&person).await {
+                Err(EventLogError::PersonErased(_)) if erased_ok => Arc::new(DataKey::generate()),
+                key => key?,
+            };
             let plaintext = serde_json::to_vec(value)?;
             let aad = place(aggregate_type, aggregate_id, event_type, field.field);
             let sealed = custody_vault::seal(&key, aad.as_bytes(), &plaintext);
@@ -350,8 +391,9 @@ impl PersonalData {
                 SEALED_FOR: person,
                 SEALED: base64::engine::general_purpose::STANDARD.encode(sealed),
             });
+            sealed_any = true;
         }
-        Ok(())
+        Ok(sealed_any)
     }
 
     /// Opens every sealed personal field of these payloads (one look-up for the keys not in
