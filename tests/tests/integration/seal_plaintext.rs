@@ -7,10 +7,12 @@
 
 use std::sync::Arc;
 
+use custody_api::backup::{backup, checkpoint_public_key, restore};
+use custody_api::StoreChoice;
 use custody_simulator::generate::document_id;
 use custody_simulator::Trip;
 use custody_tests::samples::date;
-use custody_tests::{AppOptions, StoreKind, TestApp};
+use custody_tests::{postgres, AppOptions, StoreKind, TestApp};
 use serde_json::Value;
 use sqlx::Row;
 
@@ -153,6 +155,57 @@ async fn a_plaintext_store_is_sealed_in_place_and_its_log_still_verifies() {
         assert_eq!(status, 201, "{after}");
         let verdict = verify(&app, &auditor).await;
         assert_eq!(verdict["verified"], true, "{kind:?}: {verdict}");
+
+        // The export bundle carries the entries and verifies offline; a resealed payload
+        // changed in it is caught there too.
+        let verifier = app.state.checkpointer.verifier();
+        let mut bundle = app.store.log.audit_bundle("").await.expect("bundle");
+        assert_eq!(bundle.resealed, entries);
+        let lines = bundle.to_lines();
+        let offline = custody_audit::bundle::verify_lines(
+            || Ok(std::io::Cursor::new(&lines)),
+            &verifier,
+            &[],
+        )
+        .expect("a bundle");
+        assert!(offline.verified, "{kind:?}: {offline:?}");
+        let event = bundle
+            .events
+            .iter_mut()
+            .find(|e| e.global_position == entries[1].global_position)
+            .expect("a resealed event");
+        flip_sealed(&mut event.payload);
+        let verdict = custody_audit::bundle::verify(&bundle, &verifier);
+        assert!(
+            verdict
+                .findings
+                .iter()
+                .any(|f| f.kind == custody_audit::bundle::FindingKind::Resealed),
+            "{kind:?}: {verdict:?}"
+        );
+
+        // A backup of the resealed store restores and passes the restore's check.
+        let out_dir = tempfile::tempdir().expect("backup dir");
+        let out = out_dir.path().join("backup");
+        let key = checkpoint_public_key(app.store.data_dir.path()).expect("key");
+        backup(&app.store.log, &app.store.choice, key.as_deref(), &out)
+            .await
+            .expect("backup");
+        let target = match kind {
+            StoreKind::Embedded => StoreChoice::Embedded,
+            StoreKind::Postgres => StoreChoice::Postgres {
+                url: postgres().fresh_database().await,
+            },
+        };
+        let restored_dir = tempfile::tempdir().expect("restore dir");
+        let restored = restore(&out, &target, restored_dir.path(), None)
+            .await
+            .expect("restore");
+        assert!(
+            restored.verdict.verified,
+            "{kind:?}: {:?}",
+            restored.verdict
+        );
 
         // Tampering is caught: a byte of a resealed payload, a recorded hash, the run's record.
         let entry = &entries[0];
