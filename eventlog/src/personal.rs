@@ -116,6 +116,33 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
+    /// Seals the personal fields of a payload stored in clear (a store written before the
+    /// sealing, docs/personal-data.md "Migrating a plaintext store") with the ring's keys;
+    /// whether any was. A field of a person erased meanwhile is sealed under a fresh key that is
+    /// never kept: it opens to nothing, as if it had been sealed before the erasure.
+    pub fn reseal(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        event_type: &str,
+        payload: &mut Value,
+    ) -> Result<bool, EventLogError> {
+        let fields = plain_fields(aggregate_type, aggregate_id, event_type, payload)?;
+        for (field, person) in &fields {
+            let throwaway;
+            let key = match self.key(person) {
+                Err(EventLogError::PersonErased(_)) => {
+                    throwaway = DataKey::generate();
+                    &throwaway
+                }
+                key => key?,
+            };
+            let at = Place::new(aggregate_type, aggregate_id, event_type);
+            seal_field_of(key, at, field, person, payload)?;
+        }
+        Ok(!fields.is_empty())
+    }
+
     fn key(&self, person: &str) -> Result<&DataKey, EventLogError> {
         match self.keys.get(person) {
             Some(key) => Ok(key.as_ref()),
@@ -218,6 +245,74 @@ impl KeyRing {
         *value = serde_json::from_slice(&plaintext)?;
         Ok(())
     }
+}
+
+/// Where a payload is kept: the associated data of its fields but the field's name.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    event_type: &'a str,
+}
+
+impl<'a> Place<'a> {
+    fn new(aggregate_type: &'a str, aggregate_id: &'a str, event_type: &'a str) -> Self {
+        Place {
+            aggregate_type,
+            aggregate_id,
+            event_type,
+        }
+    }
+}
+
+/// The personal fields of a payload still in clear (not null, not sealed), and whose they are.
+fn plain_fields(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    event_type: &str,
+    payload: &Value,
+) -> Result<Vec<(&'static str, String)>, EventLogError> {
+    let event = &payload[event_type];
+    fields_of(aggregate_type, event_type)
+        .filter(|f| {
+            let value = &event[f.field];
+            !value.is_null() && sealed_for(value).is_none()
+        })
+        .map(|f| Ok((f.field, owner_of(f, aggregate_id, event)?)))
+        .collect()
+}
+
+/// The persons whose data key a payload in clear needs to be sealed.
+pub fn plain_owners(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    event_type: &str,
+    payload: &Value,
+) -> Result<Vec<String>, EventLogError> {
+    Ok(
+        plain_fields(aggregate_type, aggregate_id, event_type, payload)?
+            .into_iter()
+            .map(|(_, person)| person)
+            .collect(),
+    )
+}
+
+/// Replaces `field` of the payload's event by its sealed form under `key`.
+fn seal_field_of(
+    key: &DataKey,
+    at: Place<'_>,
+    field: &str,
+    person: &str,
+    payload: &mut Value,
+) -> Result<(), EventLogError> {
+    let plaintext = serde_json::to_vec(&payload[at.event_type][field])?;
+    let aad = place(at.aggregate_type, at.aggregate_id, at.event_type, field);
+    let sealed = custody_vault::seal(key, aad.as_bytes(), &plaintext);
+    payload[at.event_type][field] = json!({
+        SEALED_FOR: person,
+        SEALED: base64::engine::general_purpose::STANDARD.encode(sealed),
+    });
+    Ok(())
 }
 
 /// The persons whose keys open the sealed fields of `object`.
@@ -342,58 +437,12 @@ impl PersonalData {
         event_type: &str,
         payload: &mut Value,
     ) -> Result<(), EventLogError> {
-        self.seal_fields(aggregate_type, aggregate_id, event_type, payload, false)
-            .await
-            .map(|_| ())
-    }
-
-    /// Seals the personal fields of a payload stored in clear (a store written before the
-    /// sealing, docs/personal-data.md "Migrating a plaintext store"); whether any was. A field of
-    /// a person erased meanwhile is sealed under a fresh key that is never kept: it opens to
-    /// nothing, as if it had been sealed before the erasure.
-    pub async fn reseal(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
-        event_type: &str,
-        payload: &mut Value,
-    ) -> Result<bool, EventLogError> {
-        self.seal_fields(aggregate_type, aggregate_id, event_type, payload, true)
-            .await
-    }
-
-    /// Seals the fields not sealed yet; an erased person's under a throwaway key when
-    /// `erased_ok`, else the erasure is the error (a new event must not name them).
-    async fn seal_fields(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
-        event_type: &str,
-        payload: &mut Value,
-        erased_ok: bool,
-    ) -> Result<bool, EventLogError> {
-        let mut sealed_any = false;
-        for field in fields_of(aggregate_type, event_type) {
-            let event = &payload[event_type];
-            let value = &event[field.field];
-            if value.is_null() || sealed_for(value).is_some() {
-                continue;
-            }
-            let person = owner_of(field, aggregate_id, event)?;
-            let key = match self.key_for_sealing(&person).await {
-                Err(EventLogError::PersonErased(_)) if erased_ok => Arc::new(DataKey::generate()),
-                key => key?,
-            };
-            let plaintext = serde_json::to_vec(value)?;
-            let aad = place(aggregate_type, aggregate_id, event_type, field.field);
-            let sealed = custody_vault::seal(&key, aad.as_bytes(), &plaintext);
-            payload[event_type][field.field] = json!({
-                SEALED_FOR: person,
-                SEALED: base64::engine::general_purpose::STANDARD.encode(sealed),
-            });
-            sealed_any = true;
+        for (field, person) in plain_fields(aggregate_type, aggregate_id, event_type, payload)? {
+            let key = self.key_for_sealing(&person).await?;
+            let at = Place::new(aggregate_type, aggregate_id, event_type);
+            seal_field_of(&key, at, field, &person, payload)?;
         }
-        Ok(sealed_any)
+        Ok(())
     }
 
     /// Opens every sealed personal field of these payloads (one look-up for the keys not in

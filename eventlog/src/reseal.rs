@@ -95,27 +95,41 @@ impl EventLog {
             next: None,
             ..ResealBatch::default()
         };
-        // Sealed before the transaction: a person's first key is made on the pool, and on
-        // SQLite a transaction holding the write lock would wait on that insert for ever.
-        let mut rewritten = Vec::new();
+        let mut candidates = Vec::new();
+        let mut persons = std::collections::HashSet::new();
         for row in &rows {
-            let (mut event, read_metadata) = candidate(row)?;
+            let (event, read_metadata) = candidate(row)?;
             batch.next = Some(event.global_position);
             if reseal::resealed_from(&event.metadata).is_some() {
                 continue;
             }
-            let plain_hash = stored_hash(&event);
-            let sealed = personal
-                .reseal(
-                    &event.aggregate_type,
-                    &event.aggregate_id,
-                    &event.event_type,
-                    &mut event.payload,
-                )
-                .await?;
-            if !sealed {
-                continue;
+            let owners = personal::plain_owners(
+                &event.aggregate_type,
+                &event.aggregate_id,
+                &event.event_type,
+                &event.payload,
+            )?;
+            if !owners.is_empty() {
+                persons.extend(owners);
+                candidates.push((event, read_metadata));
             }
+        }
+        if candidates.is_empty() {
+            return Ok(batch);
+        }
+        // The persons' keys are read, and the missing ones made, in the batch's transaction: one
+        // commit (one fsync) a batch, not one a new person.
+        let mut tx = self.platform().pool().begin().await?;
+        let ring = personal.key_ring_within(persons, &mut tx).await?;
+        let mut rewritten = Vec::new();
+        for (mut event, read_metadata) in candidates {
+            let plain_hash = stored_hash(&event);
+            ring.reseal(
+                &event.aggregate_type,
+                &event.aggregate_id,
+                &event.event_type,
+                &mut event.payload,
+            )?;
             event.metadata[RESEALED_FROM] = Value::String(plain_hash.clone());
             let entry = ResealEntry {
                 run,
@@ -128,9 +142,6 @@ impl EventLog {
             };
             rewritten.push((event, read_metadata, entry));
         }
-        if rewritten.is_empty() {
-            return Ok(batch);
-        }
         let json = self.json_parameter();
         let update = format!(
             "UPDATE events SET payload = {}, metadata = {} \
@@ -141,7 +152,6 @@ impl EventLog {
         let insert = format!(
             "INSERT INTO resealed_events ({ENTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         );
-        let mut tx = self.platform().pool().begin().await?;
         for (event, read_metadata, entry) in &rewritten {
             let changed = sqlx::query(&update)
                 .bind(event.payload.to_string())

@@ -312,3 +312,79 @@ async fn set_payload(pool: &sqlx::AnyPool, kind: StoreKind, position: i64, paylo
         .await
         .expect("write the payload");
 }
+
+/// The cost of the migration (docs/benchmarks.md, "Sealing a plaintext store"): issuances of
+/// `RESEAL_BENCH_EVENTS` documents (default 2,000), each a new holder, written with sealing off;
+/// then the command, timed: the events resealed, the views rebuilt, the store compacted.
+/// `cargo test -p custody-tests --test integration seal_plaintext::reseal_cost -- --ignored --nocapture`
+#[tokio::test]
+#[ignore]
+async fn reseal_cost() {
+    use std::time::Instant;
+    let total: usize = std::env::var("RESEAL_BENCH_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000);
+    for kind in StoreKind::ALL {
+        let app = TestApp::spawn_with(
+            kind,
+            AppOptions {
+                seal_personal_data: false,
+                ..AppOptions::default()
+            },
+        )
+        .await;
+        let adapter = crate::exit_entry::registered_adapter(&app).await;
+        let mut sent = 0;
+        while sent < total {
+            let records: Vec<_> = (0..100.min(total - sent))
+                .map(|_| {
+                    adapter
+                        .issued(&crate::exit_entry::record(), date(2026, 11, 20))
+                        .expect("issued record")
+                })
+                .collect();
+            sent += records.len();
+            send_ok(
+                &app,
+                adapter.issued_documents(&records, app.now_ms()),
+                "issued",
+            )
+            .await;
+        }
+        app.caught_up().await;
+        let store = app.stop().await;
+        let events = store.log.count().await.expect("count");
+        let master =
+            custody_api::master_key::load(store.data_dir.path(), None, None).expect("master key");
+        let log = store.log.clone().with_personal_data(Arc::new(master));
+        let started = Instant::now();
+        let run = log.reseal_run().await.expect("run");
+        let mut after = i64::MIN;
+        let mut resealed = 0;
+        loop {
+            let batch = log.reseal_batch(run, after, 500).await.expect("batch");
+            resealed += batch.resealed;
+            match batch.next {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+        log.record_reseal_run(run).await.expect("record");
+        let events_time = started.elapsed();
+        let started = Instant::now();
+        let sealed = custody_api::master_key::seal_plaintext_with_progress(&log)
+            .await
+            .expect("the rest of the command");
+        let rest = started.elapsed();
+        assert_eq!(sealed.outcome.resealed, 0);
+        println!(
+            "{kind:?}: {events} events in the log, {resealed} resealed and recorded in {:.2} s \
+             ({:.0} events/s); then the command (nothing left to reseal, 2 views rebuilt, \
+             compaction) {:.2} s",
+            events_time.as_secs_f64(),
+            resealed as f64 / events_time.as_secs_f64(),
+            rest.as_secs_f64()
+        );
+    }
+}
