@@ -19,6 +19,7 @@ use crate::chain::{event_hash, EventFields, GENESIS_HASH, PREVIOUS_HASH};
 use crate::checkpoint::{parse_hash, Checkpoint, SignedCheckpoint};
 use crate::merkle::{self, Frontier, Hash};
 use crate::reseal::{self, ResealEntry, ResealRecord};
+use sm3::{Digest, Sm3};
 
 /// The format named by the first line of every bundle.
 pub const BUNDLE_FORMAT: &str = "custody-audit-bundle/v3";
@@ -450,11 +451,36 @@ pub struct Verification {
     reseals: Reseals,
 }
 
+/// What the verifier keeps of a reseal entry: its hashes as bytes, and its event's place as a
+/// hash (about 100 bytes an entry, for a store resealed whole).
+struct Vouched {
+    id: Hash,
+    plain: Hash,
+    sealed: Hash,
+}
+
+/// The hash of an event's place, to compare an entry with the event it names.
+fn place_hash(aggregate_type: &str, aggregate_id: &str, sequence: i64) -> Hash {
+    let mut hasher = Sm3::new();
+    for part in [
+        aggregate_type.as_bytes(),
+        b"\0",
+        aggregate_id.as_bytes(),
+        b"\0",
+    ] {
+        hasher.update(part);
+    }
+    hasher.update(sequence.to_be_bytes());
+    hasher.finalize().into()
+}
+
 /// The resealed events' entries and what the first pass found of them.
 #[derive(Default)]
 struct Reseals {
-    entries: HashMap<i64, ResealEntry>,
-    /// Each run's entry count and digest, computed when the first event is fed.
+    entries: HashMap<i64, Vouched>,
+    /// Each run's entry count and digest so far, while the entries are fed.
+    hashing: HashMap<i64, (u64, Sm3)>,
+    /// Each run's entry count and digest, fixed when the first event is fed.
     runs: Option<HashMap<i64, (u64, String)>>,
     /// Positions of the events that an entry named.
     examined: HashSet<i64>,
@@ -464,18 +490,11 @@ struct Reseals {
 
 impl Reseals {
     fn runs(&mut self) -> &HashMap<i64, (u64, String)> {
-        let entries = &self.entries;
+        let hashing = std::mem::take(&mut self.hashing);
         self.runs.get_or_insert_with(|| {
-            let mut by_run: HashMap<i64, Vec<&ResealEntry>> = HashMap::new();
-            for entry in entries.values() {
-                by_run.entry(entry.run).or_default().push(entry);
-            }
-            by_run
+            hashing
                 .into_iter()
-                .map(|(run, mut list)| {
-                    list.sort_by_key(|e| e.global_position);
-                    (run, (list.len() as u64, reseal::digest(list)))
-                })
+                .map(|(run, (n, hasher))| (run, (n, hex::encode(hasher.finalize()))))
                 .collect()
         })
     }
@@ -550,13 +569,36 @@ impl Verification {
         }
     }
 
-    /// One resealed event's entry: feed them all before the first event (again in later passes
-    /// does no harm).
+    /// One resealed event's entry: feed them all, by run and position, before the first event
+    /// (again in later passes does no harm).
     pub fn resealed(&mut self, entry: &ResealEntry) {
-        if self.reseals.runs.is_none() {
-            self.reseals
-                .entries
-                .insert(entry.global_position, entry.clone());
+        if self.reseals.runs.is_some() {
+            return;
+        }
+        let (count, hasher) = self
+            .reseals
+            .hashing
+            .entry(entry.run)
+            .or_insert_with(|| (0, Sm3::new()));
+        *count += 1;
+        hasher.update(reseal::entry_line(entry).as_bytes());
+        match (
+            parse_hash(&entry.plain_hash),
+            parse_hash(&entry.sealed_hash),
+        ) {
+            (Some(plain), Some(sealed)) => {
+                let id = place_hash(&entry.aggregate_type, &entry.aggregate_id, entry.sequence);
+                let vouched = Vouched { id, plain, sealed };
+                self.reseals.entries.insert(entry.global_position, vouched);
+            }
+            _ => self.findings.push(finding(
+                FindingKind::Resealed,
+                None,
+                format!(
+                    "the reseal entry of global position {} holds a hash that is not 64 hex digits",
+                    entry.global_position
+                ),
+            )),
         }
     }
 
@@ -595,11 +637,14 @@ impl Verification {
         match (reseal::resealed_from(&event.metadata), entry) {
             (None, None) => stored,
             (Some(plain), Some(entry))
-                if entry.plain_hash == plain
-                    && entry.sealed_hash == stored
-                    && entry.aggregate_type == event.aggregate_type
-                    && entry.aggregate_id == event.aggregate_id
-                    && entry.sequence == event.sequence =>
+                if parse_hash(plain) == Some(entry.plain)
+                    && parse_hash(&stored) == Some(entry.sealed)
+                    && entry.id
+                        == place_hash(
+                            &event.aggregate_type,
+                            &event.aggregate_id,
+                            event.sequence,
+                        ) =>
             {
                 plain.to_string()
             }
@@ -626,27 +671,23 @@ impl Verification {
 
     /// After the first pass: every entry named an event, and every run has its record.
     fn check_reseals(&mut self) {
-        let mut unmatched: Vec<&ResealEntry> = self
+        let mut unmatched: Vec<i64> = self
             .reseals
             .entries
-            .values()
-            .filter(|e| !self.reseals.examined.contains(&e.global_position))
+            .keys()
+            .filter(|position| !self.reseals.examined.contains(position))
+            .copied()
             .collect();
-        unmatched.sort_by_key(|e| e.global_position);
+        unmatched.sort_unstable();
         let mut found: Vec<Finding> = unmatched
             .into_iter()
-            .map(|e| Finding {
-                event: Some(EventId {
-                    aggregate_type: e.aggregate_type.clone(),
-                    aggregate_id: e.aggregate_id.clone(),
-                    sequence: e.sequence,
-                }),
-                ..finding(
+            .map(|position| {
+                finding(
                     FindingKind::Resealed,
                     None,
                     format!(
-                        "a reseal entry names global position {}, where the log holds no such event",
-                        e.global_position
+                        "a reseal entry names global position {position}, where the log holds \
+                         no such event"
                     ),
                 )
             })

@@ -68,25 +68,27 @@ impl ResealRecord {
     }
 }
 
-/// Lower-case hex SM3 of a run's entries, in `global_position` order, one line each:
-/// `global_position SP aggregate_type SP aggregate_id SP sequence SP plain_hash SP sealed_hash LF`.
+/// Lower-case hex SM3 of a run's entries, in `global_position` order, one [`entry_line`] each.
 pub fn digest<'a>(entries: impl IntoIterator<Item = &'a ResealEntry>) -> String {
     let mut hasher = Sm3::new();
     for e in entries {
-        hasher.update(
-            format!(
-                "{} {} {} {} {} {}\n",
-                e.global_position,
-                e.aggregate_type,
-                e.aggregate_id,
-                e.sequence,
-                e.plain_hash,
-                e.sealed_hash
-            )
-            .as_bytes(),
-        );
+        hasher.update(entry_line(e).as_bytes());
     }
     hex::encode(hasher.finalize())
+}
+
+/// An entry as the digest reads it:
+/// `global_position SP aggregate_type SP aggregate_id SP sequence SP plain_hash SP sealed_hash LF`.
+pub fn entry_line(e: &ResealEntry) -> String {
+    format!(
+        "{} {} {} {} {} {}\n",
+        e.global_position,
+        e.aggregate_type,
+        e.aggregate_id,
+        e.sequence,
+        e.plain_hash,
+        e.sealed_hash
+    )
 }
 
 /// The plain hash a stored event claims to have been resealed from, if any.
