@@ -118,23 +118,31 @@ impl BundleLine {
 }
 
 /// Verifies a bundle file, given a way to open it from its start (it is read once for its
-/// checkpoints and once a pass, never held whole): its lines in order, its end line present and
+/// checkpoints, once more for its resealed entries if it has any, and once a pass, never held
+/// whole): its lines in order, its end line present and
 /// its counts right, and then the log as [`Verification`] checks it.
 pub fn verify_lines<R: BufRead>(
     mut open: impl FnMut() -> std::io::Result<R>,
     key: &Sm2Verifier,
     witnessed: &[SignedCheckpoint],
 ) -> Result<Verdict, BundleError> {
-    let (mut checkpoints, mut consistency, mut resealed) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut checkpoints, mut consistency, mut resealed) = (Vec::new(), Vec::new(), 0u64);
     read_lines(open()?, |line| match line {
         BundleLine::Checkpoint(c) => checkpoints.push(c),
         BundleLine::Consistency(p) => consistency.push(p),
-        BundleLine::Resealed(r) => resealed.push(r),
+        BundleLine::Resealed(_) => resealed += 1,
         _ => {}
     })?;
     let mut verification = Verification::new(&checkpoints, &consistency, key, witnessed);
-    resealed.iter().for_each(|r| verification.resealed(r));
-    drop((checkpoints, consistency, resealed));
+    drop((checkpoints, consistency));
+    if resealed > 0 {
+        // A read of their own: the verifier keeps them as hashes, not as lines.
+        read_lines(open()?, |line| {
+            if let BundleLine::Resealed(entry) = line {
+                verification.resealed(&entry);
+            }
+        })?;
+    }
     loop {
         read_lines(open()?, |line| match &line {
             BundleLine::Leaf(leaf) => verification.leaf(leaf),
