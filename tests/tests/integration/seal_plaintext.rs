@@ -10,7 +10,7 @@ use std::sync::Arc;
 use custody_api::backup::{backup, checkpoint_public_key, restore};
 use custody_api::StoreChoice;
 use custody_simulator::generate::document_id;
-use custody_simulator::Trip;
+use custody_simulator::{DepositKind, Trip};
 use custody_tests::samples::date;
 use custody_tests::{postgres, AppOptions, StoreKind, TestApp};
 use serde_json::Value;
@@ -262,6 +262,42 @@ async fn a_plaintext_store_is_sealed_in_place_and_its_log_still_verifies() {
         assert_resealed_finding(&verdict, kind);
         set_payload(&pool, kind, record_position, &record_payload).await;
         assert_eq!(verify(&app, &auditor).await["verified"], true);
+
+        // An instance with sealing off writes in clear again: a second run reseals that and
+        // chains its record after the first.
+        let store = app.stop().await;
+        let app = TestApp::serve(
+            store,
+            AppOptions {
+                seal_personal_data: false,
+                ..AppOptions::default()
+            },
+        )
+        .await;
+        let late = crate::exit_entry::record();
+        send_ok(
+            &app,
+            cabinet.deposit(&late, &cabinet.drawer(5), DepositKind::New, app.now_ms()),
+            "a deposit in clear",
+        )
+        .await;
+        app.caught_up().await;
+        let store = app.stop().await;
+        let sealed = custody_api::master_key::seal_plaintext_with_progress(&log)
+            .await
+            .expect("the second run");
+        let second = sealed.outcome.record.expect("recorded");
+        assert_eq!((second.run, second.events), (2, 1), "{kind:?}");
+        let app = TestApp::serve(store, AppOptions::default()).await;
+        let (status, _) = app
+            .ops(reqwest::Method::POST, "/api/v1/audit/checkpoints", None)
+            .await;
+        assert_eq!(status, 201);
+        let auditor = app.token("auditor", &unit, &["pii"]).await;
+        let verdict = verify(&app, &auditor).await;
+        assert_eq!(verdict["verified"], true, "{kind:?}: {verdict}");
+        let leaks = tables_holding(&pool, kind, &[late.document_number.clone()]).await;
+        assert!(leaks.is_empty(), "{kind:?}: {leaks:?}");
         app.stop().await;
     }
 }
