@@ -296,7 +296,7 @@ async fn a_plaintext_store_is_sealed_in_place_and_its_log_still_verifies() {
         let auditor = app.token("auditor", &unit, &["pii"]).await;
         let verdict = verify(&app, &auditor).await;
         assert_eq!(verdict["verified"], true, "{kind:?}: {verdict}");
-        let leaks = tables_holding(&pool, kind, &[late.document_number.clone()]).await;
+        let leaks = tables_holding(&pool, kind, std::slice::from_ref(&late.document_number)).await;
         assert!(leaks.is_empty(), "{kind:?}: {leaks:?}");
         app.stop().await;
     }
