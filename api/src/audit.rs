@@ -228,8 +228,9 @@ pub async fn verify_log(state: &AppState) -> Result<custody_audit::bundle::Verdi
 }
 
 /// Checkpoint signatures and consistency, every event's inclusion under the checkpoints, every
-/// aggregate's chain, and that the log holds each of `witnessed`. Reads the log a page at a
-/// time, once a pass. Needs no data key: the hashes are of the stored (sealed) events.
+/// aggregate's chain, resealed events against their entries and records, and that the log holds
+/// each of `witnessed`. Reads the log a page at a time, once a pass. Needs no data key: the
+/// hashes are of the stored (sealed) events.
 pub async fn verify_store(
     log: &custody_eventlog::EventLog,
     verifier: &custody_protocol::Sm2Verifier,
@@ -243,6 +244,9 @@ pub async fn verify_store(
         let mut walk = log.audit_walk().await?;
         while let Some(page) = walk.next_page(log).await? {
             match page {
+                AuditPage::Resealed(entries) => {
+                    entries.iter().for_each(|r| verification.resealed(r))
+                }
                 AuditPage::Leaves(leaves) => leaves.iter().for_each(|l| verification.leaf(l)),
                 AuditPage::Events(events) => events.iter().for_each(|e| verification.event(e)),
             }

@@ -112,3 +112,70 @@ pub enum RotationError {
     #[error(transparent)]
     Views(#[from] custody_projections::ProjectionError),
 }
+
+/// What `custody keys seal-plaintext` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedPlaintext {
+    pub outcome: custody_application::reseal::ResealOutcome,
+    /// The views rebuilt from the resealed log (sealed and indexed as they are written).
+    pub views_rebuilt: Vec<&'static str>,
+}
+
+/// Seals a store written in clear (docs/personal-data.md, "Migrating a plaintext store"),
+/// offline: refuses while any instance holds a live lease. Reseals the events with a progress
+/// bar, records the run, rebuilds the documents and persons views from the resealed log (they
+/// seal and index what they write), and compacts the store so that the old bytes are gone from
+/// its files.
+pub async fn seal_plaintext_with_progress(
+    log: &EventLog,
+) -> Result<SealedPlaintext, MigrationError> {
+    if log.personal_data().is_none() {
+        return Err(EventLogError::NoMasterKey.into());
+    }
+    let running: Vec<String> = log
+        .leases()
+        .list()
+        .await?
+        .into_iter()
+        .filter(|lease| lease.live)
+        .map(|lease| lease.holder)
+        .collect();
+    if !running.is_empty() {
+        return Err(MigrationError::Running(running.join(", ")));
+    }
+    let bar = progress(log.personal_events().await?, "events with personal data");
+    let outcome = custody_application::reseal::seal_plaintext(
+        log,
+        custody_application::reseal::RESEAL_BATCH,
+        |batch| bar.inc(batch.scanned),
+    )
+    .await?;
+    bar.finish();
+    let mut views_rebuilt = Vec::new();
+    for projection in [
+        custody_projections::Projection::Documents,
+        custody_projections::Projection::Persons,
+    ] {
+        custody_projections::Projector::new(log.clone(), projection)
+            .await?
+            .rebuild(2_000, |_| {})
+            .await?;
+        views_rebuilt.push(projection.name());
+    }
+    log.compact().await?;
+    Ok(SealedPlaintext {
+        outcome,
+        views_rebuilt,
+    })
+}
+
+/// Why sealing a plaintext store stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error(transparent)]
+    Store(#[from] EventLogError),
+    #[error(transparent)]
+    Views(#[from] custody_projections::ProjectionError),
+    #[error("instances are running ({0}): stop every custody serve on this store first")]
+    Running(String),
+}

@@ -31,6 +31,7 @@ fn one_event_bundle(signer: &Sm2Signer) -> Bundle {
         public_key_pem: String::new(),
         checkpoints: vec![checkpoint.sign(signer).expect("sign")],
         consistency: vec![],
+        resealed: vec![],
         leaves: vec![BundleLeaf {
             tree_index: 0,
             aggregate_type: "Document".into(),

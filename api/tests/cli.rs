@@ -42,3 +42,21 @@ fn completions_and_the_man_page() {
     assert!(man.contains(".TH custody"), "{man}");
     assert!(man.contains("serve"));
 }
+
+/// `custody keys seal-plaintext` on a store with nothing in clear: it opens the store, seals
+/// nothing, records nothing, and says so; the store stays usable for a second run.
+#[test]
+fn seal_plaintext_on_a_store_with_nothing_in_clear_records_nothing() {
+    let dir = tempfile::tempdir().expect("data dir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    for _ in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_custody"))
+            .args(["keys", "seal-plaintext", "--data-dir", data_dir])
+            .output()
+            .expect("run custody");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("nothing resealed or recorded"), "{stderr}");
+    }
+    assert!(dir.path().join("custody.db").is_file());
+}

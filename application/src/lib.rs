@@ -9,6 +9,7 @@
 //! - [`exit_entry`]: crossings, issued documents, filing answers;
 //! - [`reconciliation`]: the cabinet's nightly batch, its diff and the one automatic repair;
 //! - [`erasure`]: erasure by person, an operator's act.
+//! - [`reseal`]: sealing a store written in clear, an operator's migration.
 
 pub mod cabinet;
 pub mod custody;
@@ -18,6 +19,7 @@ pub mod exit_entry;
 mod intake;
 pub mod keys;
 pub mod reconciliation;
+pub mod reseal;
 pub mod unit;
 
 use std::sync::Arc;

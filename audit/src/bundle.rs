@@ -18,9 +18,14 @@ use serde_json::Value;
 use crate::chain::{event_hash, EventFields, GENESIS_HASH, PREVIOUS_HASH};
 use crate::checkpoint::{parse_hash, Checkpoint, SignedCheckpoint};
 use crate::merkle::{self, Frontier, Hash};
+use crate::reseal::{self, ResealEntry, ResealRecord};
+use sm3::{Digest, Sm3};
 
 /// The format named by the first line of every bundle.
-pub const BUNDLE_FORMAT: &str = "custody-audit-bundle/v2";
+pub const BUNDLE_FORMAT: &str = "custody-audit-bundle/v3";
+
+/// The formats a bundle may name: v2 has no `resealed` lines, and reads as v3 without them.
+const READABLE_FORMATS: [&str; 2] = [BUNDLE_FORMAT, "custody-audit-bundle/v2"];
 
 /// The first line of a bundle file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,13 +37,15 @@ pub struct BundleHeader {
 }
 
 /// Every other line of a bundle file, in this order: every checkpoint by tree size, the
-/// consistency proof from each to the next, every sealed leaf in tree order, every event in
-/// commit order, and last the counts, so that a file cut short is told from a log cut short.
+/// consistency proof from each to the next, every resealed event's entry by run and position,
+/// every sealed leaf in tree order, every event in commit order, and last the counts, so that a
+/// file cut short is told from a log cut short.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BundleLine {
     Checkpoint(SignedCheckpoint),
     Consistency(ConsistencyProof),
+    Resealed(ResealEntry),
     Leaf(BundleLeaf),
     Event(BundleEvent),
     End(BundleEnd),
@@ -49,6 +56,9 @@ pub enum BundleLine {
 pub struct BundleEnd {
     pub checkpoints: u64,
     pub consistency: u64,
+    /// Absent from a v2 bundle's end line.
+    #[serde(default)]
+    pub resealed: u64,
     pub leaves: u64,
     pub events: u64,
 }
@@ -59,6 +69,7 @@ impl BundleEnd {
         match line {
             BundleLine::Checkpoint(_) => self.checkpoints += 1,
             BundleLine::Consistency(_) => self.consistency += 1,
+            BundleLine::Resealed(_) => self.resealed += 1,
             BundleLine::Leaf(_) => self.leaves += 1,
             BundleLine::Event(_) => self.events += 1,
             BundleLine::End(_) => {}
@@ -76,7 +87,7 @@ pub enum BundleError {
         line: u64,
         source: serde_json::Error,
     },
-    #[error("not an audit bundle: the first line names no format {BUNDLE_FORMAT:?}")]
+    #[error("not an audit bundle: the first line names no format {READABLE_FORMATS:?}")]
     Format,
     #[error("line {line}: a {kind} line after the {after} lines (docs/audit.md gives the order)")]
     Order {
@@ -90,34 +101,48 @@ pub enum BundleError {
     Counts { said: BundleEnd, held: BundleEnd },
 }
 
+/// The order of the end line among the kinds.
+const END: u8 = 5;
+
 impl BundleLine {
     fn kind(&self) -> (u8, &'static str) {
         match self {
             BundleLine::Checkpoint(_) => (0, "checkpoint"),
             BundleLine::Consistency(_) => (1, "consistency"),
-            BundleLine::Leaf(_) => (2, "leaf"),
-            BundleLine::Event(_) => (3, "event"),
-            BundleLine::End(_) => (4, "end"),
+            BundleLine::Resealed(_) => (2, "resealed"),
+            BundleLine::Leaf(_) => (3, "leaf"),
+            BundleLine::Event(_) => (4, "event"),
+            BundleLine::End(_) => (END, "end"),
         }
     }
 }
 
 /// Verifies a bundle file, given a way to open it from its start (it is read once for its
-/// checkpoints and once a pass, never held whole): its lines in order, its end line present and
+/// checkpoints, once more for its resealed entries if it has any, and once a pass, never held
+/// whole): its lines in order, its end line present and
 /// its counts right, and then the log as [`Verification`] checks it.
 pub fn verify_lines<R: BufRead>(
     mut open: impl FnMut() -> std::io::Result<R>,
     key: &Sm2Verifier,
     witnessed: &[SignedCheckpoint],
 ) -> Result<Verdict, BundleError> {
-    let (mut checkpoints, mut consistency) = (Vec::new(), Vec::new());
+    let (mut checkpoints, mut consistency, mut resealed) = (Vec::new(), Vec::new(), 0u64);
     read_lines(open()?, |line| match line {
         BundleLine::Checkpoint(c) => checkpoints.push(c),
         BundleLine::Consistency(p) => consistency.push(p),
+        BundleLine::Resealed(_) => resealed += 1,
         _ => {}
     })?;
     let mut verification = Verification::new(&checkpoints, &consistency, key, witnessed);
     drop((checkpoints, consistency));
+    if resealed > 0 {
+        // A read of their own: the verifier keeps them as hashes, not as lines.
+        read_lines(open()?, |line| {
+            if let BundleLine::Resealed(entry) = line {
+                verification.resealed(&entry);
+            }
+        })?;
+    }
     loop {
         read_lines(open()?, |line| match &line {
             BundleLine::Leaf(leaf) => verification.leaf(leaf),
@@ -138,7 +163,7 @@ fn read_lines(reader: impl BufRead, mut each: impl FnMut(BundleLine)) -> Result<
         Some(line) => serde_json::from_str(&line?).map_err(|_| BundleError::Format)?,
         None => return Err(BundleError::Format),
     };
-    if header.format != BUNDLE_FORMAT {
+    if !READABLE_FORMATS.contains(&header.format.as_str()) {
         return Err(BundleError::Format);
     }
     let mut held = BundleEnd::default();
@@ -154,7 +179,7 @@ fn read_lines(reader: impl BufRead, mut each: impl FnMut(BundleLine)) -> Result<
             source,
         })?;
         let kind = line.kind();
-        if kind.0 < last.0 || last.0 == 4 {
+        if kind.0 < last.0 || last.0 == END {
             return Err(BundleError::Order {
                 line: number,
                 kind: kind.1,
@@ -171,7 +196,7 @@ fn read_lines(reader: impl BufRead, mut each: impl FnMut(BundleLine)) -> Result<
         held.count(&line);
         each(line);
     }
-    if last.0 != 4 {
+    if last.0 != END {
         return Err(BundleError::Incomplete);
     }
     Ok(())
@@ -189,6 +214,9 @@ pub struct Bundle {
     pub checkpoints: Vec<SignedCheckpoint>,
     /// The consistency proof from each checkpoint to the next.
     pub consistency: Vec<ConsistencyProof>,
+    /// The resealed events' entries, by run and position.
+    #[serde(default)]
+    pub resealed: Vec<ResealEntry>,
     /// The sealed leaves as the store keeps them, in tree order.
     pub leaves: Vec<BundleLeaf>,
     /// Every event with all its stored fields, in commit order.
@@ -213,6 +241,7 @@ impl Bundle {
                     .cloned()
                     .map(BundleLine::Consistency),
             )
+            .chain(self.resealed.iter().cloned().map(BundleLine::Resealed))
             .chain(self.leaves.iter().cloned().map(BundleLine::Leaf))
             .chain(self.events.iter().cloned().map(BundleLine::Event));
         let mut out = json_line(&header);
@@ -281,10 +310,20 @@ impl BundleEvent {
         })
     }
 
+    /// The hash the chain and the tree know it by: that of its plain form when it was
+    /// resealed (its metadata says so, [`reseal::RESEALED_FROM`]), else [`BundleEvent::hash`].
+    /// The store trusts the mark; [`Verification`] checks it against the reseal entries.
+    pub fn chain_hash(&self) -> String {
+        match reseal::resealed_from(&self.metadata) {
+            Some(plain) => plain.to_string(),
+            None => self.hash(),
+        }
+    }
+
     /// Its Merkle leaf: `SM3(0x00 ‖ the 32 bytes of its chain hash)`.
     pub fn leaf(&self) -> Hash {
-        // event_hash always yields 64 hex digits.
-        merkle::leaf_hash(&parse_hash(&self.hash()).unwrap_or_default())
+        // event_hash always yields 64 hex digits; a mark that is not a hash is no leaf.
+        merkle::leaf_hash(&parse_hash(&self.chain_hash()).unwrap_or_default())
     }
 
     fn id(&self) -> EventId {
@@ -325,6 +364,9 @@ pub enum FindingKind {
     Witness,
     /// A checkpoint does not extend the one before it.
     Inconsistent,
+    /// A resealed event's stored form is not the one its reseal entry recorded, an entry or a
+    /// mark has no counterpart, or a run's entries do not match its record event.
+    Resealed,
     /// An event sealed by a checkpoint was changed.
     Altered,
     /// An event sealed by a checkpoint is gone (including a log cut below a checkpoint).
@@ -383,6 +425,10 @@ pub fn verify_with_witnesses(
 ) -> Verdict {
     let mut verification =
         Verification::new(&bundle.checkpoints, &bundle.consistency, key, witnessed);
+    bundle
+        .resealed
+        .iter()
+        .for_each(|r| verification.resealed(r));
     loop {
         bundle.leaves.iter().for_each(|l| verification.leaf(l));
         bundle.events.iter().for_each(|e| verification.event(e));
@@ -410,6 +456,56 @@ pub struct Verification {
     /// Leaves and events fed in the current pass.
     leaves_seen: u64,
     events_seen: u64,
+    reseals: Reseals,
+}
+
+/// What the verifier keeps of a reseal entry: its hashes as bytes, and its event's place as a
+/// hash (about 100 bytes an entry, for a store resealed whole).
+struct Vouched {
+    id: Hash,
+    plain: Hash,
+    sealed: Hash,
+}
+
+/// The hash of an event's place, to compare an entry with the event it names.
+fn place_hash(aggregate_type: &str, aggregate_id: &str, sequence: i64) -> Hash {
+    let mut hasher = Sm3::new();
+    for part in [
+        aggregate_type.as_bytes(),
+        b"\0",
+        aggregate_id.as_bytes(),
+        b"\0",
+    ] {
+        hasher.update(part);
+    }
+    hasher.update(sequence.to_be_bytes());
+    hasher.finalize().into()
+}
+
+/// The resealed events' entries and what the first pass found of them.
+#[derive(Default)]
+struct Reseals {
+    entries: HashMap<i64, Vouched>,
+    /// Each run's entry count and digest so far, while the entries are fed.
+    hashing: HashMap<i64, (u64, Sm3)>,
+    /// Each run's entry count and digest, fixed when the first event is fed.
+    runs: Option<HashMap<i64, (u64, String)>>,
+    /// Positions of the events that an entry named.
+    examined: HashSet<i64>,
+    /// Runs whose record event matched.
+    recorded: HashSet<i64>,
+}
+
+impl Reseals {
+    fn runs(&mut self) -> &HashMap<i64, (u64, String)> {
+        let hashing = std::mem::take(&mut self.hashing);
+        self.runs.get_or_insert_with(|| {
+            hashing
+                .into_iter()
+                .map(|(run, (n, hasher))| (run, (n, hex::encode(hasher.finalize()))))
+                .collect()
+        })
+    }
 }
 
 enum Pass {
@@ -477,7 +573,151 @@ impl Verification {
             },
             leaves_seen: 0,
             events_seen: 0,
+            reseals: Reseals::default(),
         }
+    }
+
+    /// One resealed event's entry: feed them all, by run and position, before the first event
+    /// (again in later passes does no harm).
+    pub fn resealed(&mut self, entry: &ResealEntry) {
+        if self.reseals.runs.is_some() {
+            return;
+        }
+        let (count, hasher) = self
+            .reseals
+            .hashing
+            .entry(entry.run)
+            .or_insert_with(|| (0, Sm3::new()));
+        *count += 1;
+        hasher.update(reseal::entry_line(entry).as_bytes());
+        match (
+            parse_hash(&entry.plain_hash),
+            parse_hash(&entry.sealed_hash),
+        ) {
+            (Some(plain), Some(sealed)) => {
+                let id = place_hash(&entry.aggregate_type, &entry.aggregate_id, entry.sequence);
+                let vouched = Vouched { id, plain, sealed };
+                self.reseals.entries.insert(entry.global_position, vouched);
+            }
+            _ => self.findings.push(finding(
+                FindingKind::Resealed,
+                None,
+                format!(
+                    "the reseal entry of global position {} holds a hash that is not 64 hex digits",
+                    entry.global_position
+                ),
+            )),
+        }
+    }
+
+    /// The hash `event` links and is sealed by: its plain hash when it was resealed and its
+    /// stored form is the one its entry recorded; otherwise the hash of its stored form, and a
+    /// finding for what does not match. A run's record event is checked against its entries.
+    fn chain_hash(&mut self, event: &BundleEvent) -> String {
+        let stored = event.hash();
+        let broken = |problem: String| Finding {
+            event: Some(event.id()),
+            ..finding(FindingKind::Resealed, None, problem)
+        };
+        if let Some(record) =
+            ResealRecord::of(&event.aggregate_type, &event.event_type, &event.payload)
+        {
+            let matches = self
+                .reseals
+                .runs()
+                .get(&record.run)
+                .is_some_and(|(n, sm3)| *n == record.events && *sm3 == record.entries_sm3)
+                && record.run == event.sequence;
+            if matches {
+                self.reseals.recorded.insert(record.run);
+            } else {
+                self.findings.push(broken(format!(
+                    "the record of reseal run {} does not match the run's entries",
+                    record.run
+                )));
+            }
+        }
+        self.reseals.runs();
+        let entry = self.reseals.entries.get(&event.global_position);
+        if entry.is_some() {
+            self.reseals.examined.insert(event.global_position);
+        }
+        match (reseal::resealed_from(&event.metadata), entry) {
+            (None, None) => stored,
+            (Some(plain), Some(entry))
+                if parse_hash(plain) == Some(entry.plain)
+                    && parse_hash(&stored) == Some(entry.sealed)
+                    && entry.id
+                        == place_hash(
+                            &event.aggregate_type,
+                            &event.aggregate_id,
+                            event.sequence,
+                        ) =>
+            {
+                plain.to_string()
+            }
+            (Some(_), Some(_)) => {
+                self.findings.push(broken(
+                    "the resealed event is not stored as its reseal entry recorded".into(),
+                ));
+                stored
+            }
+            (Some(_), None) => {
+                self.findings.push(broken(
+                    "marked resealed, but no reseal entry names it".into(),
+                ));
+                stored
+            }
+            (None, Some(_)) => {
+                self.findings.push(broken(
+                    "a reseal entry names it, but it is not marked resealed".into(),
+                ));
+                stored
+            }
+        }
+    }
+
+    /// After the first pass: every entry named an event, and every run has its record.
+    fn check_reseals(&mut self) {
+        let mut unmatched: Vec<i64> = self
+            .reseals
+            .entries
+            .keys()
+            .filter(|position| !self.reseals.examined.contains(position))
+            .copied()
+            .collect();
+        unmatched.sort_unstable();
+        let mut found: Vec<Finding> = unmatched
+            .into_iter()
+            .map(|position| {
+                finding(
+                    FindingKind::Resealed,
+                    None,
+                    format!(
+                        "a reseal entry names global position {position}, where the log holds \
+                         no such event"
+                    ),
+                )
+            })
+            .collect();
+        let recorded = &self.reseals.recorded;
+        let mut runs: Vec<i64> = self
+            .reseals
+            .runs
+            .iter()
+            .flat_map(|runs| runs.keys())
+            .filter(|run| !recorded.contains(run))
+            .copied()
+            .collect();
+        runs.sort_unstable();
+        found.extend(runs.into_iter().map(|run| {
+            finding(
+                FindingKind::Resealed,
+                None,
+                format!("reseal run {run} has entries but no matching record event"),
+            )
+        }));
+        self.findings.extend(found);
     }
 
     fn sealed(&self) -> u64 {
@@ -513,13 +753,15 @@ impl Verification {
     pub fn event(&mut self, event: &BundleEvent) {
         let i = self.events_seen;
         self.events_seen += 1;
+        let first_pass_hash =
+            matches!(self.pass, Pass::First { .. }).then(|| self.chain_hash(event));
         match &mut self.pass {
             Pass::First {
                 event_leaves,
                 chains,
                 ..
             } => {
-                let hash = event.hash();
+                let hash = first_pass_hash.unwrap_or_default();
                 event_leaves.push(merkle::leaf_hash(&parse_hash(&hash).unwrap_or_default()));
                 if let Some(problem) = link(chains, event, hash) {
                     self.findings.push(Finding {
@@ -559,6 +801,7 @@ impl Verification {
                 stored,
                 chains,
             } => {
+                self.check_reseals();
                 let aggregates = chains.len() as u64;
                 match self.first_difference(&event_leaves, stored) {
                     None => Pass::Done(self.verdict(events, aggregates)),
@@ -985,9 +1228,112 @@ mod tests {
                 to: 6,
                 proof: proof.iter().map(hex::encode).collect(),
             }],
+            resealed: vec![],
             leaves,
             events,
         }
+    }
+
+    /// The bundle with events 0 and 1 (aggregates a0 and a1, both followed by their second
+    /// event) resealed after the checkpoints, and the run's record appended.
+    fn resealed(signer: &Sm2Signer) -> Bundle {
+        let mut b = bundle(signer);
+        for i in 0..2 {
+            let event = &mut b.events[i];
+            let plain = event.hash();
+            event.payload = serde_json::json!({ "n": {"sealed_for": "p", "sealed": "AAAA"} });
+            event.metadata[reseal::RESEALED_FROM] = plain.clone().into();
+            b.resealed.push(ResealEntry {
+                run: 1,
+                global_position: event.global_position,
+                aggregate_type: event.aggregate_type.clone(),
+                aggregate_id: event.aggregate_id.clone(),
+                sequence: event.sequence,
+                plain_hash: plain,
+                sealed_hash: event.hash(),
+            });
+        }
+        let record = ResealRecord {
+            run: 1,
+            events: 2,
+            entries_sm3: reseal::digest(&b.resealed),
+        };
+        b.events.push(BundleEvent {
+            aggregate_type: reseal::RECORD_AGGREGATE_TYPE.into(),
+            aggregate_id: reseal::RECORD_AGGREGATE_ID.into(),
+            sequence: 1,
+            event_type: reseal::RECORD_EVENT_TYPE.into(),
+            event_version: "1".into(),
+            payload: record.payload(),
+            metadata: serde_json::json!({ PREVIOUS_HASH: GENESIS_HASH }),
+            global_position: 7,
+            tx_id: 7,
+        });
+        b
+    }
+
+    fn resealed_finding(verdict: &Verdict) -> bool {
+        !verdict.verified
+            && verdict
+                .findings
+                .iter()
+                .any(|f| f.kind == FindingKind::Resealed)
+    }
+
+    #[test]
+    fn resealed_events_verify_and_every_part_of_the_record_is_checked() {
+        let signer = signer();
+        let key = signer.verifier();
+        let intact = resealed(&signer);
+        let verdict = verify(&intact, &key);
+        assert!(verdict.verified, "{verdict:?}");
+        assert!(from_file(&intact.to_lines(), &key).unwrap().verified);
+
+        // A byte of a resealed payload: its sealed hash no longer matches, and the event, now
+        // known by its stored hash, breaks its chain and the checkpoint.
+        let mut b = intact.clone();
+        b.events[0].payload["n"]["sealed"] = "AAAB".into();
+        let verdict = verify(&b, &key);
+        assert!(resealed_finding(&verdict), "{verdict:?}");
+        assert!(verdict
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::Altered));
+
+        // A recorded hash, either one.
+        let mut b = intact.clone();
+        b.resealed[1].sealed_hash.replace_range(0..1, "f");
+        assert!(resealed_finding(&verify(&b, &key)));
+        let mut b = intact.clone();
+        b.resealed[0].plain_hash.replace_range(0..1, "f");
+        assert!(resealed_finding(&verify(&b, &key)));
+
+        // A payload and its sealed hash changed together: the list no longer has the record's
+        // digest.
+        let mut b = intact.clone();
+        b.events[1].payload["n"]["sealed"] = "AAAB".into();
+        b.resealed[1].sealed_hash = b.events[1].hash();
+        let verdict = verify(&b, &key);
+        assert!(resealed_finding(&verdict), "{verdict:?}");
+
+        // The record event itself, an entry dropped, a mark dropped.
+        let mut b = intact.clone();
+        b.events[6].payload[reseal::RECORD_EVENT_TYPE]["events"] = 3.into();
+        assert!(resealed_finding(&verify(&b, &key)));
+        let mut b = intact.clone();
+        b.resealed.remove(0);
+        assert!(resealed_finding(&verify(&b, &key)));
+        let mut b = intact.clone();
+        b.events[0]
+            .metadata
+            .as_object_mut()
+            .unwrap()
+            .remove(reseal::RESEALED_FROM);
+        assert!(resealed_finding(&verify(&b, &key)));
+        // No record at all.
+        let mut b = intact.clone();
+        b.events.pop();
+        assert!(resealed_finding(&verify(&b, &key)));
     }
 
     fn first(verdict: &Verdict) -> (FindingKind, Option<u64>, Option<u64>) {

@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod chain;
 pub mod checkpoint;
 pub mod merkle;
+pub mod reseal;
 
 pub use checkpoint::{parse_hash, Checkpoint, CheckpointError, SignedCheckpoint};
 pub use merkle::{Frontier, Hash, NodeId, ProofError, ProofPlan};

@@ -18,6 +18,15 @@ pub fn event_hash(event: &SerializedEvent) -> String {
     })
 }
 
+/// The hash the chain knows the event by: that of its plain form when it was resealed in place
+/// (`custody_audit::reseal`), else [`event_hash`].
+pub fn chain_hash(event: &SerializedEvent) -> String {
+    match custody_audit::reseal::resealed_from(&event.metadata) {
+        Some(plain) => plain.to_string(),
+        None => event_hash(event),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use custody_audit::bundle::{
 use std::collections::HashMap;
 
 use custody_audit::merkle::{self, Frontier, Hash, NodeId, ProofPlan};
+use custody_audit::reseal::ResealEntry;
 use custody_audit::{parse_hash, Checkpoint, SignedCheckpoint};
 use custody_protocol::sm2sig::Sm2Signer;
 use sqlx::any::AnyRow;
@@ -482,12 +483,15 @@ impl EventLog {
     }
 
     /// Where to start reading what a bundle holds after its checkpoints and proofs
-    /// (docs/audit.md, "Bundle"): every stored leaf in tree order, then every event committed
-    /// by now, in commit order, a page at a time ([`AuditWalk::next_page`]).
+    /// (docs/audit.md, "Bundle"): every resealed event's entry, every stored leaf in tree
+    /// order, then every event committed by now, in commit order, a page at a time
+    /// ([`AuditWalk::next_page`]).
     pub async fn audit_walk(&self) -> Result<AuditWalk, EventLogError> {
         Ok(AuditWalk {
             head: self.committed_head().await?,
-            stage: Stage::Leaves { after: -1 },
+            stage: Stage::Resealed {
+                after: (i64::MIN, i64::MIN),
+            },
         })
     }
 
@@ -496,10 +500,11 @@ impl EventLog {
     pub async fn audit_bundle(&self, public_key_pem: &str) -> Result<Bundle, EventLogError> {
         let checkpoints = self.checkpoints().await?;
         let consistency = self.consistency_proofs(&checkpoints).await?;
-        let (mut leaves, mut events) = (Vec::new(), Vec::new());
+        let (mut resealed, mut leaves, mut events) = (Vec::new(), Vec::new(), Vec::new());
         let mut walk = self.audit_walk().await?;
         while let Some(page) = walk.next_page(self).await? {
             match page {
+                AuditPage::Resealed(page) => resealed.extend(page),
                 AuditPage::Leaves(page) => leaves.extend(page),
                 AuditPage::Events(page) => events.extend(page),
             }
@@ -509,6 +514,7 @@ impl EventLog {
             public_key_pem: public_key_pem.to_string(),
             checkpoints,
             consistency,
+            resealed,
             leaves,
             events,
         })
@@ -517,6 +523,7 @@ impl EventLog {
 
 /// A page of an [`AuditWalk`].
 pub enum AuditPage {
+    Resealed(Vec<ResealEntry>),
     Leaves(Vec<BundleLeaf>),
     Events(Vec<BundleEvent>),
 }
@@ -525,6 +532,7 @@ impl AuditPage {
     /// The page as bundle file lines, counted into `end`.
     pub fn into_lines(self, end: &mut BundleEnd) -> Vec<u8> {
         let lines: Vec<BundleLine> = match self {
+            AuditPage::Resealed(entries) => entries.into_iter().map(BundleLine::Resealed).collect(),
             AuditPage::Leaves(leaves) => leaves.into_iter().map(BundleLine::Leaf).collect(),
             AuditPage::Events(events) => events.into_iter().map(BundleLine::Event).collect(),
         };
@@ -545,6 +553,7 @@ pub struct AuditWalk {
 }
 
 enum Stage {
+    Resealed { after: (i64, i64) },
     Leaves { after: i64 },
     Events { last: CommitPosition },
     Done,
@@ -555,6 +564,18 @@ impl AuditWalk {
     pub async fn next_page(&mut self, log: &EventLog) -> Result<Option<AuditPage>, EventLogError> {
         loop {
             match self.stage {
+                Stage::Resealed { after } => {
+                    let entries = log.resealed_entries(after, to_i64(BATCH as u64)).await?;
+                    match entries.last() {
+                        Some(last) => {
+                            self.stage = Stage::Resealed {
+                                after: (last.run, last.global_position),
+                            };
+                            return Ok(Some(AuditPage::Resealed(entries)));
+                        }
+                        None => self.stage = Stage::Leaves { after: -1 },
+                    }
+                }
                 Stage::Leaves { after } => {
                     let leaves: Vec<BundleLeaf> = sqlx::query(&format!(
                         "SELECT {LEAF_COLUMNS} FROM merkle_leaves WHERE tree_index > $1 \

@@ -23,11 +23,13 @@ mod platform;
 pub mod rejection_spool;
 mod rejections;
 mod repository;
+mod reseal;
 mod store;
 
-pub use chain::{canonical_json, event_hash, GENESIS_HASH, PREVIOUS_HASH};
+pub use chain::{canonical_json, chain_hash, event_hash, GENESIS_HASH, PREVIOUS_HASH};
 pub use checkpoints::{AuditPage, AuditWalk, Consistency, InclusionProof};
 pub use commit_order::{CommitPosition, CommittedEvent};
+pub use custody_audit::reseal::{ResealEntry, ResealRecord};
 pub use error::EventLogError;
 pub use leases::{fence, Lease, LeaseConfig, LeaseKeeper, LeaseRow, Leases};
 pub use log::{Backend, EventLog, StoredEvent, StoredEventRef};
@@ -36,4 +38,5 @@ pub use platform::{
     Org, PlatformStore, QueryAuditEntry, SenderRecord, TokenRecord, TOKEN_USE_RESOLUTION_MS,
 };
 pub use rejections::{NotKept, Rejection, RejectionSummary, UNAUTHENTICATED_PREFIX_BYTES};
+pub use reseal::ResealBatch;
 pub use store::{ChainContext, ChainedEventStore};

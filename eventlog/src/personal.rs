@@ -116,6 +116,33 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
+    /// Seals the personal fields of a payload stored in clear (a store written before the
+    /// sealing, docs/personal-data.md "Migrating a plaintext store") with the ring's keys;
+    /// whether any was. A field of a person erased meanwhile is sealed under a fresh key that is
+    /// never kept: it opens to nothing, as if it had been sealed before the erasure.
+    pub fn reseal(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        event_type: &str,
+        payload: &mut Value,
+    ) -> Result<bool, EventLogError> {
+        let fields = plain_fields(aggregate_type, aggregate_id, event_type, payload)?;
+        for (field, person) in &fields {
+            let throwaway;
+            let key = match self.key(person) {
+                Err(EventLogError::PersonErased(_)) => {
+                    throwaway = DataKey::generate();
+                    &throwaway
+                }
+                key => key?,
+            };
+            let at = Place::new(aggregate_type, aggregate_id, event_type);
+            seal_field_of(key, at, field, person, payload)?;
+        }
+        Ok(!fields.is_empty())
+    }
+
     fn key(&self, person: &str) -> Result<&DataKey, EventLogError> {
         match self.keys.get(person) {
             Some(key) => Ok(key.as_ref()),
@@ -220,6 +247,74 @@ impl KeyRing {
     }
 }
 
+/// Where a payload is kept: the associated data of its fields but the field's name.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    event_type: &'a str,
+}
+
+impl<'a> Place<'a> {
+    fn new(aggregate_type: &'a str, aggregate_id: &'a str, event_type: &'a str) -> Self {
+        Place {
+            aggregate_type,
+            aggregate_id,
+            event_type,
+        }
+    }
+}
+
+/// The personal fields of a payload still in clear (not null, not sealed), and whose they are.
+fn plain_fields(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    event_type: &str,
+    payload: &Value,
+) -> Result<Vec<(&'static str, String)>, EventLogError> {
+    let event = &payload[event_type];
+    fields_of(aggregate_type, event_type)
+        .filter(|f| {
+            let value = &event[f.field];
+            !value.is_null() && sealed_for(value).is_none()
+        })
+        .map(|f| Ok((f.field, owner_of(f, aggregate_id, event)?)))
+        .collect()
+}
+
+/// The persons whose data key a payload in clear needs to be sealed.
+pub fn plain_owners(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    event_type: &str,
+    payload: &Value,
+) -> Result<Vec<String>, EventLogError> {
+    Ok(
+        plain_fields(aggregate_type, aggregate_id, event_type, payload)?
+            .into_iter()
+            .map(|(_, person)| person)
+            .collect(),
+    )
+}
+
+/// Replaces `field` of the payload's event by its sealed form under `key`.
+fn seal_field_of(
+    key: &DataKey,
+    at: Place<'_>,
+    field: &str,
+    person: &str,
+    payload: &mut Value,
+) -> Result<(), EventLogError> {
+    let plaintext = serde_json::to_vec(&payload[at.event_type][field])?;
+    let aad = place(at.aggregate_type, at.aggregate_id, at.event_type, field);
+    let sealed = custody_vault::seal(key, aad.as_bytes(), &plaintext);
+    payload[at.event_type][field] = json!({
+        SEALED_FOR: person,
+        SEALED: base64::engine::general_purpose::STANDARD.encode(sealed),
+    });
+    Ok(())
+}
+
 /// The persons whose keys open the sealed fields of `object`.
 pub fn sealed_persons<'a>(
     object: &'a Value,
@@ -285,6 +380,13 @@ fn sealed_for(value: &Value) -> Option<&str> {
     value.get(SEALED_FOR).and_then(Value::as_str)
 }
 
+/// The (aggregate type, event type) pairs that have personal fields.
+pub fn personal_event_types() -> impl Iterator<Item = (&'static str, &'static str)> {
+    PERSONAL_FIELDS
+        .iter()
+        .map(|f| (f.aggregate_type, f.event_type))
+}
+
 /// Whether any personal field of this payload is sealed (a payload with none needs no key).
 pub fn is_sealed(aggregate_type: &str, event_type: &str, payload: &Value) -> bool {
     fields_of(aggregate_type, event_type)
@@ -335,21 +437,10 @@ impl PersonalData {
         event_type: &str,
         payload: &mut Value,
     ) -> Result<(), EventLogError> {
-        for field in fields_of(aggregate_type, event_type) {
-            let event = &payload[event_type];
-            let value = &event[field.field];
-            if value.is_null() || sealed_for(value).is_some() {
-                continue;
-            }
-            let person = owner_of(field, aggregate_id, event)?;
+        for (field, person) in plain_fields(aggregate_type, aggregate_id, event_type, payload)? {
             let key = self.key_for_sealing(&person).await?;
-            let plaintext = serde_json::to_vec(value)?;
-            let aad = place(aggregate_type, aggregate_id, event_type, field.field);
-            let sealed = custody_vault::seal(&key, aad.as_bytes(), &plaintext);
-            payload[event_type][field.field] = json!({
-                SEALED_FOR: person,
-                SEALED: base64::engine::general_purpose::STANDARD.encode(sealed),
-            });
+            let at = Place::new(aggregate_type, aggregate_id, event_type);
+            seal_field_of(&key, at, field, &person, payload)?;
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use cqrs_es::{
 };
 use serde_json::Value;
 
-use crate::chain::{event_hash, GENESIS_HASH, PREVIOUS_HASH};
+use crate::chain::{chain_hash, event_hash, GENESIS_HASH, PREVIOUS_HASH};
 use crate::personal::{self, PersonalData, Sealed};
 use crate::repository::Repository;
 
@@ -79,11 +79,11 @@ impl<A: Aggregate> EventStore<A> for ChainedEventStore<A> {
             sequence: 0,
             last_hash: GENESIS_HASH.to_string(),
         };
-        let hashes: Vec<String> = stored.iter().map(event_hash).collect();
+        let hashes: Vec<String> = stored.iter().map(chain_hash).collect();
         let mut stored = stored;
         self.open(&mut stored).await?;
         for (event, hash) in stored.into_iter().zip(hashes) {
-            // The chain links the stored (sealed) form.
+            // The chain links the stored (sealed) form, or a resealed event's plain form.
             context.last_hash = hash;
             context.sequence = event.sequence;
             let envelope: EventEnvelope<A> = envelope(event)?;

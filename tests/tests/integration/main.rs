@@ -25,6 +25,7 @@ mod read_side;
 mod reconciliation;
 mod rejection_log;
 mod replay;
+mod seal_plaintext;
 mod state_machines;
 mod stats;
 mod time_rules;

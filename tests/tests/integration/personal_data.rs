@@ -20,90 +20,13 @@ use crate::lifecycle::{filed, Parties};
 async fn no_event_holds_personal_data_in_clear_and_every_read_still_opens_it() {
     for kind in StoreKind::ALL {
         let app = TestApp::spawn(kind).await;
-        let Parties {
+        let Lifecycle {
             unit,
-            cabinet,
-            client,
-            adapter,
-        } = Parties::of(&app).await;
-
-        let kept = record();
-        let lent = record();
-        let who = PersonData::holder_of(&kept);
-        filed(&app, &client, &adapter, FilingKind::New, &who).await;
-        for (i, document) in [&kept, &lent].into_iter().enumerate() {
-            send_ok(
-                &app,
-                cabinet.deposit(document, &cabinet.drawer(i), DepositKind::New, app.now_ms()),
-                "deposit",
-            )
-            .await;
-        }
-        send_ok(
-            &app,
-            cabinet.lend(
-                &lent,
-                &cabinet.drawer(1),
-                date(2099, 12, 10),
-                &Trip::default(),
-                app.now_ms(),
-            ),
-            "lend",
-        )
-        .await;
-        let crossing = adapter
-            .crossing(&lent, Direction::Exit, app.now_ms(), "310000", "HKG")
-            .expect("crossing");
-        send_ok(
-            &app,
-            adapter.crossings(&[crossing], app.now_ms()),
-            "crossing",
-        )
-        .await;
-        let issued = record();
-        let issuance = adapter
-            .issued(&issued, date(2026, 11, 20))
-            .expect("issued record");
-        send_ok(
-            &app,
-            adapter.issued_documents(&[issuance], app.now_ms()),
-            "issued",
-        )
-        .await;
-        // Two refused reports, kept whole in the rejected-reports log: a crossing two days
-        // ahead of the clock (its records are in the signed JSON) and a cabinet's deposit of
-        // the same document twice.
-        let refused = record();
-        let crossing = adapter
-            .crossing(
-                &refused,
-                Direction::Exit,
-                app.now_ms() + 2 * 86_400_000,
-                "310000",
-                "HKG",
-            )
-            .expect("crossing");
-        let answer = app
-            .send(
-                &adapter
-                    .crossings(&[crossing], app.now_ms())
-                    .expect("crossings"),
-            )
-            .await;
-        assert!(
-            answer.1.to_string().contains("E_TIME_AHEAD"),
-            "{}",
-            answer.1
-        );
-        let answer = app
-            .send(
-                &cabinet
-                    .deposit(&kept, &cabinet.drawer(0), DepositKind::New, app.now_ms())
-                    .expect("deposit"),
-            )
-            .await;
-        assert_ne!(answer.1["status"], true, "{}", answer.1);
-        app.caught_up().await;
+            kept,
+            lent,
+            clear,
+            ..
+        } = lifecycle(&app).await;
 
         // Every stored event, as the database holds it.
         let rows = sqlx::query(
@@ -118,17 +41,6 @@ async fn no_event_holds_personal_data_in_clear_and_every_read_still_opens_it() {
             "the lifecycle was recorded: {} events",
             rows.len()
         );
-        let mut clear: Vec<String> = Vec::new();
-        for document in [&kept, &lent, &issued, &refused] {
-            clear.push(document.document_number.clone());
-            clear.push(document.citizen_id_number.clone());
-            clear.push(document.chinese_name.clone());
-            if !document.latin_name.is_empty() {
-                clear.push(document.latin_name.clone());
-            }
-        }
-        clear.push(who.name.clone());
-        clear.push(who.citizen_id.clone());
         let mut sealed = 0;
         for row in &rows {
             let payload: String = row.try_get("payload").expect("payload");
@@ -211,7 +123,125 @@ async fn no_event_holds_personal_data_in_clear_and_every_read_still_opens_it() {
     }
 }
 
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+/// What [`lifecycle`] did: the unit, two of its documents, and every personal value it sent.
+pub(crate) struct Lifecycle {
+    pub unit: String,
+    pub kept: custody_protocol::DocumentRecord,
+    pub lent: custody_protocol::DocumentRecord,
+    /// The unit's cabinet, which holds `kept` in its first drawer.
+    pub cabinet: custody_simulator::SimulatedCabinet,
+    /// Citizen ID numbers, document numbers and names of every test person, as sent.
+    pub clear: Vec<String>,
+}
+
+/// A filing and its answer, two deposits, a lend, a crossing, an issuance, a refused crossing
+/// and a refused deposit (both kept in the rejected-reports log), the projections caught up.
+pub(crate) async fn lifecycle(app: &TestApp) -> Lifecycle {
+    let Parties {
+        unit,
+        cabinet,
+        client,
+        adapter,
+    } = Parties::of(app).await;
+
+    let kept = record();
+    let lent = record();
+    let who = PersonData::holder_of(&kept);
+    filed(app, &client, &adapter, FilingKind::New, &who).await;
+    for (i, document) in [&kept, &lent].into_iter().enumerate() {
+        send_ok(
+            app,
+            cabinet.deposit(document, &cabinet.drawer(i), DepositKind::New, app.now_ms()),
+            "deposit",
+        )
+        .await;
+    }
+    send_ok(
+        app,
+        cabinet.lend(
+            &lent,
+            &cabinet.drawer(1),
+            date(2099, 12, 10),
+            &Trip::default(),
+            app.now_ms(),
+        ),
+        "lend",
+    )
+    .await;
+    let crossing = adapter
+        .crossing(&lent, Direction::Exit, app.now_ms(), "310000", "HKG")
+        .expect("crossing");
+    send_ok(
+        app,
+        adapter.crossings(&[crossing], app.now_ms()),
+        "crossing",
+    )
+    .await;
+    let issued = record();
+    let issuance = adapter
+        .issued(&issued, date(2026, 11, 20))
+        .expect("issued record");
+    send_ok(
+        app,
+        adapter.issued_documents(&[issuance], app.now_ms()),
+        "issued",
+    )
+    .await;
+    // Two refused reports, kept whole in the rejected-reports log: a crossing two days
+    // ahead of the clock (its records are in the signed JSON) and a cabinet's deposit of
+    // the same document twice.
+    let refused = record();
+    let crossing = adapter
+        .crossing(
+            &refused,
+            Direction::Exit,
+            app.now_ms() + 2 * 86_400_000,
+            "310000",
+            "HKG",
+        )
+        .expect("crossing");
+    let answer = app
+        .send(
+            &adapter
+                .crossings(&[crossing], app.now_ms())
+                .expect("crossings"),
+        )
+        .await;
+    assert!(
+        answer.1.to_string().contains("E_TIME_AHEAD"),
+        "{}",
+        answer.1
+    );
+    let answer = app
+        .send(
+            &cabinet
+                .deposit(&kept, &cabinet.drawer(0), DepositKind::New, app.now_ms())
+                .expect("deposit"),
+        )
+        .await;
+    assert_ne!(answer.1["status"], true, "{}", answer.1);
+    app.caught_up().await;
+    let mut clear: Vec<String> = Vec::new();
+    for document in [&kept, &lent, &issued, &refused] {
+        clear.push(document.document_number.clone());
+        clear.push(document.citizen_id_number.clone());
+        clear.push(document.chinese_name.clone());
+        if !document.latin_name.is_empty() {
+            clear.push(document.latin_name.clone());
+        }
+    }
+    clear.push(who.name.clone());
+    clear.push(who.citizen_id.clone());
+    Lifecycle {
+        unit,
+        kept,
+        lent,
+        cabinet,
+        clear,
+    }
+}
+
+pub(crate) fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)
         .expect("read the data directory")
@@ -229,7 +259,7 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// The tables (and a column of each) where any of `values` is stored in clear, every text-like
 /// column of every table read as text.
-async fn tables_holding(
+pub(crate) async fn tables_holding(
     pool: &AnyPool,
     kind: StoreKind,
     values: &[String],
