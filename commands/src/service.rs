@@ -246,12 +246,16 @@ impl Commands {
             key: key.as_deref(),
             content: content.as_deref(),
         };
-        if let Some(outcome) = self.earlier_outcome::<A>(&earlier, id).await? {
-            return Ok(outcome);
-        }
+        // No look-up of the key before deciding: the idempotency index refuses a second event
+        // under it in the append itself, and every way a command can end other than appended
+        // (refused, illegal, conflicting, failed) asks the index first whether a twin was
+        // recorded. A first send thus costs no look-up (issue 11: one round trip fewer).
         let metadata = metadata.to_map();
         for attempt in 1..=self.retry.attempts {
-            let mut context = store.load_aggregate(id).await.map_err(store_error)?;
+            let mut context = match store.load_aggregate(id).await {
+                Ok(context) => context,
+                Err(error) => return self.unless_earlier::<A, E>(&earlier, id, error).await,
+            };
             if let Err(refusal) = guard(&context.aggregate) {
                 // A twin of this report may have committed since our look-up: a duplicate.
                 if let Some(outcome) = self.earlier_outcome::<A>(&earlier, id).await? {
@@ -272,6 +276,12 @@ impl Commands {
             }
             let events = sink.collect().await;
             let count = events.len();
+            if count == 0 {
+                // Nothing to append, so the index was not asked: a duplicate, if the key was.
+                if let Some(outcome) = self.earlier_outcome::<A>(&earlier, id).await? {
+                    return Ok(outcome);
+                }
+            }
             match store.commit(events, context, metadata.clone()).await {
                 Ok(_) => {
                     tally.events = count;
@@ -288,13 +298,31 @@ impl Commands {
                         * u64::from(attempt);
                     tokio::time::sleep(Duration::from_micros(pause)).await;
                 }
-                Err(other) => return Err(store_error(other).into()),
+                Err(other) => return self.unless_earlier::<A, E>(&earlier, id, other).await,
             }
         }
         Err(CommandError::Conflict {
             attempts: self.retry.attempts,
         }
         .into())
+    }
+
+    /// A store failure, unless the key already produced an event (the look-up the command
+    /// skipped before deciding would have answered that first).
+    async fn unless_earlier<A: Aggregate, E>(
+        &self,
+        earlier: &Earlier<'_>,
+        id: &str,
+        error: AggregateError<DomainError>,
+    ) -> Result<Outcome, Guarded<E>> {
+        match self.earlier_outcome::<A>(earlier, id).await {
+            Ok(Some(outcome)) => Ok(outcome),
+            Err(
+                reused @ (CommandError::ContentDiffers { .. } | CommandError::SerialReused { .. }),
+            ) => Err(reused.into()),
+            // The look-up failing too says nothing new: the store's own error is the answer.
+            Ok(None) | Err(_) => Err(store_error(error).into()),
+        }
     }
 
     /// If the idempotency key already produced an event: a duplicate of it, or an error when it

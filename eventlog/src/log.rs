@@ -176,9 +176,11 @@ impl EventLog {
     pub fn store<A: Aggregate>(&self) -> ChainedEventStore<A> {
         let repository = match &self.backend {
             Backend::Postgres(pool) => {
-                Repository::Postgres(PostgresEventRepository::new(pool.clone()))
+                Repository::Postgres(PostgresEventRepository::new(pool.clone()), pool.clone())
             }
-            Backend::Sqlite(pool) => Repository::Sqlite(SqliteEventRepository::new(pool.clone())),
+            Backend::Sqlite(pool) => {
+                Repository::Sqlite(SqliteEventRepository::new(pool.clone()), pool.clone())
+            }
         };
         ChainedEventStore::new(repository, self.personal.clone())
     }

@@ -850,29 +850,39 @@ impl Fold {
         log: &EventLog,
         events: impl IntoIterator<Item = &'e EventRef<'e>>,
     ) -> Result<(), ProjectionError> {
-        let mut ids: Vec<&str> = events
+        let mut keys: Vec<(&str, &str)> = events
             .into_iter()
             .filter(|e| self.projection.takes(e.aggregate_type))
-            .map(|e| e.aggregate_id)
+            .map(|e| (e.aggregate_type, e.aggregate_id))
             .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        if ids.is_empty() {
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
             return Ok(());
         }
         let placeholders = Placeholders::of(tx);
-        for chunk in ids.chunks(IDS_PER_LOOKUP) {
+        // By the whole primary key, one aggregate type at a time: without the type only the
+        // (projection, generation) prefix of the key is usable and every look-up reads all the
+        // projection's positions, a cost that grows with the log (issue 11's profile).
+        for (kind, chunk) in keys
+            .chunk_by(|a, b| a.0 == b.0)
+            .flat_map(|same| same.chunks(IDS_PER_LOOKUP))
+            .map(|chunk| (chunk[0].0, chunk))
+        {
             let sql = format!(
                 "SELECT aggregate_type, aggregate_id, sequence FROM projection_positions \
-                 WHERE projection = {} AND generation = {} AND aggregate_id IN ({})",
+                 WHERE projection = {} AND generation = {} AND aggregate_type = {} \
+                 AND aggregate_id IN ({})",
                 placeholders.list(1, 1),
                 placeholders.list(2, 1),
-                placeholders.list(3, chunk.len())
+                placeholders.list(3, 1),
+                placeholders.list(4, chunk.len())
             );
             let mut query = sqlx::query(&sql)
                 .bind(self.projection.name())
-                .bind(self.generation);
-            for id in chunk {
+                .bind(self.generation)
+                .bind(kind);
+            for (_, id) in chunk {
                 query = query.bind(*id);
             }
             for row in query.fetch_all(&mut **tx).await? {
@@ -888,6 +898,9 @@ impl Fold {
                 }
             }
         }
+        let mut ids: Vec<&str> = keys.iter().map(|(_, id)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
         match &mut self.built {
             Built::Documents(aggregates) => aggregates.load(tx, log, self.generation, &ids).await,
             Built::Persons(aggregates) => aggregates.load(tx, log, self.generation, &ids).await,

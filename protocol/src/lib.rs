@@ -12,6 +12,7 @@
 //!
 //! Everything that reads outside input returns a typed error and never panics.
 
+pub mod ceiling;
 pub mod envelope;
 pub mod keys;
 pub mod oid;

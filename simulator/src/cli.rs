@@ -14,6 +14,9 @@ use super::load::{run_load, LoadConfig};
 use super::SimulateArgs;
 
 pub(super) async fn run(args: SimulateArgs) -> Result<(), SimulateError> {
+    if args.crypto_ceiling {
+        return crypto_ceiling(Duration::from_secs(args.duration)).await;
+    }
     let token = args
         .ops_token
         .as_deref()
@@ -48,6 +51,26 @@ pub(super) async fn run(args: SimulateArgs) -> Result<(), SimulateError> {
     } else {
         lifecycle(&ops).await
     }
+}
+
+/// Prints what the cores can verify and open when they do nothing else (the service's own
+/// functions, from this build).
+async fn crypto_ceiling(budget: Duration) -> Result<(), SimulateError> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let ceiling =
+        tokio::task::spawn_blocking(move || custody_protocol::ceiling::measure(threads, budget))
+            .await
+            .map_err(|err| SimulateError::Options(format!("the measurement failed: {err}")))??;
+    println!(
+        "crypto ceiling: {} threads for {:.0} s, verify (tabled) {:.1} µs + open {:.1} µs per \
+         report = {:.0} reports/s",
+        ceiling.threads,
+        budget.as_secs_f64(),
+        ceiling.verify_us,
+        ceiling.open_us,
+        ceiling.reports_per_second
+    );
+    Ok(())
 }
 
 /// One cabinet, one deposit of a new random document.

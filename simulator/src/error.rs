@@ -1,6 +1,7 @@
 //! Why a simulated cabinet could not build, sign or send something.
 
 use custody_domain::identifiers::IdentifierError;
+use custody_protocol::ceiling::CeilingError;
 use custody_protocol::{EnvelopeError, KeyError, RecordError, RequestError};
 use thiserror::Error;
 
@@ -19,6 +20,9 @@ pub enum SimulateError {
     /// Sealing a record in a GM/T 0010 envelope failed.
     #[error("cannot seal the document record: {0}")]
     Envelope(#[from] EnvelopeError),
+    /// The crypto ceiling could not be measured.
+    #[error("crypto ceiling: {0}")]
+    Ceiling(#[from] CeilingError),
     /// Building or signing the request failed.
     #[error("cannot sign the request: {0}")]
     Request(#[from] RequestError),

@@ -44,7 +44,7 @@ pub use unit::SimulatedUnitClient;
 /// `custody simulate`: drive a running service with simulated cabinets.
 #[derive(Args)]
 #[command(group(
-    ArgGroup::new("mode").required(true).args(["load", "deposit", "lifecycle"])
+    ArgGroup::new("mode").required(true).args(["load", "deposit", "lifecycle", "crypto_ceiling"])
 ))]
 pub struct SimulateArgs {
     /// Base URL of the running service. Nothing else is ever contacted.
@@ -75,6 +75,12 @@ pub struct SimulateArgs {
     /// a duplicate), printing each response.
     #[arg(long)]
     pub lifecycle: bool,
+
+    /// The crypto ceiling of ingress: SM2 verify (through a key table) and GM/T 0010 open of
+    /// one report, on every core at once for --duration seconds; prints reports/s. Contacts
+    /// no service.
+    #[arg(long)]
+    pub crypto_ceiling: bool,
 
     /// Load: simulated cabinets.
     #[arg(long, default_value_t = 10)]
@@ -107,6 +113,7 @@ impl std::fmt::Debug for SimulateArgs {
             .field("load", &self.load)
             .field("deposit", &self.deposit)
             .field("lifecycle", &self.lifecycle)
+            .field("crypto_ceiling", &self.crypto_ceiling)
             .field("cabinets", &self.cabinets)
             .field("duration", &self.duration)
             .field("concurrency", &self.concurrency)
