@@ -109,16 +109,7 @@ async fn no_event_holds_personal_data_in_clear_and_every_read_still_opens_it() {
 
         // Every file the service wrote in its data directory (the embedded store's database and
         // write-ahead log, keys, spool), byte for byte.
-        for file in files_under(app.store.data_dir.path()) {
-            let bytes = std::fs::read(&file).expect("read a data file");
-            for value in &clear {
-                assert!(
-                    !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
-                    "{kind:?}: {value:?} in clear in {}",
-                    file.display()
-                );
-            }
-        }
+        assert_no_file_holds(app.store.data_dir.path(), &clear, kind);
         app.stop().await;
     }
 }
@@ -238,6 +229,20 @@ pub(crate) async fn lifecycle(app: &TestApp) -> Lifecycle {
         lent,
         cabinet,
         clear,
+    }
+}
+
+/// Asserts that no file under `dir` holds any of `clear`, byte for byte.
+pub(crate) fn assert_no_file_holds(dir: &std::path::Path, clear: &[String], kind: StoreKind) {
+    for file in files_under(dir) {
+        let bytes = std::fs::read(&file).expect("read a data file");
+        for value in clear {
+            assert!(
+                !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+                "{kind:?}: {value:?} in clear in {}",
+                file.display()
+            );
+        }
     }
 }
 

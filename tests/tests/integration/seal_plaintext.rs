@@ -10,14 +10,16 @@ use std::sync::Arc;
 use custody_api::backup::{backup, checkpoint_public_key, restore};
 use custody_api::StoreChoice;
 use custody_simulator::generate::document_id;
+use custody_simulator::unit::{FilingKind, PersonData};
 use custody_simulator::{DepositKind, Trip};
 use custody_tests::samples::date;
 use custody_tests::{postgres, AppOptions, StoreKind, TestApp};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::exit_entry::send_ok;
-use crate::personal_data::{files_under, lifecycle, tables_holding, Lifecycle};
+use crate::exit_entry::{record, send_ok};
+use crate::lifecycle::{filed, processes_caught_up, Parties};
+use crate::personal_data::{assert_no_file_holds, lifecycle, tables_holding, Lifecycle};
 
 #[tokio::test]
 async fn a_plaintext_store_is_sealed_in_place_and_its_log_still_verifies() {
@@ -100,16 +102,7 @@ async fn a_plaintext_store_is_sealed_in_place_and_its_log_still_verifies() {
             leaks.is_empty(),
             "{kind:?}: in clear after the reseal: {leaks:?}"
         );
-        for file in files_under(&data_dir) {
-            let bytes = std::fs::read(&file).expect("read a data file");
-            for value in &clear {
-                assert!(
-                    !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
-                    "{kind:?}: {value:?} in clear in {}",
-                    file.display()
-                );
-            }
-        }
+        assert_no_file_holds(&data_dir, &clear, kind);
 
         // Served again, sealing on: the reads open what was resealed.
         let app = TestApp::serve(store, AppOptions::default()).await;
@@ -298,6 +291,111 @@ async fn a_plaintext_store_is_sealed_in_place_and_its_log_still_verifies() {
         assert_eq!(verdict["verified"], true, "{kind:?}: {verdict}");
         let leaks = tables_holding(&pool, kind, std::slice::from_ref(&late.document_number)).await;
         assert!(leaks.is_empty(), "{kind:?}: {leaks:?}");
+        app.stop().await;
+    }
+}
+
+/// A person written in clear, then erased by a service that seals: the erasure destroys a key
+/// their plain events never used. The reseal seals those events under a key it throws away,
+/// so they open to nothing, are stored nowhere in clear, and the log still verifies.
+#[tokio::test]
+async fn an_erased_persons_plain_events_are_sealed_to_nothing() {
+    for kind in StoreKind::ALL {
+        let app = TestApp::spawn_with(
+            kind,
+            AppOptions {
+                seal_personal_data: false,
+                ..AppOptions::default()
+            },
+        )
+        .await;
+        let Parties {
+            unit,
+            cabinet,
+            client,
+            adapter,
+        } = Parties::of(&app).await;
+        let leaving = record();
+        let who = PersonData::holder_of(&leaving);
+        filed(&app, &client, &adapter, FilingKind::New, &who).await;
+        send_ok(
+            &app,
+            cabinet.deposit(&leaving, &cabinet.drawer(0), DepositKind::New, app.now_ms()),
+            "deposit in clear",
+        )
+        .await;
+        app.caught_up().await;
+        let store = app.stop().await;
+
+        // Sealing from here on: the filing is revoked and the person erased.
+        let app = TestApp::serve(store, AppOptions::default()).await;
+        filed(&app, &client, &adapter, FilingKind::Revoke, &who).await;
+        processes_caught_up(&app).await;
+        app.caught_up().await;
+        let rybs = who.person_id().expect("rybs");
+        let erasure = json!({"ground": "purpose_fulfilled", "reference": "RS-2026/18"});
+        let (status, body) = app
+            .ops(
+                reqwest::Method::POST,
+                &format!("/api/v1/ops/persons/{rybs}/erasure"),
+                Some(erasure),
+            )
+            .await;
+        assert_eq!(status, 200, "{kind:?}: {body}");
+        let store = app.stop().await;
+
+        let data_dir = store.data_dir.path().to_path_buf();
+        let master = custody_api::master_key::load(&data_dir, None, None).expect("master key");
+        let log = store.log.clone().with_personal_data(Arc::new(master));
+        let sealed = custody_api::master_key::seal_plaintext_with_progress(&log)
+            .await
+            .expect("seal the plaintext store");
+        // The filing and the deposit at least.
+        assert!(
+            sealed.outcome.resealed >= 2,
+            "{kind:?}: {:?}",
+            sealed.outcome
+        );
+
+        let mut clear = vec![
+            leaving.document_number.clone(),
+            leaving.citizen_id_number.clone(),
+            leaving.chinese_name.clone(),
+        ];
+        if !leaving.latin_name.is_empty() {
+            clear.push(leaving.latin_name.clone());
+        }
+        let pool = store.log.platform().pool().clone();
+        let leaks = tables_holding(&pool, kind, &clear).await;
+        assert!(leaks.is_empty(), "{kind:?}: in clear: {leaks:?}");
+        assert_no_file_holds(&data_dir, &clear, kind);
+
+        // Served again: the document and its history read as erased; the log verifies.
+        let app = TestApp::serve(store, AppOptions::default()).await;
+        let zjbs = document_id(&leaving).expect("zjbs");
+        let reader = app.token("reader", &unit, &["pii"]).await;
+        let (status, document) = app
+            .read(&reader, &format!("/api/v1/documents/{zjbs}"))
+            .await;
+        assert_eq!(status, 200, "{kind:?}: {document}");
+        assert_eq!(document["zjhm"], Value::Null, "{kind:?}: {document}");
+        assert_eq!(
+            document["holder"]["gmsfhm"],
+            Value::Null,
+            "{kind:?}: {document}"
+        );
+        let auditor = app.token("auditor", &unit, &["pii"]).await;
+        let (status, history) = app
+            .read(&auditor, &format!("/api/v1/audit/documents/{zjbs}/events"))
+            .await;
+        assert_eq!(status, 200, "{kind:?}: {history}");
+        assert_eq!(
+            history["events"][0]["payload"]["Deposited"]["record"],
+            json!({"erased_for": rybs}),
+            "{kind:?}: {history}"
+        );
+        let verdict = verify(&app, &auditor).await;
+        assert_eq!(verdict["verified"], true, "{kind:?}: {verdict}");
         app.stop().await;
     }
 }
