@@ -14,7 +14,7 @@ use custody_domain::travel_approval::TravelApproval;
 use custody_domain::values::{DocumentRecord, Drawer, Location, Timestamp};
 use serde::Serialize;
 
-use crate::custody::{holders_unit, judge_document, CustodyLookups};
+use crate::custody::{holders_unit, judge_document};
 use crate::{fingerprint, Application, ApplicationError, Intake, Principal};
 
 /// `sjsb-sbcsh`: the device's own initialisation message.
@@ -305,9 +305,10 @@ impl Application {
         .await
     }
 
-    /// Runs a document command under the custody policy: judged once before (so that the
-    /// holder's unit can be looked up) and again, purely, on the state the command is decided
-    /// on, so that no write between the two can slip past it.
+    /// Runs a document command under the custody policy, judged, purely, on the state the
+    /// command is decided on, so that no write between a look-up and the commit can slip past
+    /// it. The document is loaded first so that its holder's unit can be looked up; the first
+    /// attempt decides on that same load (the append refuses it if another writer came first).
     async fn guarded_document_command(
         &self,
         principal: &Principal,
@@ -318,12 +319,15 @@ impl Application {
         metadata: custody_domain::EventMetadata,
     ) -> Result<Outcome, ApplicationError> {
         let lookups: &custody_commands::Commands = &self.commands;
-        let before = CustodyLookups::document(lookups, id).await?;
-        let holders_unit = holders_unit(lookups, &before, holder).await?;
+        let loaded = self
+            .commands
+            .load_for_command::<Document>(id.as_str())
+            .await?;
+        let holders_unit = holders_unit(lookups, loaded.aggregate(), holder).await?;
         let outcome = self
             .commands
-            .execute_guarded::<Document, ApplicationError>(
-                id.as_str(),
+            .execute_guarded_on::<Document, ApplicationError>(
+                loaded,
                 command,
                 metadata,
                 |document| judge_document(principal, act, id, document, holders_unit.as_ref()),

@@ -11,4 +11,6 @@ mod service;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{CommandError, PersistenceFailure};
-pub use service::{CommandObserver, CommandResult, Commands, Guarded, Outcome, RetryPolicy};
+pub use service::{
+    CommandObserver, CommandResult, Commands, Guarded, Loaded, Outcome, RetryPolicy,
+};

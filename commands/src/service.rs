@@ -6,7 +6,7 @@ use custody_domain::cabinet::Cabinet;
 use custody_domain::document::Document;
 use custody_domain::person::Person;
 use custody_domain::{DomainError, EventMetadata};
-use custody_eventlog::{EventLog, EventLogError, StoredEventRef};
+use custody_eventlog::{ChainContext, EventLog, EventLogError, StoredEventRef};
 use rand::RngExt;
 
 use crate::clock::Clock;
@@ -32,6 +32,18 @@ pub enum Guarded<E> {
 impl<E> From<CommandError> for Guarded<E> {
     fn from(error: CommandError) -> Self {
         Guarded::Command(error)
+    }
+}
+
+/// An aggregate loaded for a command ([`Commands::load_for_command`]), with where its chain
+/// ended when loaded.
+pub struct Loaded<A> {
+    context: ChainContext<A>,
+}
+
+impl<A> Loaded<A> {
+    pub fn aggregate(&self) -> &A {
+        &self.context.aggregate
     }
 }
 
@@ -200,10 +212,62 @@ impl Commands {
         A: Aggregate<Error = DomainError, Services = ()>,
         A::Command: Clone,
     {
+        self.execute_observed(id, None, command, metadata, guard)
+            .await
+    }
+
+    /// The aggregate `id` as its stored events make it now, loaded for a command: a use case
+    /// that must look at it before deciding (the custody policy's look-ups) hands it on to
+    /// [`Commands::execute_guarded_on`], which decides its first attempt on it instead of
+    /// loading it again (issue 11: one round trip fewer).
+    pub async fn load_for_command<A>(&self, id: &str) -> Result<Loaded<A>, CommandError>
+    where
+        A: Aggregate<Error = DomainError>,
+    {
+        let context = self
+            .log
+            .store::<A>()
+            .load_aggregate(id)
+            .await
+            .map_err(store_error)?;
+        Ok(Loaded { context })
+    }
+
+    /// As [`Commands::execute_guarded`], the first attempt decided on `loaded`. That is safe
+    /// however old it is: the append checks the sequence it was loaded at, so if another writer
+    /// appended since, the commit fails as a conflict and the next attempt loads afresh.
+    pub async fn execute_guarded_on<A, E>(
+        &self,
+        loaded: Loaded<A>,
+        command: A::Command,
+        metadata: EventMetadata,
+        guard: impl Fn(&A) -> Result<(), E>,
+    ) -> Result<Outcome, Guarded<E>>
+    where
+        A: Aggregate<Error = DomainError, Services = ()>,
+        A::Command: Clone,
+    {
+        let id = loaded.context.aggregate_id.clone();
+        self.execute_observed(&id, Some(loaded.context), command, metadata, guard)
+            .await
+    }
+
+    async fn execute_observed<A, E>(
+        &self,
+        id: &str,
+        loaded: Option<ChainContext<A>>,
+        command: A::Command,
+        metadata: EventMetadata,
+        guard: impl Fn(&A) -> Result<(), E>,
+    ) -> Result<Outcome, Guarded<E>>
+    where
+        A: Aggregate<Error = DomainError, Services = ()>,
+        A::Command: Clone,
+    {
         let started = std::time::Instant::now();
         let mut tally = Tally::default();
         let result = self
-            .execute_counted(id, command, metadata, guard, &mut tally)
+            .execute_counted(id, loaded, command, metadata, guard, &mut tally)
             .await;
         if let Some(observer) = &self.observer {
             let ended = match &result {
@@ -229,6 +293,7 @@ impl Commands {
     async fn execute_counted<A, E>(
         &self,
         id: &str,
+        mut loaded: Option<ChainContext<A>>,
         command: A::Command,
         mut metadata: EventMetadata,
         guard: impl Fn(&A) -> Result<(), E>,
@@ -252,7 +317,11 @@ impl Commands {
         // recorded. A first send thus costs no look-up (issue 11: one round trip fewer).
         let metadata = metadata.to_map();
         for attempt in 1..=self.retry.attempts {
-            let mut context = match store.load_aggregate(id).await {
+            let loading = match loaded.take() {
+                Some(context) => Ok(context),
+                None => store.load_aggregate(id).await,
+            };
+            let mut context = match loading {
                 Ok(context) => context,
                 Err(error) => return self.unless_earlier::<A, E>(&earlier, id, error).await,
             };
