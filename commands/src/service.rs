@@ -168,13 +168,7 @@ impl Commands {
     where
         A: Aggregate<Error = DomainError>,
     {
-        let context = self
-            .log
-            .store::<A>()
-            .load_aggregate(id)
-            .await
-            .map_err(store_error)?;
-        Ok(context.aggregate)
+        Ok(self.load_for_command::<A>(id).await?.context.aggregate)
     }
 
     /// Runs one command of any aggregate: idempotent by the metadata's key, retried on
