@@ -287,6 +287,26 @@ async fn stream_info(url: &str) -> async_nats::jetstream::stream::Info {
     }
 }
 
+/// The stream's leader node, once it has one: under load a replica set may be between
+/// leaders for a moment (an election after a missed heartbeat), and the stream answers with
+/// no leader meanwhile.
+async fn stream_leader(url: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info = stream_info(url).await;
+        assert_eq!(info.config.num_replicas, 3);
+        if let Some(leader) = info.cluster.as_ref().and_then(|c| c.leader.clone()) {
+            return leader;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no stream leader: {:?}",
+            info.cluster
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -342,14 +362,7 @@ async fn three_instances_lose_the_projectors_holder_and_a_nats_node_under_load()
         .iter()
         .position(|i| i.id == holder)
         .expect("the projectors' holder is one of ours");
-    let leader = {
-        let info = stream_info(&nats.nodes[0].url).await;
-        assert_eq!(info.config.num_replicas, 3);
-        info.cluster
-            .as_ref()
-            .and_then(|c| c.leader.clone())
-            .expect("a stream leader")
-    };
+    let leader = stream_leader(&nats.nodes[0].url).await;
     let leader_node: usize = leader
         .strip_prefix("node-")
         .and_then(|n| n.parse().ok())
