@@ -353,7 +353,7 @@ pub(crate) const BOUND_IDLE_TRANSACTIONS: &str = "SET idle_in_transaction_sessio
 
 /// Column access shared by both backends' rows (JSON columns are text in SQLite, json in
 /// PostgreSQL; both decode to `serde_json::Value`).
-trait RowAccess {
+pub(crate) trait RowAccess {
     fn text(&self, column: &str) -> Result<String, EventLogError>;
     fn int(&self, column: &str) -> Result<i64, EventLogError>;
     fn json(&self, column: &str) -> Result<Value, EventLogError>;
@@ -375,23 +375,30 @@ impl RowAccess for sqlx::postgres::PgRow {
     }
 }
 
-impl RowAccess for sqlx::sqlite::SqliteRow {
-    fn text(&self, column: &str) -> Result<String, EventLogError> {
-        Ok(self.try_get(column)?)
-    }
-    fn int(&self, column: &str) -> Result<i64, EventLogError> {
-        Ok(self.try_get(column)?)
-    }
-    fn json(&self, column: &str) -> Result<Value, EventLogError> {
-        let text: String = self.try_get(column)?;
-        Ok(serde_json::from_str(&text)?)
-    }
-    fn optional_text(&self, column: &str) -> Result<Option<String>, EventLogError> {
-        Ok(self.try_get(column)?)
-    }
+/// Rows whose JSON columns are text: SQLite's, and the Any driver's with those columns
+/// selected as text.
+macro_rules! json_as_text_rows {
+    ($($row:ty),*) => {$(
+        impl RowAccess for $row {
+            fn text(&self, column: &str) -> Result<String, EventLogError> {
+                Ok(self.try_get(column)?)
+            }
+            fn int(&self, column: &str) -> Result<i64, EventLogError> {
+                Ok(self.try_get(column)?)
+            }
+            fn json(&self, column: &str) -> Result<Value, EventLogError> {
+                let text: String = self.try_get(column)?;
+                Ok(serde_json::from_str(&text)?)
+            }
+            fn optional_text(&self, column: &str) -> Result<Option<String>, EventLogError> {
+                Ok(self.try_get(column)?)
+            }
+        }
+    )*};
 }
+json_as_text_rows!(sqlx::sqlite::SqliteRow, sqlx::any::AnyRow);
 
-fn stored_event(row: &dyn RowAccess) -> Result<StoredEvent, EventLogError> {
+pub(crate) fn stored_event(row: &dyn RowAccess) -> Result<StoredEvent, EventLogError> {
     Ok(StoredEvent {
         aggregate_type: row.text("aggregate_type")?,
         aggregate_id: row.text("aggregate_id")?,

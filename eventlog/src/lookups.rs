@@ -2,8 +2,7 @@
 //! event one list produced can be found again (e.g. the persons of a filing list and their
 //! answers).
 
-use sqlx::Row;
-
+use crate::log::stored_event;
 use crate::{Backend, EventLog, EventLogError, StoredEvent};
 
 const COLUMNS: &str = "aggregate_type, aggregate_id, sequence, event_type, event_version, \
@@ -86,20 +85,7 @@ impl EventLog {
                     query = query.bind(value);
                 }
                 let rows = query.fetch_all(pool).await?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(StoredEvent {
-                            aggregate_type: row.try_get("aggregate_type")?,
-                            aggregate_id: row.try_get("aggregate_id")?,
-                            sequence: row.try_get("sequence")?,
-                            event_type: row.try_get("event_type")?,
-                            event_version: row.try_get("event_version")?,
-                            payload: row.try_get("payload")?,
-                            metadata: row.try_get("metadata")?,
-                            global_position: row.try_get("global_position")?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(|row| stored_event(row)).collect()
             }
             Backend::Sqlite(pool) => {
                 let mut query = sqlx::query(&sql);
@@ -107,23 +93,7 @@ impl EventLog {
                     query = query.bind(value);
                 }
                 let rows = query.fetch_all(pool).await?;
-                rows.iter()
-                    .map(|row| {
-                        // JSON columns are text in SQLite.
-                        let payload: String = row.try_get("payload")?;
-                        let metadata: String = row.try_get("metadata")?;
-                        Ok(StoredEvent {
-                            aggregate_type: row.try_get("aggregate_type")?,
-                            aggregate_id: row.try_get("aggregate_id")?,
-                            sequence: row.try_get("sequence")?,
-                            event_type: row.try_get("event_type")?,
-                            event_version: row.try_get("event_version")?,
-                            payload: serde_json::from_str(&payload)?,
-                            metadata: serde_json::from_str(&metadata)?,
-                            global_position: row.try_get("global_position")?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(|row| stored_event(row)).collect()
             }
         }
     }

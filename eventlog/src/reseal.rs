@@ -341,19 +341,8 @@ fn personal_types() -> String {
 
 /// An event with personal fields as the Any driver reads it, and its metadata's stored text.
 fn candidate(row: &AnyRow) -> Result<(StoredEvent, String), EventLogError> {
-    let payload: String = row.try_get("payload")?;
     let metadata: String = row.try_get("metadata")?;
-    let event = StoredEvent {
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload: serde_json::from_str(&payload)?,
-        metadata: serde_json::from_str(&metadata)?,
-        global_position: row.try_get("global_position")?,
-    };
-    Ok((event, metadata))
+    Ok((crate::log::stored_event(row)?, metadata))
 }
 
 fn entry(row: &AnyRow) -> Result<ResealEntry, EventLogError> {

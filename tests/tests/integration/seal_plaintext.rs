@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use custody_api::backup::{backup, checkpoint_public_key, restore};
 use custody_api::StoreChoice;
+use custody_eventlog::EventLog;
 use custody_simulator::generate::document_id;
 use custody_simulator::unit::{FilingKind, PersonData};
 use custody_simulator::{DepositKind, Trip};
 use custody_tests::samples::date;
-use custody_tests::{postgres, AppOptions, StoreKind, TestApp};
+use custody_tests::{postgres, AppOptions, StoreKind, TestApp, TestStore};
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -24,14 +25,7 @@ use crate::personal_data::{assert_no_file_holds, lifecycle, tables_holding, Life
 #[tokio::test]
 async fn a_plaintext_store_is_sealed_in_place_and_its_log_still_verifies() {
     for kind in StoreKind::ALL {
-        let app = TestApp::spawn_with(
-            kind,
-            AppOptions {
-                seal_personal_data: false,
-                ..AppOptions::default()
-            },
-        )
-        .await;
+        let app = spawn_unsealed(kind).await;
         let Lifecycle {
             unit,
             kept,
@@ -58,8 +52,7 @@ async fn a_plaintext_store_is_sealed_in_place_and_its_log_still_verifies() {
         let store = app.stop().await;
         let data_dir = store.data_dir.path().to_path_buf();
 
-        let master = custody_api::master_key::load(&data_dir, None, None).expect("master key");
-        let log = store.log.clone().with_personal_data(Arc::new(master));
+        let log = keyed_log(&store);
         // A run cut short after its first batch (of one event): a transaction each, no record.
         let run = log.reseal_run().await.expect("run");
         assert_eq!(run, 1);
@@ -301,14 +294,7 @@ async fn a_plaintext_store_is_sealed_in_place_and_its_log_still_verifies() {
 #[tokio::test]
 async fn an_erased_persons_plain_events_are_sealed_to_nothing() {
     for kind in StoreKind::ALL {
-        let app = TestApp::spawn_with(
-            kind,
-            AppOptions {
-                seal_personal_data: false,
-                ..AppOptions::default()
-            },
-        )
-        .await;
+        let app = spawn_unsealed(kind).await;
         let Parties {
             unit,
             cabinet,
@@ -345,8 +331,7 @@ async fn an_erased_persons_plain_events_are_sealed_to_nothing() {
         let store = app.stop().await;
 
         let data_dir = store.data_dir.path().to_path_buf();
-        let master = custody_api::master_key::load(&data_dir, None, None).expect("master key");
-        let log = store.log.clone().with_personal_data(Arc::new(master));
+        let log = keyed_log(&store);
         let sealed = custody_api::master_key::seal_plaintext_with_progress(&log)
             .await
             .expect("seal the plaintext store");
@@ -398,6 +383,25 @@ async fn an_erased_persons_plain_events_are_sealed_to_nothing() {
         assert_eq!(verdict["verified"], true, "{kind:?}: {verdict}");
         app.stop().await;
     }
+}
+
+/// A service on a fresh store of `kind` that writes personal data in clear.
+async fn spawn_unsealed(kind: StoreKind) -> TestApp {
+    TestApp::spawn_with(
+        kind,
+        AppOptions {
+            seal_personal_data: false,
+            ..AppOptions::default()
+        },
+    )
+    .await
+}
+
+/// The stopped store's log with its master key, as `custody keys seal-plaintext` opens it.
+fn keyed_log(store: &TestStore) -> EventLog {
+    let master =
+        custody_api::master_key::load(store.data_dir.path(), None, None).expect("master key");
+    store.log.clone().with_personal_data(Arc::new(master))
 }
 
 async fn verify(app: &TestApp, auditor: &str) -> Value {
@@ -460,14 +464,7 @@ async fn reseal_cost() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(2_000);
     for kind in StoreKind::ALL {
-        let app = TestApp::spawn_with(
-            kind,
-            AppOptions {
-                seal_personal_data: false,
-                ..AppOptions::default()
-            },
-        )
-        .await;
+        let app = spawn_unsealed(kind).await;
         let adapter = crate::exit_entry::registered_adapter(&app).await;
         let mut sent = 0;
         while sent < total {
@@ -489,9 +486,7 @@ async fn reseal_cost() {
         app.caught_up().await;
         let store = app.stop().await;
         let events = store.log.count().await.expect("count");
-        let master =
-            custody_api::master_key::load(store.data_dir.path(), None, None).expect("master key");
-        let log = store.log.clone().with_personal_data(Arc::new(master));
+        let log = keyed_log(&store);
         let started = Instant::now();
         let run = log.reseal_run().await.expect("run");
         let mut after = i64::MIN;
