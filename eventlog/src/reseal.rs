@@ -120,6 +120,13 @@ impl EventLog {
         // The persons' keys are read, and the missing ones made, in the batch's transaction: one
         // commit (one fsync) a batch, not one a new person.
         let mut tx = self.platform().pool().begin().await?;
+        // Write first, so the transaction holds SQLite's write lock before it reads: a deferred
+        // transaction that reads and then writes fails at once (SQLITE_BUSY_SNAPSHOT) if another
+        // connection wrote in between, where one that writes first waits its turn. Matches no
+        // row on either store.
+        sqlx::query("UPDATE resealed_events SET run = run WHERE global_position IS NULL")
+            .execute(&mut *tx)
+            .await?;
         let ring = personal.key_ring_within(persons, &mut tx).await?;
         let mut rewritten = Vec::new();
         for (mut event, read_metadata) in candidates {
