@@ -6,9 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use cqrs_es::Aggregate;
-use postgres_es::PostgresEventRepository;
 use serde_json::Value;
-use sqlite_es::SqliteEventRepository;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
@@ -17,6 +15,7 @@ use std::sync::Arc;
 
 use custody_vault::KeyWrap;
 
+use crate::group_commit::{AppendHold, AppendStats, GroupCommit};
 use crate::personal::{self, PersonalData, Sealed};
 use crate::platform::PlatformStore;
 use crate::repository::Repository;
@@ -37,6 +36,8 @@ pub struct EventLog {
     platform: PlatformStore,
     /// The data keys that seal personal fields; `None` only where a test wants plain payloads.
     personal: Option<Arc<PersonalData>>,
+    /// Where one-event commits queue to be appended together.
+    appends: GroupCommit,
 }
 
 /// Where an event is: enough to find it again.
@@ -80,8 +81,10 @@ impl EventLog {
             .connect(url)
             .await?;
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        let backend = Backend::Postgres(pool);
         Ok(EventLog {
-            backend: Backend::Postgres(pool),
+            appends: GroupCommit::start(backend.clone()),
+            backend,
             platform: PlatformStore::connect(url, max_connections).await?,
             personal: None,
         })
@@ -112,8 +115,10 @@ impl EventLog {
             crate::files::private_file(&data_dir.join(name)).map_err(data_directory)?;
         }
         let url = format!("sqlite://{}", data_dir.join("custody.db").display());
+        let backend = Backend::Sqlite(pool);
         Ok(EventLog {
-            backend: Backend::Sqlite(pool),
+            appends: GroupCommit::start(backend.clone()),
+            backend,
             platform: PlatformStore::connect(&url, 8).await?,
             personal: None,
         })
@@ -174,15 +179,24 @@ impl EventLog {
 
     /// The cqrs-es event store of one aggregate type over this log.
     pub fn store<A: Aggregate>(&self) -> ChainedEventStore<A> {
-        let repository = match &self.backend {
-            Backend::Postgres(pool) => {
-                Repository::Postgres(PostgresEventRepository::new(pool.clone()), pool.clone())
-            }
-            Backend::Sqlite(pool) => {
-                Repository::Sqlite(SqliteEventRepository::new(pool.clone()), pool.clone())
-            }
-        };
+        let repository = Repository::new(&self.backend, self.appends.clone());
         ChainedEventStore::new(repository, self.personal.clone())
+    }
+
+    /// What the group commit has done so far.
+    pub fn append_stats(&self) -> AppendStats {
+        self.appends.stats()
+    }
+
+    /// Holds every one-event commit back until the hold is dropped, so that the commits
+    /// made meanwhile are appended as one batch (tests of the group commit use it).
+    pub async fn hold_appends(&self) -> AppendHold {
+        self.appends.hold().await
+    }
+
+    /// One-event commits waiting for an appender.
+    pub fn queued_appends(&self) -> usize {
+        self.appends.queued()
     }
 
     /// The event that an idempotency key already produced, if any.

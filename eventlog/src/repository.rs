@@ -1,10 +1,9 @@
 //! One repository type over both backends, so the rest of the system has one concrete store.
 //!
-//! A commit of one event (nearly every command) is appended by a single INSERT on its own:
-//! one statement is one transaction on both backends, so it is as atomic as cqrs-es's
-//! BEGIN, INSERT, COMMIT, and the primary key and the idempotency index decide it the same
-//! way, in one round trip instead of three (issue 11). Commits of several events keep the
-//! backends' own transaction.
+//! A commit of one event (nearly every command) goes to the group commit
+//! (`group_commit.rs`): appended in one statement with the other commits queued at that
+//! moment, each still decided by the primary key and the idempotency index on its own
+//! (issue 11). Commits of several events keep the backends' own transaction.
 
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -13,51 +12,28 @@ use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
-use sqlx::{PgPool, SqlitePool};
 
-pub enum Repository {
-    Postgres(PostgresEventRepository, PgPool),
-    Sqlite(SqliteEventRepository, SqlitePool),
+use crate::group_commit::GroupCommit;
+use crate::log::Backend;
+
+pub struct Repository {
+    events: Events,
+    appends: GroupCommit,
 }
 
-/// The columns postgres-es and sqlite-es insert; the rest fill themselves.
-const INSERT_ONE_POSTGRES: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, \
-     event_type, event_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const INSERT_ONE_SQLITE: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, \
-     event_type, event_version, payload, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)";
+enum Events {
+    Postgres(PostgresEventRepository),
+    Sqlite(SqliteEventRepository),
+}
 
-/// As the backends' crates classify their errors; a unique-key violation stays an unknown
-/// error with its code, which the store reads as a conflict (store.rs, `persistence_error`).
-fn insert_error(error: sqlx::Error) -> PersistenceError {
-    match error {
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => {
-            PersistenceError::ConnectionError(Box::new(error))
-        }
-        other => PersistenceError::UnknownError(Box::new(other)),
+impl Repository {
+    pub(crate) fn new(backend: &Backend, appends: GroupCommit) -> Self {
+        let events = match backend {
+            Backend::Postgres(pool) => Events::Postgres(PostgresEventRepository::new(pool.clone())),
+            Backend::Sqlite(pool) => Events::Sqlite(SqliteEventRepository::new(pool.clone())),
+        };
+        Repository { events, appends }
     }
-}
-
-/// One event in one statement, on either backend's pool (the binds are the same; the pool
-/// types differ, hence a macro).
-macro_rules! insert_one {
-    ($pool:expr, $sql:expr, $aggregate_type:expr, $event:expr) => {
-        sqlx::query($sql)
-            .bind($aggregate_type)
-            .bind($event.aggregate_id.as_str())
-            .bind(sequence($event)?)
-            .bind(&$event.event_type)
-            .bind(&$event.event_version)
-            .bind(&$event.payload)
-            .bind(&$event.metadata)
-            .execute($pool)
-            .await
-            .map(|_| ())
-            .map_err(insert_error)
-    };
-}
-
-fn sequence(event: &SerializedEvent) -> Result<i64, PersistenceError> {
-    i64::try_from(event.sequence).map_err(|e| PersistenceError::UnknownError(Box::new(e)))
 }
 
 impl PersistedEventRepository for Repository {
@@ -65,9 +41,9 @@ impl PersistedEventRepository for Repository {
         &self,
         aggregate_id: &str,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        match self {
-            Repository::Postgres(r, _) => r.get_events::<A>(aggregate_id).await,
-            Repository::Sqlite(r, _) => r.get_events::<A>(aggregate_id).await,
+        match &self.events {
+            Events::Postgres(r) => r.get_events::<A>(aggregate_id).await,
+            Events::Sqlite(r) => r.get_events::<A>(aggregate_id).await,
         }
     }
 
@@ -76,9 +52,9 @@ impl PersistedEventRepository for Repository {
         aggregate_id: &str,
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        match self {
-            Repository::Postgres(r, _) => r.get_last_events::<A>(aggregate_id, last_sequence).await,
-            Repository::Sqlite(r, _) => r.get_last_events::<A>(aggregate_id, last_sequence).await,
+        match &self.events {
+            Events::Postgres(r) => r.get_last_events::<A>(aggregate_id, last_sequence).await,
+            Events::Sqlite(r) => r.get_last_events::<A>(aggregate_id, last_sequence).await,
         }
     }
 
@@ -95,15 +71,10 @@ impl PersistedEventRepository for Repository {
         events: &[SerializedEvent],
         _snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        match (self, events) {
-            (Repository::Postgres(_, pool), [event]) => {
-                insert_one!(pool, INSERT_ONE_POSTGRES, A::TYPE, event)
-            }
-            (Repository::Sqlite(_, pool), [event]) => {
-                insert_one!(pool, INSERT_ONE_SQLITE, A::TYPE, event)
-            }
-            (Repository::Postgres(r, _), _) => r.persist::<A>(events, None).await,
-            (Repository::Sqlite(r, _), _) => r.persist::<A>(events, None).await,
+        match (&self.events, events) {
+            (_, [event]) => self.appends.append(A::TYPE, event.clone()).await,
+            (Events::Postgres(r), _) => r.persist::<A>(events, None).await,
+            (Events::Sqlite(r), _) => r.persist::<A>(events, None).await,
         }
     }
 
@@ -111,16 +82,16 @@ impl PersistedEventRepository for Repository {
         &self,
         aggregate_id: &str,
     ) -> Result<ReplayStream, PersistenceError> {
-        match self {
-            Repository::Postgres(r, _) => r.stream_events::<A>(aggregate_id).await,
-            Repository::Sqlite(r, _) => r.stream_events::<A>(aggregate_id).await,
+        match &self.events {
+            Events::Postgres(r) => r.stream_events::<A>(aggregate_id).await,
+            Events::Sqlite(r) => r.stream_events::<A>(aggregate_id).await,
         }
     }
 
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
-        match self {
-            Repository::Postgres(r, _) => r.stream_all_events::<A>().await,
-            Repository::Sqlite(r, _) => r.stream_all_events::<A>().await,
+        match &self.events {
+            Events::Postgres(r) => r.stream_all_events::<A>().await,
+            Events::Sqlite(r) => r.stream_all_events::<A>().await,
         }
     }
 }

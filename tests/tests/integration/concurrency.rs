@@ -20,7 +20,7 @@ fn commands_on(log: &EventLog) -> Arc<Commands> {
 
 /// The history must be gapless, duplicate-free, hash-linked (as stored) and legal under the
 /// table (as opened).
-fn assert_legal_history(events: &[StoredEvent], opened: &[StoredEvent]) {
+pub(crate) fn assert_legal_history(events: &[StoredEvent], opened: &[StoredEvent]) {
     let mut state = DocumentState::Unknown;
     let mut previous = GENESIS_HASH.to_string();
     for (i, (event, opened)) in events.iter().zip(opened).enumerate() {

@@ -13,6 +13,7 @@ mod exit_entry;
 mod failover;
 mod faults;
 mod feed;
+mod group_commit;
 mod harness;
 mod ingress;
 mod instances;
