@@ -20,7 +20,18 @@ fn commands_on(log: &EventLog) -> Arc<Commands> {
 
 /// The history must be gapless, duplicate-free, hash-linked (as stored) and legal under the
 /// table (as opened).
-pub(crate) fn assert_legal_history(events: &[StoredEvent], opened: &[StoredEvent]) {
+/// A document's history as stored, checked by [`assert_legal_history`] against its opened form.
+pub(crate) async fn legal_history_of(log: &EventLog, id: &str) -> Vec<StoredEvent> {
+    let events = log.events_of("Document", id).await.expect("events");
+    let opened = log
+        .opened_events_of("Document", id)
+        .await
+        .expect("opened events");
+    assert_legal_history(&events, &opened);
+    events
+}
+
+fn assert_legal_history(events: &[StoredEvent], opened: &[StoredEvent]) {
     let mut state = DocumentState::Unknown;
     let mut previous = GENESIS_HASH.to_string();
     for (i, (event, opened)) in events.iter().zip(opened).enumerate() {
@@ -91,7 +102,7 @@ async fn sixteen_writers_on_one_document(kind: StoreKind) {
     for task in tasks {
         appended += task.await.expect("task").0;
     }
-    let events = store.log.events_of("Document", &id).await.expect("events");
+    let events = legal_history_of(&store.log, &id).await;
     assert!(
         events.len() > 16,
         "the writers made progress ({} events)",
@@ -102,12 +113,6 @@ async fn sixteen_writers_on_one_document(kind: StoreKind) {
         appended,
         "every append reported, none invented"
     );
-    let opened = store
-        .log
-        .opened_events_of("Document", &id)
-        .await
-        .expect("events");
-    assert_legal_history(&events, &opened);
 }
 
 #[tokio::test]
