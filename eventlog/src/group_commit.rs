@@ -1,9 +1,7 @@
 //! Group commit (issue 11): the one-event commits of concurrent commands are appended together,
-//! one statement (so one transaction and one WAL flush) per short batch.
-//!
-//! A batch forms by itself, without waiting on a timer: a commit queues, and while every
-//! appender is busy the queue fills; the next free appender takes what has queued (up to
-//! [`MAX_BATCH`]). Under light load a batch is one event, appended at once.
+//! one statement (so one transaction and one WAL flush) per short batch, by the batcher
+//! ([`crate::batcher`]: how a batch forms, its bound, its order, and the fallback to one
+//! statement per event when a batch statement fails).
 //!
 //! Each command is still decided on its own:
 //! - the statement is `INSERT … ON CONFLICT DO NOTHING RETURNING` the primary keys it
@@ -12,28 +10,20 @@
 //!   then asks the idempotency index whether it was a duplicate, and otherwise reloads and
 //!   decides again), while its batch-mates are appended;
 //! - two commits for the same aggregate and sequence never share a batch (the later waits
-//!   for the next), so what a skipped row collided with is never ambiguous;
-//! - if the batch statement itself fails (a deadlock between two batches on PostgreSQL, a
-//!   busy SQLite, a lost connection), each of its events is appended alone, as before group
-//!   commit, and gets its own answer.
+//!   for the next), so what a skipped row collided with is never ambiguous.
 //!
 //! A command's illegal or refused decision never reaches the queue: only decided events do.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashSet;
 
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
 use sqlx::{PgPool, QueryBuilder, Row, Sqlite, SqlitePool};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
+use crate::batcher::{BatchHold, BatchStats, BatchWrite, Batcher};
 use crate::log::Backend;
 
 /// The most events one batch statement appends (SQLite binds 7 × 256 parameters).
 pub const MAX_BATCH: usize = 256;
-/// Commits that may wait for an appender; a command beyond it waits to queue, so the
-/// queue's memory is bounded whatever arrives.
-const QUEUE: usize = 4 * MAX_BATCH;
 
 /// Batches in flight at once: SQLite has one writer; on PostgreSQL a few, so that a batch
 /// forms while others commit.
@@ -55,16 +45,7 @@ const INSERT_BATCH_POSTGRES: &str = "INSERT INTO events (aggregate_type, aggrega
      $6::jsonb[], $7::jsonb[]) \
      ON CONFLICT DO NOTHING RETURNING aggregate_type, aggregate_id, sequence";
 
-/// What the appenders have done, for metrics and tests.
-#[derive(Debug, Default)]
-pub struct AppendCounts {
-    batches: AtomicU64,
-    events: AtomicU64,
-    largest: AtomicUsize,
-    singles_after_failure: AtomicU64,
-}
-
-/// A snapshot of [`AppendCounts`].
+/// A snapshot of what the appenders have done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendStats {
     /// Batch statements run.
@@ -77,10 +58,20 @@ pub struct AppendStats {
     pub singles_after_failure: u64,
 }
 
-struct Append {
+impl From<BatchStats> for AppendStats {
+    fn from(stats: BatchStats) -> Self {
+        AppendStats {
+            batches: stats.batches,
+            events: stats.written,
+            largest: stats.largest,
+            singles_after_failure: stats.singles_after_failure,
+        }
+    }
+}
+
+pub(crate) struct Append {
     aggregate_type: String,
     event: SerializedEvent,
-    reply: oneshot::Sender<Result<(), PersistenceError>>,
 }
 
 impl Append {
@@ -93,39 +84,66 @@ impl Append {
     }
 }
 
+/// The events table's writer of one-event commits.
+pub(crate) struct Appender {
+    backend: Backend,
+}
+
+impl BatchWrite for Appender {
+    type Item = Append;
+    type Answer = Result<(), PersistenceError>;
+    type Key = (String, String, usize);
+    const MAX: usize = MAX_BATCH;
+
+    fn key(append: &Append) -> Self::Key {
+        let (aggregate_type, id, sequence) = append.key();
+        (aggregate_type.to_string(), id.to_string(), sequence)
+    }
+
+    async fn write(&self, batch: &[Append]) -> Result<Vec<Self::Answer>, sqlx::Error> {
+        let appended = match &self.backend {
+            Backend::Postgres(pool) => insert_batch_postgres(pool, batch).await?,
+            Backend::Sqlite(pool) => insert_batch_sqlite(pool, batch).await?,
+        };
+        Ok(batch
+            .iter()
+            .map(|append| {
+                let (aggregate_type, id, sequence) = append.key();
+                let key = (aggregate_type.to_string(), id.to_string(), sequence as i64);
+                if appended.contains(&key) {
+                    Ok(())
+                } else {
+                    Err(PersistenceError::OptimisticLockError)
+                }
+            })
+            .collect())
+    }
+
+    async fn write_one(&self, append: &Append) -> Self::Answer {
+        insert_one(&self.backend, append).await
+    }
+
+    fn wrote(answer: &Self::Answer) -> bool {
+        answer.is_ok()
+    }
+}
+
 /// The queue in front of the appenders. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct GroupCommit {
-    queue: mpsc::Sender<Append>,
-    appenders: Arc<Semaphore>,
-    width: usize,
-    counts: Arc<AppendCounts>,
+    appenders: Batcher<Appender>,
 }
 
 /// While held, no batch starts: commits queue (up to the queue's bound). Dropping it lets
 /// them go, together.
-pub struct AppendHold {
-    _permits: OwnedSemaphorePermit,
-}
+pub type AppendHold = BatchHold;
 
 impl GroupCommit {
     /// Starts the batching task; it ends when the last handle is dropped.
     pub(crate) fn start(backend: Backend) -> GroupCommit {
-        let (queue, receiver) = mpsc::channel(QUEUE);
         let width = appenders(&backend);
-        let appenders = Arc::new(Semaphore::new(width));
-        let counts = Arc::new(AppendCounts::default());
-        tokio::spawn(batch_loop(
-            backend,
-            receiver,
-            appenders.clone(),
-            counts.clone(),
-        ));
         GroupCommit {
-            queue,
-            appenders,
-            width,
-            counts,
+            appenders: Batcher::start(Appender { backend }, width),
         }
     }
 
@@ -136,137 +154,33 @@ impl GroupCommit {
         aggregate_type: &str,
         event: SerializedEvent,
     ) -> Result<(), PersistenceError> {
-        let (reply, answer) = oneshot::channel();
         let append = Append {
             aggregate_type: aggregate_type.to_string(),
             event,
-            reply,
         };
-        self.queue
-            .send(append)
+        self.appenders
+            .write(append)
             .await
-            .map_err(|_| stopped("the appender has stopped"))?;
-        answer
-            .await
-            .map_err(|_| stopped("the appender dropped a commit"))?
+            .map_err(|_| PersistenceError::ConnectionError("the appender has stopped".into()))?
     }
 
     /// Holds every batch back until the hold is dropped (a test forms one batch with it).
     pub async fn hold(&self) -> AppendHold {
-        let permits = self
-            .appenders
-            .clone()
-            .acquire_many_owned(self.width as u32)
-            .await
-            .expect("the appenders' semaphore is never closed");
-        AppendHold { _permits: permits }
+        self.appenders.hold().await
     }
 
     /// Commits queued and not yet taken into a batch (the one a held batch has taken not
     /// counted).
     pub fn queued(&self) -> usize {
-        self.queue.max_capacity() - self.queue.capacity()
+        self.appenders.queued()
     }
 
     pub fn stats(&self) -> AppendStats {
-        AppendStats {
-            batches: self.counts.batches.load(Ordering::Relaxed),
-            events: self.counts.events.load(Ordering::Relaxed),
-            largest: self.counts.largest.load(Ordering::Relaxed),
-            singles_after_failure: self.counts.singles_after_failure.load(Ordering::Relaxed),
-        }
+        self.appenders.stats().into()
     }
-}
 
-fn stopped(why: &str) -> PersistenceError {
-    PersistenceError::ConnectionError(why.into())
-}
-
-async fn batch_loop(
-    backend: Backend,
-    mut receiver: mpsc::Receiver<Append>,
-    appenders: Arc<Semaphore>,
-    counts: Arc<AppendCounts>,
-) {
-    // Commits deferred from a batch that already held their aggregate and sequence.
-    let mut waiting: VecDeque<Append> = VecDeque::new();
-    loop {
-        if waiting.is_empty() {
-            match receiver.recv().await {
-                Some(append) => waiting.push_back(append),
-                None => return,
-            }
-        }
-        // Waiting for an appender is what lets a batch form.
-        let Ok(permit) = appenders.clone().acquire_owned().await else {
-            return;
-        };
-        while waiting.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(append) => waiting.push_back(append),
-                Err(_) => break,
-            }
-        }
-        let mut batch = Vec::with_capacity(waiting.len().min(MAX_BATCH));
-        let mut later = VecDeque::new();
-        {
-            let mut keys = HashSet::new();
-            for append in waiting.drain(..) {
-                let key = append.key();
-                let key = (key.0.to_string(), key.1.to_string(), key.2);
-                if batch.len() < MAX_BATCH && keys.insert(key) {
-                    batch.push(append);
-                } else {
-                    later.push_back(append);
-                }
-            }
-        }
-        waiting = later;
-        let backend = backend.clone();
-        let counts = counts.clone();
-        tokio::spawn(async move {
-            append_batch(&backend, batch, &counts).await;
-            drop(permit);
-        });
-    }
-}
-
-async fn append_batch(backend: &Backend, mut batch: Vec<Append>, counts: &AppendCounts) {
-    // One order for every batch, so two batches on PostgreSQL take their keys in the same
-    // order and rarely deadlock (if they do, the fallback below answers each event).
-    batch.sort_by(|a, b| a.key().cmp(&b.key()));
-    let outcome = match backend {
-        Backend::Postgres(pool) => insert_batch_postgres(pool, &batch).await,
-        Backend::Sqlite(pool) => insert_batch_sqlite(pool, &batch).await,
-    };
-    match outcome {
-        Ok(appended) => {
-            counts.batches.fetch_add(1, Ordering::Relaxed);
-            counts
-                .events
-                .fetch_add(appended.len() as u64, Ordering::Relaxed);
-            counts.largest.fetch_max(batch.len(), Ordering::Relaxed);
-            for append in batch {
-                let (aggregate_type, id, sequence) = append.key();
-                let key = (aggregate_type.to_string(), id.to_string(), sequence as i64);
-                let result = if appended.contains(&key) {
-                    Ok(())
-                } else {
-                    Err(PersistenceError::OptimisticLockError)
-                };
-                let _ = append.reply.send(result);
-            }
-        }
-        Err(error) => {
-            tracing::debug!(%error, events = batch.len(), "batch append failed; appending one by one");
-            for append in batch {
-                let result = insert_one(backend, &append).await;
-                if result.is_ok() {
-                    counts.singles_after_failure.fetch_add(1, Ordering::Relaxed);
-                }
-                let _ = append.reply.send(result);
-            }
-        }
+    pub(crate) fn batch_stats(&self) -> BatchStats {
+        self.appenders.stats()
     }
 }
 

@@ -8,6 +8,7 @@
 //! retries.
 
 pub mod backup;
+mod batcher;
 mod chain;
 mod checkpoints;
 mod commit_order;
@@ -27,6 +28,7 @@ mod repository;
 mod reseal;
 mod store;
 
+pub use batcher::{BatchHold, BatchStats};
 pub use chain::{canonical_json, chain_hash, event_hash, GENESIS_HASH, PREVIOUS_HASH};
 pub use checkpoints::{AuditPage, AuditWalk, Consistency, InclusionProof};
 pub use commit_order::{CommitPosition, CommittedEvent};

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use custody_vault::KeyWrap;
 
+use crate::batcher::BatchStats;
 use crate::group_commit::{AppendHold, AppendStats, GroupCommit};
 use crate::personal::{self, PersonalData, Sealed};
 use crate::platform::PlatformStore;
@@ -192,6 +193,22 @@ impl EventLog {
     /// made meanwhile are appended as one batch (tests of the group commit use it).
     pub async fn hold_appends(&self) -> AppendHold {
         self.appends.hold().await
+    }
+
+    /// What each batched write of the command path has done: the events' group commit, the
+    /// replay window and the new persons' keys (`crate::batcher`).
+    pub fn write_batches(&self) -> [(&'static str, BatchStats); 3] {
+        [
+            ("events", self.appends.batch_stats()),
+            ("replay_window", self.platform.replay_window_stats()),
+            (
+                "person_keys",
+                self.personal
+                    .as_ref()
+                    .map(|p| p.new_key_stats())
+                    .unwrap_or_default(),
+            ),
+        ]
     }
 
     /// One-event commits waiting for an appender.

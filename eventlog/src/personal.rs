@@ -18,6 +18,7 @@ use sqlx::Row;
 
 use sqlx::AnyPool;
 
+use crate::batcher::{self, BatchHold, BatchStats, BatchWrite, Batcher};
 use crate::EventLogError;
 
 mod blind_index;
@@ -92,6 +93,9 @@ pub struct PersonalData {
     keys: Mutex<LruCache<String, (Arc<DataKey>, std::time::Instant)>>,
     /// The blind-index keys and when they were read.
     index: Mutex<Option<(Arc<IndexKeys>, std::time::Instant)>>,
+    /// New persons' keys, stored together across concurrent commands; started on first use
+    /// (on the runtime).
+    new_keys: std::sync::OnceLock<Batcher<NewKeys>>,
 }
 
 impl std::fmt::Debug for PersonalData {
@@ -426,6 +430,7 @@ impl PersonalData {
             master,
             keys: Mutex::new(LruCache::new(CACHED_KEYS)),
             index: Mutex::new(None),
+            new_keys: std::sync::OnceLock::new(),
         }
     }
 
@@ -635,21 +640,22 @@ impl PersonalData {
         if let Some(key) = self.cached(person) {
             return Ok(key);
         }
-        // One round trip, whether the key exists or not: the upsert returns the stored wrapped
-        // key, ours if we made it, else the one another writer (or an earlier event) made.
+        // Whether the key exists or not, the batch answers with the stored wrapped key: ours if
+        // we made it, else the one another writer (or an earlier event) made.
         let fresh = DataKey::generate();
         let wrapped = base64::engine::general_purpose::STANDARD.encode(self.master.wrap(&fresh));
-        let now = chrono::Utc::now().timestamp_millis();
-        let sql = "INSERT INTO person_keys (person, wrapped, master_key_id, created_ms) \
-                   VALUES ($1, $2, $3, $4) \
-                   ON CONFLICT (person) DO UPDATE SET person = excluded.person RETURNING wrapped";
-        let stored: Option<String> = sqlx::query_scalar(sql)
-            .bind(person)
-            .bind(&wrapped)
-            .bind(self.master.key_id())
-            .bind(now)
-            .fetch_one(&self.pool)
-            .await?;
+        let new_key = NewKey {
+            person: person.to_string(),
+            wrapped: wrapped.clone(),
+            master_key_id: self.master.key_id().to_string(),
+            created_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        let stored = self
+            .new_keys()
+            .write(new_key)
+            .await
+            // Its task ends only with a panic: answered like a closed pool.
+            .map_err(|_| EventLogError::Database(sqlx::Error::PoolClosed))??;
         // NULL: the person was erased.
         let stored = stored.ok_or_else(|| EventLogError::PersonErased(person.to_string()))?;
         let key = if stored == wrapped {
@@ -660,6 +666,32 @@ impl PersonalData {
         let key = Arc::new(key);
         self.remember(person, key.clone());
         Ok(key)
+    }
+
+    fn new_keys(&self) -> &Batcher<NewKeys> {
+        self.new_keys.get_or_init(|| {
+            // SQLite has one writer; on PostgreSQL a few batches at once.
+            let writers = if self.pool.connect_options().database_url.scheme() == "sqlite" {
+                1
+            } else {
+                4
+            };
+            let writer = NewKeys {
+                pool: self.pool.clone(),
+            };
+            Batcher::start(writer, writers)
+        })
+    }
+
+    /// What the batched inserts of new persons' keys have done.
+    pub fn new_key_stats(&self) -> BatchStats {
+        self.new_keys.get().map(Batcher::stats).unwrap_or_default()
+    }
+
+    /// Holds the inserts of new persons' keys back until the hold is dropped (a test forms
+    /// one batch with it).
+    pub async fn hold_new_keys(&self) -> BatchHold {
+        self.new_keys().hold().await
     }
 
     /// A key as `person_keys` (or `index_keys`) stores it: base64 of its wrapping under one of
@@ -817,5 +849,108 @@ impl PersonalData {
             keys.insert(person, key);
         }
         Ok((keys, erased))
+    }
+}
+
+/// A data key made for a person, to store unless the person has one.
+struct NewKey {
+    person: String,
+    wrapped: String,
+    master_key_id: String,
+    created_ms: i64,
+}
+
+/// The writer of new rows of `person_keys`. A batch inserts what is missing
+/// (`ON CONFLICT DO NOTHING RETURNING person`) and reads back the rows that were there; each
+/// person learns the wrapped key stored for them (NULL: erased).
+struct NewKeys {
+    pool: AnyPool,
+}
+
+impl BatchWrite for NewKeys {
+    type Item = NewKey;
+    type Answer = Result<Option<String>, EventLogError>;
+    type Key = String;
+    const MAX: usize = 256;
+
+    fn key(key: &NewKey) -> String {
+        key.person.clone()
+    }
+
+    async fn write(&self, batch: &[NewKey]) -> Result<Vec<Self::Answer>, sqlx::Error> {
+        // A padding row repeats a person of the batch: its conflict changes nothing.
+        let rows = batcher::padded(batch.len());
+        let sql = format!(
+            "INSERT INTO person_keys (person, wrapped, master_key_id, created_ms) VALUES {} \
+             ON CONFLICT (person) DO NOTHING RETURNING person",
+            batcher::values_rows(4, rows)
+        );
+        let mut query = sqlx::query(&sql);
+        for key in batcher::padded_items(batch) {
+            query = query
+                .bind(&key.person)
+                .bind(&key.wrapped)
+                .bind(&key.master_key_id)
+                .bind(key.created_ms);
+        }
+        let inserted = query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<Result<HashSet<String>, _>>()?;
+        let present: Vec<&NewKey> = batch
+            .iter()
+            .filter(|key| !inserted.contains(&key.person))
+            .collect();
+        let mut stored: HashMap<String, Option<String>> = HashMap::new();
+        if !present.is_empty() {
+            let sql = format!(
+                "SELECT person, wrapped FROM person_keys WHERE person IN ({})",
+                (1..=batcher::padded(present.len()))
+                    .map(|n| format!("${n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for key in batcher::padded_items(&present) {
+                query = query.bind(&key.person);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                stored.insert(row.try_get("person")?, row.try_get("wrapped")?);
+            }
+        }
+        Ok(batch
+            .iter()
+            .map(|key| {
+                if inserted.contains(&key.person) {
+                    return Ok(Some(key.wrapped.clone()));
+                }
+                stored.remove(&key.person).ok_or_else(|| {
+                    EventLogError::PersonalData(format!(
+                        "{}: the data key was neither stored nor found",
+                        key.person
+                    ))
+                })
+            })
+            .collect())
+    }
+
+    async fn write_one(&self, key: &NewKey) -> Self::Answer {
+        // One round trip: the upsert returns the stored wrapped key, ours or the one there.
+        let sql = "INSERT INTO person_keys (person, wrapped, master_key_id, created_ms) \
+                   VALUES ($1, $2, $3, $4) \
+                   ON CONFLICT (person) DO UPDATE SET person = excluded.person RETURNING wrapped";
+        Ok(sqlx::query_scalar(sql)
+            .bind(&key.person)
+            .bind(&key.wrapped)
+            .bind(&key.master_key_id)
+            .bind(key.created_ms)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    fn wrote(answer: &Self::Answer) -> bool {
+        answer.is_ok()
     }
 }

@@ -10,11 +10,14 @@ use std::collections::{BTreeSet, HashMap};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use crate::batcher::{self, BatchHold, BatchStats, BatchWrite, Batcher};
 use crate::EventLogError;
 
 #[derive(Clone, Debug)]
 pub struct PlatformStore {
     pub(crate) pool: AnyPool,
+    /// The replay window's inserts, batched across concurrent requests.
+    requests: Batcher<RequestWindow>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +119,10 @@ impl PlatformStore {
             });
         }
         let pool = options.connect(url).await?;
-        Ok(PlatformStore { pool })
+        // SQLite has one writer; on PostgreSQL a few batches at once.
+        let writers = if url.starts_with("sqlite:") { 1 } else { 4 };
+        let requests = Batcher::start(RequestWindow { pool: pool.clone() }, writers);
+        Ok(PlatformStore { pool, requests })
     }
 
     /// The pool over the platform's tables; the read side keeps its views here too.
@@ -355,23 +361,35 @@ impl PlatformStore {
 
     // --- anti-replay ----------------------------------------------------------------------
 
-    /// Remembers a request id; false if it was seen before (a replay).
+    /// Remembers a request id; false if it was seen before (a replay). Concurrent requests'
+    /// ids are inserted together (`crate::batcher`), each answered on its own.
     pub async fn remember_request(
         &self,
         reqid: &str,
         ei: &str,
         now_ms: i64,
     ) -> Result<bool, EventLogError> {
-        let result = sqlx::query(
-            "INSERT INTO seen_requests (reqid, ei, seen_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (reqid) DO NOTHING",
-        )
-        .bind(reqid)
-        .bind(ei)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        let seen = SeenRequest {
+            reqid: reqid.to_string(),
+            ei: ei.to_string(),
+            seen_ms: now_ms,
+        };
+        self.requests
+            .write(seen)
+            .await
+            // Its task ends only with a panic: answered like a closed pool.
+            .map_err(|_| EventLogError::Database(sqlx::Error::PoolClosed))?
+    }
+
+    /// What the replay window's batched inserts have done.
+    pub fn replay_window_stats(&self) -> BatchStats {
+        self.requests.stats()
+    }
+
+    /// Holds the replay window's inserts back until the hold is dropped (a test forms one
+    /// batch with it).
+    pub async fn hold_replay_window(&self) -> BatchHold {
+        self.requests.hold().await
     }
 
     /// Forgets request ids seen before `before_ms`; returns how many.
@@ -434,4 +452,68 @@ fn org(row: &AnyRow) -> Result<Org, EventLogError> {
         name: row.try_get("name")?,
         parent: row.try_get("parent")?,
     })
+}
+
+/// One request id for the replay window.
+struct SeenRequest {
+    reqid: String,
+    ei: String,
+    seen_ms: i64,
+}
+
+/// The writer of `seen_requests`: `INSERT … ON CONFLICT DO NOTHING RETURNING reqid`, so each
+/// id of a batch learns whether it was fresh.
+struct RequestWindow {
+    pool: AnyPool,
+}
+
+impl BatchWrite for RequestWindow {
+    type Item = SeenRequest;
+    type Answer = Result<bool, EventLogError>;
+    type Key = String;
+    const MAX: usize = 256;
+
+    fn key(seen: &SeenRequest) -> String {
+        seen.reqid.clone()
+    }
+
+    async fn write(&self, batch: &[SeenRequest]) -> Result<Vec<Self::Answer>, sqlx::Error> {
+        // A padding row repeats a request of the batch: its conflict changes nothing.
+        let sql = format!(
+            "INSERT INTO seen_requests (reqid, ei, seen_ms) VALUES {} \
+             ON CONFLICT (reqid) DO NOTHING RETURNING reqid",
+            batcher::values_rows(3, batcher::padded(batch.len()))
+        );
+        let mut query = sqlx::query(&sql);
+        for seen in batcher::padded_items(batch) {
+            query = query.bind(&seen.reqid).bind(&seen.ei).bind(seen.seen_ms);
+        }
+        let fresh = query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<Result<BTreeSet<String>, _>>()?;
+        Ok(batch
+            .iter()
+            .map(|seen| Ok(fresh.contains(&seen.reqid)))
+            .collect())
+    }
+
+    async fn write_one(&self, seen: &SeenRequest) -> Self::Answer {
+        let result = sqlx::query(
+            "INSERT INTO seen_requests (reqid, ei, seen_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (reqid) DO NOTHING",
+        )
+        .bind(&seen.reqid)
+        .bind(&seen.ei)
+        .bind(seen.seen_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    fn wrote(answer: &Self::Answer) -> bool {
+        matches!(answer, Ok(true))
+    }
 }

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, so the throwaway PostgreSQL and nats-server start once.
 
 mod backup;
+mod batched_writes;
 mod blind_indexes;
 mod business_time;
 mod checkpoints;
