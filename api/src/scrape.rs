@@ -14,8 +14,9 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use custody_domain::transitions::Named as _;
-use custody_eventlog::Backend;
+use custody_eventlog::{Backend, BatchStats};
 use custody_projections::Projection;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -24,6 +25,9 @@ use crate::auth::{Caller, Role};
 use crate::error::WireError;
 use crate::metrics::Labels;
 use crate::state::AppState;
+
+/// A counter of the batched writes: its name, its help, and what it counts.
+type BatchCounter = (&'static str, &'static str, fn(&BatchStats) -> u64);
 
 /// A gauge family registered in `registry` under `name`.
 fn gauges(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
@@ -266,6 +270,61 @@ async fn snapshot(state: &AppState) -> Result<Registry, WireError> {
         acquire
             .get_or_create(&label("pool", pool))
             .set(wait.as_secs_f64());
+    }
+
+    // What this process's batched writes have done since it started (issue 11): counters,
+    // read from the batchers at each scrape.
+    let batch_counters: [BatchCounter; 4] = [
+        (
+            "custody_write_batches",
+            "Batch statements of each kind of batched write (events, replay_window, person_keys) that succeeded",
+            |s| s.batches,
+        ),
+        (
+            "custody_write_batch_items",
+            "Items those batch statements answered",
+            |s| s.items,
+        ),
+        (
+            "custody_write_batch_written",
+            "Of those items, the ones written (events appended, request ids fresh, data keys \
+             stored or found)",
+            |s| s.written,
+        ),
+        (
+            "custody_write_batch_singles_after_failure",
+            "Items written one at a time, besides the above, because their batch statement failed",
+            |s| s.singles_after_failure,
+        ),
+    ];
+    let batches = log.write_batches();
+    for (name, help, value) in batch_counters {
+        let family = Family::<Labels, Counter>::default();
+        registry.register(name, help, family.clone());
+        for (kind, stats) in &batches {
+            family
+                .get_or_create(&label("kind", *kind))
+                .inc_by(value(stats));
+        }
+    }
+    let largest = gauges(
+        &mut registry,
+        "custody_write_batch_largest",
+        "The most items one batch statement of each kind held",
+    );
+    let queued = gauges(
+        &mut registry,
+        "custody_write_batch_queued",
+        "Items of each kind waiting now for a batch",
+    );
+    for (kind, stats) in &batches {
+        let labels = label("kind", *kind);
+        largest
+            .get_or_create(&labels)
+            .set(i64::try_from(stats.largest).unwrap_or(i64::MAX));
+        queued
+            .get_or_create(&labels)
+            .set(i64::try_from(stats.queued).unwrap_or(i64::MAX));
     }
     Ok(registry)
 }
