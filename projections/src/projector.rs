@@ -132,7 +132,6 @@ impl Projector {
             return Ok(0);
         }
         let _gate = self.gate.lock().await;
-        let generation = self.status().await?.active_generation;
         let mut opened: Vec<StoredEvent> = items.iter().map(|item| item.event.clone()).collect();
         self.log.open_personal_data(&mut opened).await?;
         let events: Vec<(Cursor, EventRef)> = items
@@ -141,7 +140,7 @@ impl Projector {
             .map(|(item, event)| (item.cursor, EventRef::from(event)))
             .collect();
         let (applied, recorded) = self
-            .apply_in_transaction(generation, &events, Some(fence))
+            .apply_in_transaction(None, &events, Some(fence))
             .await?;
         let now = chrono::Utc::now().timestamp_millis();
         let mut lag = self.lag.lock().unwrap_or_else(|p| p.into_inner());
@@ -235,45 +234,41 @@ impl Projector {
         }
     }
 
-    /// Applies `events` to `generation` in one transaction: a fold over the rows and positions
-    /// the generation has for their aggregates, written back with multi-row statements. The
-    /// events applied and the `recorded_at` (epoch ms) of each.
-    /// `live`: the live path (Some, with the lease fence if any) records the cursor; a
+    /// Applies `events` in one transaction: a fold over the rows and positions the generation
+    /// has for their aggregates, written back with multi-row statements. The events applied and
+    /// the `recorded_at` (epoch ms) of each.
+    /// `generation`: a rebuild's own (None: the active one, read under the projection's row
+    /// lock). `live`: the live path (Some, with the lease fence if any) records the cursor; a
     /// rebuild's generation (None) does not.
     async fn apply_in_transaction(
         &self,
-        generation: i64,
+        generation: Option<i64>,
         events: &[(Cursor, EventRef<'_>)],
         live: Option<Option<(&str, i64)>>,
     ) -> Result<(usize, Vec<i64>), ProjectionError> {
-        let record_cursor = live.is_some();
         let mut tx: Transaction<'static, Any> = self.pool.begin().await?;
         // Write first, so the transaction holds the write lock before it reads: on SQLite a
         // reading transaction that later writes fails at once if another writer went between.
-        sqlx::query("UPDATE projections SET updated_ms = $1 WHERE name = $2")
-            .bind(chrono::Utc::now().timestamp_millis())
-            .bind(self.projection.name())
-            .execute(&mut *tx)
-            .await?;
-        if let Some(live) = live {
-            if let Some((lease, token)) = live {
-                custody_eventlog::fence(&mut tx, lease, token).await?;
-            }
-            // The row is locked now: a rebuild that swapped generations since this batch read
-            // the active one (in another instance, whose gate does not cover this one) makes
-            // the batch start again on the new generation, instead of moving the cursor past
-            // events the new generation never got.
-            let active: i64 =
-                sqlx::query_scalar("SELECT active_generation FROM projections WHERE name = $1")
-                    .bind(self.projection.name())
-                    .fetch_one(&mut *tx)
-                    .await?;
-            if active != generation {
-                return Err(ProjectionError::Decode(format!(
-                    "generation {generation} was swapped for {active} during the batch; retrying"
-                )));
-            }
+        // The row lock also orders this batch with a rebuild's swap (in this instance or
+        // another, whose gate does not cover this one): the active generation and the cursor
+        // read here stay what they are until the commit.
+        let row = sqlx::query(
+            "UPDATE projections SET updated_ms = $1 WHERE name = $2 \
+             RETURNING active_generation, cursor_tx, cursor_position",
+        )
+        .bind(chrono::Utc::now().timestamp_millis())
+        .bind(self.projection.name())
+        .fetch_one(&mut *tx)
+        .await?;
+        let active: i64 = row.try_get("active_generation")?;
+        let stored_cursor = Cursor {
+            tx_id: row.try_get::<i64, _>("cursor_tx")? as u64,
+            position: row.try_get("cursor_position")?,
+        };
+        if let Some(Some((lease, token))) = live {
+            custody_eventlog::fence(&mut tx, lease, token).await?;
         }
+        let generation = generation.unwrap_or(active);
         let mut fold = Fold::new(self.projection, generation).measuring();
         fold.load(&mut tx, &self.log, events.iter().map(|(_, event)| event))
             .await?;
@@ -282,45 +277,27 @@ impl Projector {
             applied += fold.apply(event, &self.log).await?;
         }
         fold.write(&mut tx, &self.log).await?;
-        if record_cursor {
+        if live.is_some() {
             let last = events
                 .iter()
                 .map(|(cursor, _)| *cursor)
                 .max()
                 .unwrap_or_default();
-            self.advance_cursor(&mut tx, last, applied).await?;
+            // Never backwards: a rebuild's swap may have set it past this batch.
+            let next = stored_cursor.max(last);
+            sqlx::query(
+                "UPDATE projections SET cursor_tx = $1, cursor_position = $2, \
+                 applied = applied + $3 WHERE name = $4",
+            )
+            .bind(next.tx_id as i64)
+            .bind(next.position)
+            .bind(applied as i64)
+            .bind(self.projection.name())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok((applied, fold.take_recorded()))
-    }
-
-    async fn advance_cursor(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        cursor: Cursor,
-        applied: usize,
-    ) -> Result<(), ProjectionError> {
-        let row = sqlx::query("SELECT cursor_tx, cursor_position FROM projections WHERE name = $1")
-            .bind(self.projection.name())
-            .fetch_one(&mut **tx)
-            .await?;
-        let current = Cursor {
-            tx_id: row.try_get::<i64, _>("cursor_tx")? as u64,
-            position: row.try_get("cursor_position")?,
-        };
-        let next = current.max(cursor);
-        sqlx::query(
-            "UPDATE projections SET cursor_tx = $1, cursor_position = $2, applied = applied + $3, \
-             updated_ms = $4 WHERE name = $5",
-        )
-        .bind(next.tx_id as i64)
-        .bind(next.position)
-        .bind(applied as i64)
-        .bind(chrono::Utc::now().timestamp_millis())
-        .bind(self.projection.name())
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
     }
 
     /// Builds a fresh generation of the view from the whole event store while the current one
@@ -512,7 +489,8 @@ impl Projector {
             .iter()
             .map(|scanned| (scanned.commit, scanned.as_event()))
             .collect();
-        self.apply_in_transaction(generation, &events, None).await?;
+        self.apply_in_transaction(Some(generation), &events, None)
+            .await?;
         Ok(events.last().map(|(c, _)| *c).unwrap_or_default())
     }
 
