@@ -286,6 +286,13 @@ pub(crate) fn values_rows(columns: usize, rows: usize) -> String {
     sql
 }
 
+/// The first column of every row a batch statement returned (`RETURNING reqid`, `RETURNING
+/// person`): the keys it wrote.
+pub(crate) fn returned_keys(rows: &[sqlx::any::AnyRow]) -> Result<HashSet<String>, sqlx::Error> {
+    use sqlx::Row as _;
+    rows.iter().map(|row| row.try_get::<String, _>(0)).collect()
+}
+
 /// The item of each of `rows` padded rows: every item once, in order, then the first again.
 pub(crate) fn padded_items<T>(items: &[T]) -> impl Iterator<Item = &T> {
     let rest = padded(items.len()) - items.len();

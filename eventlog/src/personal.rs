@@ -893,12 +893,7 @@ impl BatchWrite for NewKeys {
                 .bind(&key.master_key_id)
                 .bind(key.created_ms);
         }
-        let inserted = query
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| row.try_get::<String, _>(0))
-            .collect::<Result<HashSet<String>, _>>()?;
+        let inserted = batcher::returned_keys(&query.fetch_all(&self.pool).await?)?;
         let present: Vec<&NewKey> = batch
             .iter()
             .filter(|key| !inserted.contains(&key.person))

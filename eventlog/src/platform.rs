@@ -488,12 +488,7 @@ impl BatchWrite for RequestWindow {
         for seen in batcher::padded_items(batch) {
             query = query.bind(&seen.reqid).bind(&seen.ei).bind(seen.seen_ms);
         }
-        let fresh = query
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| row.try_get::<String, _>(0))
-            .collect::<Result<BTreeSet<String>, _>>()?;
+        let fresh = batcher::returned_keys(&query.fetch_all(&self.pool).await?)?;
         Ok(batch
             .iter()
             .map(|seen| Ok(fresh.contains(&seen.reqid)))
