@@ -326,6 +326,38 @@ async fn snapshot(state: &AppState) -> Result<Registry, WireError> {
             .get_or_create(&labels)
             .set(i64::try_from(stats.queued).unwrap_or(i64::MAX));
     }
+
+    // The aggregates commands decide on from memory (issue 11, `custody_commands::HOT_AGGREGATES`).
+    let hot = state.commands.hot_aggregates();
+    let outcomes = Family::<Labels, Counter>::default();
+    registry.register(
+        "custody_hot_aggregates_commands",
+        "Commands by where their first attempt found the aggregate: held in memory (hit), loaded from the store (miss), or held but behind the store and decided again on a load (stale)",
+        outcomes.clone(),
+    );
+    for (outcome, count) in [
+        ("hit", hot.hits),
+        ("miss", hot.misses),
+        ("stale", hot.stale),
+    ] {
+        outcomes
+            .get_or_create(&label("outcome", outcome))
+            .inc_by(count);
+    }
+    let held = Gauge::<i64>::default();
+    registry.register(
+        "custody_hot_aggregates_held",
+        "Aggregates held in memory now",
+        held.clone(),
+    );
+    held.set(i64::try_from(hot.entries).unwrap_or(i64::MAX));
+    let capacity = Gauge::<i64>::default();
+    registry.register(
+        "custody_hot_aggregates_capacity",
+        "The most aggregates held in memory",
+        capacity.clone(),
+    );
+    capacity.set(i64::try_from(hot.capacity).unwrap_or(i64::MAX));
     Ok(registry)
 }
 

@@ -97,6 +97,13 @@ impl Application {
             }
         };
         let key_destroyed = keys.destroy_key(person.as_str()).await?;
+        // Nothing of theirs stays in this process's memory either (other instances drop theirs
+        // within `custody_commands::HOT_AGGREGATE_TTL`, as they drop the key).
+        self.commands.forget_in_memory::<Person>(person.as_str());
+        for document in &documents {
+            self.commands
+                .forget_in_memory::<Document>(document.as_str());
+        }
         held.forget(person).await?;
         tracing::info!(person = %person, recorded, key_destroyed, "personal data erased");
         Ok(Erased {

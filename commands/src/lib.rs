@@ -7,10 +7,12 @@
 
 mod clock;
 mod error;
+mod hot;
 mod service;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{CommandError, PersistenceFailure};
+pub use hot::{HotStats, HOT_AGGREGATES, HOT_AGGREGATE_TTL};
 pub use service::{
     CommandObserver, CommandResult, Commands, Guarded, Loaded, Outcome, RetryPolicy,
 };

@@ -11,6 +11,7 @@ use rand::RngExt;
 
 use crate::clock::Clock;
 use crate::error::PersistenceFailure;
+use crate::hot::{HotAggregates, HotStats, HOT_AGGREGATES, HOT_AGGREGATE_TTL};
 use crate::CommandError;
 
 /// What a command did.
@@ -39,6 +40,8 @@ impl<E> From<CommandError> for Guarded<E> {
 /// ended when loaded.
 pub struct Loaded<A> {
     context: ChainContext<A>,
+    /// Taken from the hot aggregates rather than the store: a refusal on it is checked again.
+    from_memory: bool,
 }
 
 impl<A> Loaded<A> {
@@ -106,6 +109,7 @@ pub struct Commands {
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
     observer: Option<Arc<dyn CommandObserver>>,
+    hot: HotAggregates,
 }
 
 impl Commands {
@@ -115,7 +119,25 @@ impl Commands {
             clock,
             retry: RetryPolicy::default(),
             observer: None,
+            hot: HotAggregates::new(HOT_AGGREGATES, HOT_AGGREGATE_TTL),
         }
+    }
+
+    /// How many aggregates to hold in memory for commands (`crate::hot`); 0 holds none, so
+    /// that every command loads from the store.
+    pub fn with_hot_aggregates(mut self, capacity: usize) -> Self {
+        self.hot = HotAggregates::new(capacity, HOT_AGGREGATE_TTL);
+        self
+    }
+
+    /// What the hot aggregates did since this process started.
+    pub fn hot_aggregates(&self) -> HotStats {
+        self.hot.stats()
+    }
+
+    /// Drops the aggregate `id` from memory, so that nothing of it stays there (erasure).
+    pub fn forget_in_memory<A: Aggregate>(&self, id: &str) {
+        self.hot.forget(A::TYPE, id);
     }
 
     pub fn with_observer(mut self, observer: Arc<dyn CommandObserver>) -> Self {
@@ -163,12 +185,39 @@ impl Commands {
         self.execute::<Cabinet>(id, command, metadata).await
     }
 
-    /// The aggregate as its stored events make it now.
+    /// The aggregate as its stored events make it now, read from the store: a look-up that
+    /// decides by itself is never answered from memory, where nothing would check it.
     pub async fn load<A>(&self, id: &str) -> Result<A, CommandError>
     where
-        A: Aggregate<Error = DomainError>,
+        A: Aggregate<Error = DomainError> + Clone + 'static,
     {
-        Ok(self.load_for_command::<A>(id).await?.context.aggregate)
+        Ok(self
+            .load_context::<A>(id, true)
+            .await
+            .map_err(store_error)?
+            .0
+            .aggregate)
+    }
+
+    /// The aggregate `id`, from memory unless `fresh` or none is held, then from the store
+    /// (and held). Whether it came from memory.
+    async fn load_context<A>(
+        &self,
+        id: &str,
+        fresh: bool,
+    ) -> Result<(ChainContext<A>, bool), AggregateError<DomainError>>
+    where
+        A: Aggregate<Error = DomainError> + Clone + 'static,
+    {
+        if !fresh {
+            if let Some(held) = self.hot.get::<A>(id) {
+                return Ok((held, true));
+            }
+        }
+        let context = self.log.store::<A>().load_aggregate(id).await?;
+        self.hot
+            .put(id, &context.aggregate, context.sequence, &context.last_hash);
+        Ok((context, false))
     }
 
     /// Runs one command of any aggregate: idempotent by the metadata's key, retried on
@@ -180,7 +229,7 @@ impl Commands {
         metadata: EventMetadata,
     ) -> Result<Outcome, CommandError>
     where
-        A: Aggregate<Error = DomainError, Services = ()>,
+        A: Aggregate<Error = DomainError, Services = ()> + Clone + 'static,
         A::Command: Clone,
     {
         self.execute_guarded::<A, std::convert::Infallible>(id, command, metadata, |_| Ok(()))
@@ -203,7 +252,7 @@ impl Commands {
         guard: impl Fn(&A) -> Result<(), E>,
     ) -> Result<Outcome, Guarded<E>>
     where
-        A: Aggregate<Error = DomainError, Services = ()>,
+        A: Aggregate<Error = DomainError, Services = ()> + Clone + 'static,
         A::Command: Clone,
     {
         self.execute_observed(id, None, command, metadata, guard)
@@ -214,17 +263,21 @@ impl Commands {
     /// that must look at it before deciding (the custody policy's look-ups) hands it on to
     /// [`Commands::execute_guarded_on`], which decides its first attempt on it instead of
     /// loading it again (issue 11: one round trip fewer).
+    ///
+    /// It may come from memory (`crate::hot`): the command decided on it is checked by its
+    /// append, and a refusal on it is decided again on a fresh load.
     pub async fn load_for_command<A>(&self, id: &str) -> Result<Loaded<A>, CommandError>
     where
-        A: Aggregate<Error = DomainError>,
+        A: Aggregate<Error = DomainError> + Clone + 'static,
     {
-        let context = self
-            .log
-            .store::<A>()
-            .load_aggregate(id)
+        let (context, from_memory) = self
+            .load_context::<A>(id, false)
             .await
             .map_err(store_error)?;
-        Ok(Loaded { context })
+        Ok(Loaded {
+            context,
+            from_memory,
+        })
     }
 
     /// As [`Commands::execute_guarded`], the first attempt decided on `loaded`. That is safe
@@ -238,24 +291,24 @@ impl Commands {
         guard: impl Fn(&A) -> Result<(), E>,
     ) -> Result<Outcome, Guarded<E>>
     where
-        A: Aggregate<Error = DomainError, Services = ()>,
+        A: Aggregate<Error = DomainError, Services = ()> + Clone + 'static,
         A::Command: Clone,
     {
         let id = loaded.context.aggregate_id.clone();
-        self.execute_observed(&id, Some(loaded.context), command, metadata, guard)
+        self.execute_observed(&id, Some(loaded), command, metadata, guard)
             .await
     }
 
     async fn execute_observed<A, E>(
         &self,
         id: &str,
-        loaded: Option<ChainContext<A>>,
+        loaded: Option<Loaded<A>>,
         command: A::Command,
         metadata: EventMetadata,
         guard: impl Fn(&A) -> Result<(), E>,
     ) -> Result<Outcome, Guarded<E>>
     where
-        A: Aggregate<Error = DomainError, Services = ()>,
+        A: Aggregate<Error = DomainError, Services = ()> + Clone + 'static,
         A::Command: Clone,
     {
         let started = std::time::Instant::now();
@@ -287,14 +340,14 @@ impl Commands {
     async fn execute_counted<A, E>(
         &self,
         id: &str,
-        mut loaded: Option<ChainContext<A>>,
+        mut loaded: Option<Loaded<A>>,
         command: A::Command,
         mut metadata: EventMetadata,
         guard: impl Fn(&A) -> Result<(), E>,
         tally: &mut Tally,
     ) -> Result<Outcome, Guarded<E>>
     where
-        A: Aggregate<Error = DomainError, Services = ()>,
+        A: Aggregate<Error = DomainError, Services = ()> + Clone + 'static,
         A::Command: Clone,
     {
         let store = self.log.store::<A>();
@@ -310,16 +363,24 @@ impl Commands {
         // (refused, illegal, conflicting, failed) asks the index first whether a twin was
         // recorded. A first send thus costs no look-up (issue 11: one round trip fewer).
         let metadata = metadata.to_map();
+        // Whether this attempt must load from the store: after its state from memory was found
+        // behind the store, or refused (a refusal is never answered from memory).
+        let mut fresh = false;
         for attempt in 1..=self.retry.attempts {
             let loading = match loaded.take() {
-                Some(context) => Ok(context),
-                None => store.load_aggregate(id).await,
+                Some(loaded) => Ok((loaded.context, loaded.from_memory)),
+                None => self.load_context::<A>(id, fresh).await,
             };
-            let mut context = match loading {
-                Ok(context) => context,
+            let (mut context, from_memory) = match loading {
+                Ok(loaded) => loaded,
                 Err(error) => return self.unless_earlier::<A, E>(&earlier, id, error).await,
             };
             if let Err(refusal) = guard(&context.aggregate) {
+                if from_memory {
+                    self.hot.stale(A::TYPE, id);
+                    fresh = true;
+                    continue;
+                }
                 // A twin of this report may have committed since our look-up: a duplicate.
                 if let Some(outcome) = self.earlier_outcome::<A>(&earlier, id).await? {
                     return Ok(outcome);
@@ -328,8 +389,13 @@ impl Commands {
             }
             let sink = cqrs_es::event_sink::EventSink::<A>::default();
             // As cqrs-es's framework does: the sink applies what it is given to the loaded
-            // aggregate, which is discarded after the commit.
+            // aggregate, which is then what the store holds after the commit.
             if let Err(error) = context.aggregate.handle(command.clone(), &(), &sink).await {
+                if from_memory {
+                    self.hot.stale(A::TYPE, id);
+                    fresh = true;
+                    continue;
+                }
                 // A twin of this report may have committed between our look-up and our
                 // load, making the command look illegal: it is a duplicate, not a refusal.
                 if let Some(outcome) = self.earlier_outcome::<A>(&earlier, id).await? {
@@ -340,28 +406,54 @@ impl Commands {
             let events = sink.collect().await;
             let count = events.len();
             if count == 0 {
+                if from_memory {
+                    self.hot.stale(A::TYPE, id);
+                    fresh = true;
+                    continue;
+                }
                 // Nothing to append, so the index was not asked: a duplicate, if the key was.
                 if let Some(outcome) = self.earlier_outcome::<A>(&earlier, id).await? {
                     return Ok(outcome);
                 }
             }
-            match store.commit(events, context, metadata.clone()).await {
-                Ok(_) => {
+            let after = (count > 0).then(|| (context.aggregate.clone(), context.sequence + count));
+            match store
+                .commit_chained(events, context, metadata.clone())
+                .await
+            {
+                Ok((_, last_hash)) => {
+                    if let Some((aggregate, sequence)) = after {
+                        self.hot.put(id, &aggregate, sequence, &last_hash);
+                    }
                     tally.events = count;
                     return Ok(Outcome::Appended);
                 }
                 Err(AggregateError::AggregateConflict) => {
                     tally.conflicts += 1;
+                    if from_memory {
+                        self.hot.stale(A::TYPE, id);
+                    } else {
+                        self.hot.forget(A::TYPE, id);
+                    }
+                    fresh = true;
                     // Either another writer took our sequence number, or a concurrent twin of
                     // this very report won: the idempotency index tells which.
                     if let Some(outcome) = self.earlier_outcome::<A>(&earlier, id).await? {
                         return Ok(outcome);
                     }
-                    let pause = rand::rng().random_range(0..=self.retry.backoff.as_micros() as u64)
-                        * u64::from(attempt);
-                    tokio::time::sleep(Duration::from_micros(pause)).await;
+                    // Behind the store only because memory was: no one to give way to.
+                    if !from_memory {
+                        let pause = rand::rng()
+                            .random_range(0..=self.retry.backoff.as_micros() as u64)
+                            * u64::from(attempt);
+                        tokio::time::sleep(Duration::from_micros(pause)).await;
+                    }
                 }
-                Err(other) => return self.unless_earlier::<A, E>(&earlier, id, other).await,
+                Err(other) => {
+                    // Whether it was appended is unknown: the next command loads.
+                    self.hot.forget(A::TYPE, id);
+                    return self.unless_earlier::<A, E>(&earlier, id, other).await;
+                }
             }
         }
         Err(CommandError::Conflict {

@@ -98,8 +98,21 @@ impl<A: Aggregate> EventStore<A> for ChainedEventStore<A> {
         context: ChainContext<A>,
         metadata: HashMap<String, String>,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        Ok(self.commit_chained(events, context, metadata).await?.0)
+    }
+}
+
+impl<A: Aggregate> ChainedEventStore<A> {
+    /// As [`EventStore::commit`], also answering the hash the chain now ends with (the
+    /// command service keeps it with the aggregate it holds in memory).
+    pub async fn commit_chained(
+        &self,
+        events: Vec<A::Event>,
+        context: ChainContext<A>,
+        metadata: HashMap<String, String>,
+    ) -> Result<(Vec<EventEnvelope<A>>, String), AggregateError<A::Error>> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), context.last_hash));
         }
         let mut previous_hash = context.last_hash;
         let mut serialized = Vec::with_capacity(events.len());
@@ -144,11 +157,9 @@ impl<A: Aggregate> EventStore<A> for ChainedEventStore<A> {
             .persist::<A>(&serialized, None)
             .await
             .map_err(persistence_error)?;
-        Ok(envelopes)
+        Ok((envelopes, previous_hash))
     }
-}
 
-impl<A: Aggregate> ChainedEventStore<A> {
     /// Opens the sealed personal fields of events read from the repository.
     async fn open(&self, stored: &mut [SerializedEvent]) -> Result<(), AggregateError<A::Error>> {
         let items = stored

@@ -84,7 +84,7 @@ impl Effects<'_> {
         business_serial: Option<String>,
     ) -> Result<Reaction, ProcessError>
     where
-        A: Aggregate<Error = DomainError, Services = ()>,
+        A: Aggregate<Error = DomainError, Services = ()> + Clone + 'static,
         A::Command: Clone,
     {
         if let Some(budget) = self.budget {

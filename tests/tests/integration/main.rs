@@ -16,6 +16,7 @@ mod faults;
 mod feed;
 mod group_commit;
 mod harness;
+mod hot_aggregates;
 mod ingress;
 mod instances;
 mod leases;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 /// One aggregate's machine, as the exhaustive test drives it.
 trait Machine {
-    type Aggregate: cqrs_es::Aggregate<Error = DomainError>;
+    type Aggregate: cqrs_es::Aggregate<Error = DomainError> + Clone + 'static;
     type State: Named;
     type Kind: Named;
     type Command: Clone;
