@@ -70,7 +70,7 @@ const EVENT_COLUMNS: &str = "aggregate_type, aggregate_id, sequence, event_type,
 impl EventLog {
     /// Connects to PostgreSQL and applies `migrations/postgres`.
     pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<Self, EventLogError> {
-        let pool = PgPoolOptions::new()
+        let pool = ping_when_idle(PgPoolOptions::new())
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(|connection, _| {
@@ -106,7 +106,7 @@ impl EventLog {
             // The legal record: a commit that was acknowledged survives a power cut.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+        let pool = ping_when_idle(SqlitePoolOptions::new())
             .max_connections(8)
             .connect_with(options)
             .await?;
@@ -381,6 +381,30 @@ impl EventLog {
 /// lease over (docs/scaling.md). 5 s: far above any pause between two statements of our own
 /// transactions.
 pub(crate) const BOUND_IDLE_TRANSACTIONS: &str = "SET idle_in_transaction_session_timeout = 5000";
+
+/// How long a pooled connection may sit idle and still be handed out without a ping.
+pub(crate) const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// Pool options that ping a connection before handing it out only when it sat idle for
+/// [`PING_AFTER_IDLE`] or more (issue 11). sqlx pings every connection it hands out by
+/// default: a round trip more for each statement, a tenth of the service's CPU under load
+/// (docs/benchmarks.md). A connection in steady use has just answered; one that sat idle may
+/// have been cut (a restarted or failed-over PostgreSQL) and is still checked, and replaced if
+/// it does not answer.
+pub(crate) fn ping_when_idle<DB: sqlx::Database>(
+    options: sqlx::pool::PoolOptions<DB>,
+) -> sqlx::pool::PoolOptions<DB> {
+    options
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    sqlx::Connection::ping(connection).await?;
+                }
+                Ok(true)
+            })
+        })
+}
 
 /// Column access shared by both backends' rows (JSON columns are text in SQLite, json in
 /// PostgreSQL; both decode to `serde_json::Value`).

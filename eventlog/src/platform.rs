@@ -98,7 +98,8 @@ pub struct QueryAuditEntry<'a> {
 impl PlatformStore {
     pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Self, EventLogError> {
         sqlx::any::install_default_drivers();
-        let mut options = AnyPoolOptions::new().max_connections(max_connections);
+        let mut options =
+            crate::log::ping_when_idle(AnyPoolOptions::new()).max_connections(max_connections);
         if url.starts_with("sqlite:") {
             // Every SQLite connection waits for the writer instead of failing at once.
             options = options.after_connect(|connection, _| {
