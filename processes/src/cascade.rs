@@ -19,9 +19,10 @@ use custody_domain::person::PersonEvent;
 use custody_domain::transitions::{next_state, Named};
 use custody_domain::DomainError;
 use custody_eventlog::StoredEvent;
-use sqlx::{Any, AnyPool, Row, Transaction};
+use custody_projections::bulk::{Cell, OnConflict, Table};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 
-use crate::consumer::{Effects, Handler, Reaction};
+use crate::consumer::{select_in, write_rows, Effects, Handler, Reaction};
 use crate::reminders::decode;
 use crate::ProcessError;
 
@@ -51,6 +52,36 @@ impl Handler for CascadeHandler {
         CascadeBatch::default()
     }
 
+    async fn prefetch(
+        &self,
+        batch: &mut CascadeBatch,
+        keys: &[(&str, &str)],
+        connection: &mut AnyConnection,
+    ) -> Result<(), ProcessError> {
+        let documents: Vec<&str> = keys
+            .iter()
+            .filter(|(kind, _)| *kind == "Document")
+            .map(|(_, id)| *id)
+            .collect();
+        for row in select_in(
+            connection,
+            "zjbs, holder, state FROM process_holdings",
+            &[],
+            "zjbs",
+            &documents,
+        )
+        .await?
+        {
+            batch
+                .holdings
+                .insert(row.try_get("zjbs")?, holding_of(&row)?);
+        }
+        for zjbs in documents {
+            batch.holdings.entry(zjbs.to_string()).or_default();
+        }
+        Ok(())
+    }
+
     async fn handle(
         &self,
         batch: &mut CascadeBatch,
@@ -61,10 +92,7 @@ impl Handler for CascadeHandler {
             "Document" => {
                 let decoded: DocumentEvent = decode(event)?;
                 let zjbs = &event.aggregate_id;
-                if !batch.holdings.contains_key(zjbs) {
-                    let holding = load(effects.pool, zjbs).await?.unwrap_or_default();
-                    batch.holdings.insert(zjbs.clone(), holding);
-                }
+                // Prefetched for every document of the batch (a new one as the default).
                 if let Some(holding) = batch.holdings.get_mut(zjbs) {
                     match &decoded {
                         DocumentEvent::ApplicationFiled(e) => {
@@ -100,23 +128,29 @@ impl Handler for CascadeHandler {
         batch: CascadeBatch,
         tx: &mut Transaction<'static, Any>,
     ) -> Result<(), ProcessError> {
-        for zjbs in &batch.dirty {
-            let Some(holding) = batch.holdings.get(zjbs) else {
-                continue;
-            };
-            sqlx::query(
-                "INSERT INTO process_holdings (zjbs, holder, state) VALUES ($1, $2, $3) \
-                 ON CONFLICT (zjbs) DO UPDATE SET holder = excluded.holder, state = excluded.state",
-            )
-            .bind(zjbs)
-            .bind(holding.holder.clone())
-            .bind(holding.state.name())
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(())
+        let rows = batch
+            .dirty
+            .iter()
+            .filter_map(|zjbs| {
+                batch.holdings.get(zjbs).map(|holding| {
+                    vec![
+                        Cell::from(zjbs.as_str()),
+                        holding.holder.clone().into(),
+                        holding.state.name().into(),
+                    ]
+                })
+            })
+            .collect();
+        write_rows(tx, &HOLDINGS, rows).await
     }
 }
+
+const HOLDINGS: Table = Table {
+    name: "process_holdings",
+    columns: &["zjbs", "holder", "state"],
+    key: &["zjbs"],
+    on_conflict: OnConflict::Update,
+};
 
 /// Cancels every document `rybs` holds that is not cancelled yet, in a fixed order.
 async fn cascade(
@@ -166,15 +200,6 @@ async fn cascade(
         }
     }
     Ok(())
-}
-
-async fn load(pool: &AnyPool, zjbs: &str) -> Result<Option<Holding>, ProcessError> {
-    sqlx::query("SELECT zjbs, holder, state FROM process_holdings WHERE zjbs = $1")
-        .bind(zjbs)
-        .fetch_optional(pool)
-        .await?
-        .map(|row| holding_of(&row))
-        .transpose()
 }
 
 fn holding_of(row: &sqlx::any::AnyRow) -> Result<Holding, ProcessError> {

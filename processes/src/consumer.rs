@@ -1,8 +1,11 @@
 //! Running a process manager over the commit-ordered feed, the way a projector runs.
 //!
-//! A batch is handled in memory: the [`Handler`] loads the rows it needs lazily, reacts to each
-//! event (issuing commands through [`Effects`]) and changes its rows; then one transaction writes
-//! the rows, the per-aggregate positions and the cursor. Nothing is recorded before every
+//! A batch is handled in memory: the positions of its aggregates and the [`Handler`]'s rows for
+//! them are read first, a few look-ups for the whole batch; the handler reacts to each event
+//! (issuing commands through [`Effects`]) and changes its rows; then one transaction writes the
+//! rows and the per-aggregate positions (multi-row statements) and the cursor. Reads and writes
+//! come in a few statement shapes (`custody_projections::bulk`), as the projectors' do (issue
+//! 11: one statement per aggregate and row was most of the process managers' cost). Nothing is recorded before every
 //! reaction of the batch has been answered, so a crash (or a failed command) anywhere in a batch
 //! replays the whole batch from the same rows: the same reactions, with the same idempotency
 //! keys, which the command service answers as duplicates. An event whose aggregate position is
@@ -19,7 +22,9 @@ use custody_commands::{CommandError, Commands, Outcome};
 use custody_domain::{DomainError, EventMetadata};
 use custody_eventlog::{Backend, EventLog, EventLogError, Lease, StoredEvent};
 use custody_projections::feed::{Cursor, EventFeed, StoreFeed};
-use sqlx::{Any, AnyPool, Row, Transaction};
+use custody_projections::bulk::{self, Cell, OnConflict, Placeholders, Table};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 use tokio::sync::{watch, Mutex};
 
 use crate::ProcessError;
@@ -39,6 +44,15 @@ pub(crate) trait Handler: Send + Sync + 'static {
     fn takes(&self, aggregate_type: &str) -> bool;
 
     fn batch(&self) -> Self::Batch;
+
+    /// Reads the stored rows of the batch's aggregates (`keys`: type and id, distinct, of the
+    /// types it takes) into `batch`, before any event is handled.
+    fn prefetch(
+        &self,
+        batch: &mut Self::Batch,
+        keys: &[(&str, &str)],
+        connection: &mut AnyConnection,
+    ) -> impl Future<Output = Result<(), ProcessError>> + Send;
 
     /// Reacts to one event and changes the batch's rows. Reactions go through `effects`.
     fn handle(
@@ -354,28 +368,35 @@ impl<H: Handler> Consumer<H> {
             budget,
         };
         let mut batch = self.handler.batch();
+        let mut keys: Vec<(&str, &str)> = events
+            .iter()
+            .filter(|(_, event)| self.handler.takes(&event.aggregate_type))
+            .map(|(_, event)| (event.aggregate_type.as_str(), event.aggregate_id.as_str()))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
         // (type, id) → (position recorded, position reached in this batch)
-        let mut positions: HashMap<(String, String), (i64, i64)> = HashMap::new();
+        let mut positions: HashMap<(String, String), (i64, i64)> = {
+            let mut connection = self.pool.acquire().await?;
+            let recorded = positions(&mut connection, H::NAME, &keys).await?;
+            self.handler
+                .prefetch(&mut batch, &keys, &mut connection)
+                .await?;
+            keys.iter()
+                .map(|&(kind, id)| {
+                    let key = (kind.to_string(), id.to_string());
+                    let at = recorded.get(&key).copied().unwrap_or(0);
+                    (key, (at, at))
+                })
+                .collect()
+        };
         let mut handled = 0;
         for (_, event) in events {
             if !self.handler.takes(&event.aggregate_type) {
                 continue;
             }
             let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
-            let reached = match positions.get(&key) {
-                Some((_, reached)) => *reached,
-                None => {
-                    let recorded = position(
-                        &self.pool,
-                        H::NAME,
-                        &event.aggregate_type,
-                        &event.aggregate_id,
-                    )
-                    .await?;
-                    positions.insert(key.clone(), (recorded, recorded));
-                    recorded
-                }
-            };
+            let reached = positions.get(&key).map_or(0, |(_, reached)| *reached);
             if event.sequence <= reached {
                 continue;
             }
@@ -433,21 +454,19 @@ impl<H: Handler> Consumer<H> {
         .bind(H::NAME)
         .execute(&mut *tx)
         .await?;
-        for ((aggregate_type, aggregate_id), (recorded, reached)) in &positions {
-            if reached > recorded {
-                sqlx::query(
-                    "INSERT INTO process_positions (process, aggregate_type, aggregate_id, sequence) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (process, aggregate_type, aggregate_id) \
-                     DO UPDATE SET sequence = excluded.sequence",
-                )
-                .bind(H::NAME)
-                .bind(aggregate_type)
-                .bind(aggregate_id)
-                .bind(*reached)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
+        let moved: Vec<bulk::Row> = positions
+            .into_iter()
+            .filter(|(_, (recorded, reached))| reached > recorded)
+            .map(|((aggregate_type, aggregate_id), (_, reached))| {
+                vec![
+                    Cell::from(H::NAME),
+                    aggregate_type.into(),
+                    aggregate_id.into(),
+                    reached.into(),
+                ]
+            })
+            .collect();
+        write_rows(&mut tx, &POSITIONS, moved).await?;
         self.handler.write(batch, &mut tx).await?;
         tx.commit().await?;
         Ok(handled)
@@ -510,23 +529,87 @@ pub(crate) async fn events_after(log: &EventLog, cursor: Cursor) -> Result<i64, 
     })
 }
 
-/// The last sequence of an aggregate a process manager has handled (0: none).
-async fn position(
-    pool: &AnyPool,
+const POSITIONS: Table = Table {
+    name: "process_positions",
+    columns: &["process", "aggregate_type", "aggregate_id", "sequence"],
+    key: &["process", "aggregate_type", "aggregate_id"],
+    on_conflict: OnConflict::Update,
+};
+
+/// The last sequence a process manager has handled of each of the aggregates `keys` (type and
+/// id, sorted) that has one: one look-up per aggregate type and few hundred ids.
+async fn positions(
+    connection: &mut AnyConnection,
     process: &str,
-    aggregate_type: &str,
-    aggregate_id: &str,
-) -> Result<i64, ProcessError> {
-    let sequence: Option<i64> = sqlx::query_scalar(
-        "SELECT sequence FROM process_positions \
-         WHERE process = $1 AND aggregate_type = $2 AND aggregate_id = $3",
-    )
-    .bind(process)
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(sequence.unwrap_or(0))
+    keys: &[(&str, &str)],
+) -> Result<HashMap<(String, String), i64>, ProcessError> {
+    let mut found = HashMap::new();
+    for same in keys.chunk_by(|a, b| a.0 == b.0) {
+        let ids: Vec<&str> = same.iter().map(|(_, id)| *id).collect();
+        let rows = select_in(
+            connection,
+            "aggregate_type, aggregate_id, sequence FROM process_positions",
+            &[("process", process), ("aggregate_type", same[0].0)],
+            "aggregate_id",
+            &ids,
+        )
+        .await?;
+        for row in rows {
+            found.insert(
+                (row.try_get("aggregate_type")?, row.try_get("aggregate_id")?),
+                row.try_get("sequence")?,
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// `SELECT {what} WHERE` the `equal` columns have their values `AND {key} IN (ids)`: a
+/// handler's rows for a batch, in a few statements of a few shapes
+/// (`custody_projections::bulk::lookup_chunks`). By the whole primary key, so each is an index
+/// look-up.
+pub(crate) async fn select_in(
+    connection: &mut AnyConnection,
+    what: &str,
+    equal: &[(&str, &str)],
+    key: &str,
+    ids: &[&str],
+) -> Result<Vec<AnyRow>, ProcessError> {
+    let placeholders = Placeholders::of(connection);
+    let mut rows = Vec::new();
+    for chunk in bulk::lookup_chunks(ids) {
+        let mut sql = format!("SELECT {what} WHERE ");
+        for (n, (column, _)) in equal.iter().enumerate() {
+            sql.push_str(column);
+            sql.push_str(" = ");
+            placeholders.write(&mut sql, n + 1);
+            sql.push_str(" AND ");
+        }
+        sql.push_str(key);
+        sql.push_str(" IN (");
+        sql.push_str(&placeholders.list(equal.len() + 1, chunk.len()));
+        sql.push(')');
+        let mut query = sqlx::query(&sql);
+        for (_, value) in equal {
+            query = query.bind(*value);
+        }
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        rows.extend(query.fetch_all(&mut *connection).await?);
+    }
+    Ok(rows)
+}
+
+/// Writes a batch's changed rows of `table` (distinct keys) in the batch's transaction.
+pub(crate) async fn write_rows(
+    tx: &mut Transaction<'static, Any>,
+    table: &Table,
+    mut rows: Vec<bulk::Row>,
+) -> Result<(), ProcessError> {
+    bulk::sort_by_key(table, &mut rows);
+    bulk::insert(&mut **tx, table, &rows).await?;
+    Ok(())
 }
 
 /// An xid8 read as text (sqlx has no binary mapping for it).

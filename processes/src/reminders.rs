@@ -30,9 +30,11 @@ use custody_eventlog::StoredEvent;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
-use sqlx::{Any, AnyPool, Row, Transaction};
+use custody_projections::bulk::{Cell, OnConflict, Table};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 
-use crate::consumer::{Effects, Handler, Reaction};
+use crate::consumer::{select_in, write_rows, Effects, Handler, Reaction};
 use crate::ProcessError;
 
 /// A document as the reminder process knows it.
@@ -80,6 +82,72 @@ impl Handler for RemindersHandler {
         RemindersBatch::default()
     }
 
+    async fn prefetch(
+        &self,
+        batch: &mut RemindersBatch,
+        keys: &[(&str, &str)],
+        connection: &mut AnyConnection,
+    ) -> Result<(), ProcessError> {
+        let of = |kind: &str| -> Vec<&str> {
+            keys.iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, id)| *id)
+                .collect()
+        };
+        let ids = of("Document");
+        for row in select_in(
+            connection,
+            "zjbs, aggregate, state_since, device, open_reminder FROM process_documents",
+            &[],
+            "zjbs",
+            &ids,
+        )
+        .await?
+        {
+            let zjbs: String = row.try_get("zjbs")?;
+            let document = document_row(&row, &zjbs)?;
+            batch.documents.insert(zjbs, document);
+        }
+        for id in ids {
+            batch.documents.entry(id.to_string()).or_default();
+        }
+        let ids = of("Cabinet");
+        for row in select_in(
+            connection,
+            "sbxlh, aggregate FROM process_cabinets",
+            &[],
+            "sbxlh",
+            &ids,
+        )
+        .await?
+        {
+            let id: String = row.try_get("sbxlh")?;
+            let cabinet = from_json(&row.try_get::<String, _>("aggregate")?, &id)?;
+            batch.cabinets.insert(id, cabinet);
+        }
+        for id in ids {
+            batch.cabinets.entry(id.to_string()).or_default();
+        }
+        let ids = of("Reminder");
+        for row in select_in(
+            connection,
+            "id, aggregate FROM process_reminders",
+            &[],
+            "id",
+            &ids,
+        )
+        .await?
+        {
+            let id: String = row.try_get("id")?;
+            let reminder = from_json(&row.try_get::<String, _>("aggregate")?, &id)?;
+            batch.reminders.insert(id, reminder);
+        }
+        for id in ids {
+            batch.reminders.entry(id.to_string()).or_default();
+        }
+        Ok(())
+    }
+
     async fn handle(
         &self,
         batch: &mut RemindersBatch,
@@ -91,12 +159,7 @@ impl Handler for RemindersHandler {
             "Cabinet" => {
                 let decoded: CabinetEvent = decode(event)?;
                 let id = &event.aggregate_id;
-                if !batch.cabinets.contains_key(id) {
-                    let cabinet = load_json(effects.pool, CABINET_SQL, id).await?;
-                    batch
-                        .cabinets
-                        .insert(id.clone(), cabinet.unwrap_or_default());
-                }
+                // Prefetched for every aggregate of the batch (a new one as the default).
                 if let Some(cabinet) = batch.cabinets.get_mut(id) {
                     cabinet.apply(decoded);
                 }
@@ -106,12 +169,6 @@ impl Handler for RemindersHandler {
             "Reminder" => {
                 let decoded: ReminderEvent = decode(event)?;
                 let id = &event.aggregate_id;
-                if !batch.reminders.contains_key(id) {
-                    let reminder = load_json(effects.pool, REMINDER_SQL, id).await?;
-                    batch
-                        .reminders
-                        .insert(id.clone(), reminder.unwrap_or_default());
-                }
                 let Some(reminder) = batch.reminders.get_mut(id) else {
                     return Ok(());
                 };
@@ -133,68 +190,60 @@ impl Handler for RemindersHandler {
         batch: RemindersBatch,
         tx: &mut Transaction<'static, Any>,
     ) -> Result<(), ProcessError> {
+        let mut rows = Vec::with_capacity(batch.dirty_documents.len());
         for id in &batch.dirty_documents {
             let Some(row) = batch.documents.get(id) else {
                 continue;
             };
-            sqlx::query(
-                "INSERT INTO process_documents (zjbs, aggregate, state, state_since, \
-                 planned_return, device, open_reminder) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (zjbs) DO UPDATE SET aggregate = excluded.aggregate, \
-                 state = excluded.state, state_since = excluded.state_since, \
-                 planned_return = excluded.planned_return, device = excluded.device, \
-                 open_reminder = excluded.open_reminder",
-            )
-            .bind(id)
-            .bind(to_json(&without_personal_data(&row.document))?)
-            .bind(row.document.state.name())
-            .bind(row.state_since)
-            .bind(row.document.planned_return.map(|d| d.to_string()))
-            .bind(row.device.clone())
-            .bind(row.open_reminder.clone())
-            .execute(&mut **tx)
-            .await?;
+            rows.push(vec![
+                Cell::from(id.as_str()),
+                to_json(&without_personal_data(&row.document))?.into(),
+                row.document.state.name().into(),
+                row.state_since.into(),
+                row.document.planned_return.map(|d| d.to_string()).into(),
+                row.device.clone().into(),
+                row.open_reminder.clone().into(),
+            ]);
         }
+        write_rows(tx, &DOCUMENTS, rows).await?;
+        let mut rows = Vec::with_capacity(batch.dirty_cabinets.len());
         for id in &batch.dirty_cabinets {
             let Some(cabinet) = batch.cabinets.get(id) else {
                 continue;
             };
-            sqlx::query(
-                "INSERT INTO process_cabinets (sbxlh, aggregate, state, unit) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (sbxlh) DO UPDATE SET \
-                 aggregate = excluded.aggregate, state = excluded.state, unit = excluded.unit",
-            )
-            .bind(id)
-            .bind(to_json(cabinet)?)
-            .bind(cabinet.state.name())
-            .bind(cabinet.unit.as_ref().map(|u| u.to_string()))
-            .execute(&mut **tx)
-            .await?;
+            rows.push(vec![
+                Cell::from(id.as_str()),
+                to_json(cabinet)?.into(),
+                cabinet.state.name().into(),
+                cabinet.unit.as_ref().map(|u| u.to_string()).into(),
+            ]);
         }
+        write_rows(tx, &CABINETS, rows).await?;
+        let mut rows = Vec::with_capacity(batch.dirty_reminders.len());
         for id in &batch.dirty_reminders {
             let Some(reminder) = batch.reminders.get(id) else {
                 continue;
             };
             let details = reminder.details.as_ref();
-            sqlx::query(
-                "INSERT INTO process_reminders (id, aggregate, state, zjbs, unit, planned_return) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
-                 aggregate = excluded.aggregate, state = excluded.state, zjbs = excluded.zjbs, \
-                 unit = excluded.unit, planned_return = excluded.planned_return",
-            )
-            .bind(id)
-            .bind(to_json(reminder)?)
-            .bind(reminder.state.name())
-            .bind(details.map(|d| d.document.to_string()).unwrap_or_default())
-            .bind(details.and_then(|d| d.unit.as_ref()).map(|u| u.to_string()))
-            .bind(
+            rows.push(vec![
+                Cell::from(id.as_str()),
+                to_json(reminder)?.into(),
+                reminder.state.name().into(),
+                details
+                    .map(|d| d.document.to_string())
+                    .unwrap_or_default()
+                    .into(),
+                details
+                    .and_then(|d| d.unit.as_ref())
+                    .map(|u| u.to_string())
+                    .into(),
                 details
                     .and_then(|d| d.planned_return)
-                    .map(|d| d.to_string()),
-            )
-            .execute(&mut **tx)
-            .await?;
+                    .map(|d| d.to_string())
+                    .into(),
+            ]);
         }
+        write_rows(tx, &REMINDERS, rows).await?;
         for entry in batch.outbox {
             sqlx::query(
                 "INSERT INTO notification_outbox (id, reminder, unit, payload, queued_ms, \
@@ -224,10 +273,32 @@ fn without_personal_data(document: &Document) -> Document {
     }
 }
 
-const DOCUMENT_SQL: &str = "SELECT aggregate, state_since, device, open_reminder \
-                            FROM process_documents WHERE zjbs = $1";
-const CABINET_SQL: &str = "SELECT aggregate FROM process_cabinets WHERE sbxlh = $1";
-const REMINDER_SQL: &str = "SELECT aggregate FROM process_reminders WHERE id = $1";
+const DOCUMENTS: Table = Table {
+    name: "process_documents",
+    columns: &[
+        "zjbs",
+        "aggregate",
+        "state",
+        "state_since",
+        "planned_return",
+        "device",
+        "open_reminder",
+    ],
+    key: &["zjbs"],
+    on_conflict: OnConflict::Update,
+};
+const CABINETS: Table = Table {
+    name: "process_cabinets",
+    columns: &["sbxlh", "aggregate", "state", "unit"],
+    key: &["sbxlh"],
+    on_conflict: OnConflict::Update,
+};
+const REMINDERS: Table = Table {
+    name: "process_reminders",
+    columns: &["id", "aggregate", "state", "zjbs", "unit", "planned_return"],
+    key: &["id"],
+    on_conflict: OnConflict::Update,
+};
 
 async fn document_event(
     batch: &mut RemindersBatch,
@@ -236,12 +307,7 @@ async fn document_event(
 ) -> Result<(), ProcessError> {
     let decoded: DocumentEvent = decode(event)?;
     let zjbs = event.aggregate_id.clone();
-    if !batch.documents.contains_key(&zjbs) {
-        let row = load_document(effects.pool, &zjbs).await?;
-        batch
-            .documents
-            .insert(zjbs.clone(), row.unwrap_or_default());
-    }
+    // Prefetched for every document of the batch (a new one as the default).
     let Some(row) = batch.documents.get_mut(&zjbs) else {
         return Ok(());
     };
@@ -519,33 +585,14 @@ async fn administrators(
     Ok(all)
 }
 
-async fn load_document(pool: &AnyPool, zjbs: &str) -> Result<Option<DocumentRow>, ProcessError> {
-    let Some(row) = sqlx::query(DOCUMENT_SQL)
-        .bind(zjbs)
-        .fetch_optional(pool)
-        .await?
-    else {
-        return Ok(None);
-    };
+fn document_row(row: &AnyRow, zjbs: &str) -> Result<DocumentRow, ProcessError> {
     let text: String = row.try_get("aggregate")?;
-    Ok(Some(DocumentRow {
+    Ok(DocumentRow {
         document: from_json(&text, zjbs)?,
         state_since: row.try_get("state_since")?,
         device: row.try_get("device")?,
         open_reminder: row.try_get("open_reminder")?,
-    }))
-}
-
-async fn load_json<T: DeserializeOwned>(
-    pool: &AnyPool,
-    sql: &str,
-    id: &str,
-) -> Result<Option<T>, ProcessError> {
-    let text: Option<String> = sqlx::query_scalar(sql)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
-    text.map(|text| from_json(&text, id)).transpose()
+    })
 }
 
 pub(crate) fn decode<E: DeserializeOwned>(event: &StoredEvent) -> Result<E, ProcessError> {

@@ -7,19 +7,53 @@
 //! SQLite gets anonymous `?` placeholders, PostgreSQL `$n`: SQLite looks a numbered or named
 //! parameter's name up in a list, once per parameter bound, which makes binding a statement of
 //! n parameters cost n² (70 % of a rebuild's time at 7,500 parameters a statement).
+//!
+//! Statement shapes are kept few (issue 11): a batch's rows are written in statements of a
+//! power-of-two number of rows (13 rows: 8, 4 and 1), and an `IN (…)` look-up names a
+//! power-of-two number of ids ([`lookup_chunks`]). Every text is then one the connection has
+//! prepared before, where one text per batch size cost PostgreSQL a parse, a describe round trip
+//! and a plan for most live batches. The process managers (`custody-processes`) write their
+//! rows the same way.
 
 use std::fmt::Write;
 
 use sqlx::AnyConnection;
 
 /// Rows per statement, unless the parameter bound cuts it shorter.
-pub(crate) const ROWS_PER_STATEMENT: usize = 500;
+pub(crate) const ROWS_PER_STATEMENT: usize = 512;
 /// SQLite's bound-parameter limit (SQLITE_MAX_VARIABLE_NUMBER since 3.32), the lower of the two.
 pub(crate) const MAX_PARAMETERS: usize = 32_766;
+/// The most ids one `IN (…)` look-up names.
+pub const IDS_PER_LOOKUP: usize = 512;
+
+/// `ids` in chunks for `IN (…)` look-ups: at most [`IDS_PER_LOOKUP`] each, every chunk padded
+/// to a power of two by repeating its first id (a repeated id changes nothing in `IN`), so that
+/// a look-up has a few statement texts.
+pub fn lookup_chunks<T>(ids: &[T]) -> impl Iterator<Item = Vec<&T>> {
+    ids.chunks(IDS_PER_LOOKUP).map(|chunk| {
+        let padded = chunk.len().next_power_of_two();
+        chunk
+            .iter()
+            .chain(std::iter::repeat_n(&chunk[0], padded - chunk.len()))
+            .collect()
+    })
+}
+
+/// The sizes of the statements `rows` rows are written in, at most `full` rows each: as many
+/// full statements as fit, then the rest in descending powers of two.
+fn statement_sizes(rows: usize, full: usize) -> impl Iterator<Item = usize> {
+    let rest = rows % full;
+    std::iter::repeat_n(full, rows / full).chain(
+        (0..usize::BITS)
+            .rev()
+            .map(|bit| 1usize << bit)
+            .filter(move |size| rest & size != 0),
+    )
+}
 
 /// One value of a view row.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Cell {
+pub enum Cell {
     Text(Option<String>),
     Int(Option<i64>),
 }
@@ -55,11 +89,11 @@ impl From<Option<i64>> for Cell {
 }
 
 /// A row, in the order of its table's columns.
-pub(crate) type Row = Vec<Cell>;
+pub type Row = Vec<Cell>;
 
 /// How a statement names its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Placeholders {
+pub enum Placeholders {
     /// `$1, $2, …` (PostgreSQL).
     Numbered,
     /// `?, ?, …` in order (SQLite).
@@ -68,7 +102,7 @@ pub(crate) enum Placeholders {
 
 impl Placeholders {
     /// The style for the database behind `connection`.
-    pub(crate) fn of(connection: &sqlx::AnyConnection) -> Placeholders {
+    pub fn of(connection: &sqlx::AnyConnection) -> Placeholders {
         if connection.backend_name().eq_ignore_ascii_case("sqlite") {
             Placeholders::Anonymous
         } else {
@@ -77,7 +111,7 @@ impl Placeholders {
     }
 
     /// Writes parameter `n` (from 1).
-    pub(crate) fn write(self, sql: &mut String, n: usize) {
+    pub fn write(self, sql: &mut String, n: usize) {
         match self {
             Placeholders::Numbered => {
                 let _ = write!(sql, "${n}");
@@ -87,7 +121,7 @@ impl Placeholders {
     }
 
     /// Parameters `first..first + count`, comma-separated.
-    pub(crate) fn list(self, first: usize, count: usize) -> String {
+    pub fn list(self, first: usize, count: usize) -> String {
         let mut sql = String::with_capacity(count * 6);
         for n in first..first + count {
             if n > first {
@@ -101,7 +135,7 @@ impl Placeholders {
 
 /// What writing a row whose key is already there does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OnConflict {
+pub enum OnConflict {
     /// The row is the latest state of its key (aggregate views, positions).
     Update,
     /// The row is derived from one event, the same every time (access records, alerts).
@@ -112,7 +146,7 @@ pub(crate) enum OnConflict {
 
 /// A table rows are written to.
 #[derive(Debug)]
-pub(crate) struct Table {
+pub struct Table {
     pub name: &'static str,
     pub columns: &'static [&'static str],
     pub key: &'static [&'static str],
@@ -187,7 +221,7 @@ impl Cell {
 }
 
 /// Sorts `rows` by `table`'s key, so that they reach its primary-key index in order.
-pub(crate) fn sort_by_key(table: &Table, rows: &mut [Row]) {
+pub fn sort_by_key(table: &Table, rows: &mut [Row]) {
     let key: Vec<usize> = table
         .key
         .iter()
@@ -201,17 +235,21 @@ pub(crate) fn sort_by_key(table: &Table, rows: &mut [Row]) {
     });
 }
 
-/// Writes `rows` to `table` on the caller's connection (in its transaction), a few hundred rows per statement.
+/// Writes `rows` to `table` on the caller's connection (in its transaction), a few hundred rows
+/// per statement, in statements of a power-of-two number of rows below that (module docs).
 /// Rows with `OnConflict::Update` or `Add` must have distinct keys (PostgreSQL refuses to update one row
 /// twice in a statement).
-pub(crate) async fn insert(
+pub async fn insert(
     connection: &mut AnyConnection,
     table: &Table,
     rows: &[Row],
 ) -> Result<(), sqlx::Error> {
     let placeholders = Placeholders::of(connection);
     let mut full_sql: Option<String> = None;
-    for chunk in rows.chunks(table.rows_per_statement()) {
+    let mut rest = rows;
+    for size in statement_sizes(rows.len(), table.rows_per_statement()) {
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
         let partial;
         let sql: &str = if chunk.len() == table.rows_per_statement() {
             full_sql.get_or_insert_with(|| table.insert_sql(chunk.len(), placeholders))
@@ -268,6 +306,30 @@ mod tests {
             counters.insert_sql(1, Placeholders::Numbered),
             "INSERT INTO t (g, k, v) VALUES ($1, $2, $3) ON CONFLICT (g, k) DO UPDATE SET v = t.v + excluded.v"
         );
+    }
+
+    #[test]
+    fn rows_go_in_full_statements_then_powers_of_two() {
+        let sizes = |rows, full| statement_sizes(rows, full).collect::<Vec<_>>();
+        assert_eq!(sizes(13, 512), [8, 4, 1]);
+        assert_eq!(sizes(0, 512), Vec::<usize>::new());
+        assert_eq!(sizes(1, 512), [1]);
+        assert_eq!(sizes(1030, 512), [512, 512, 4, 2]);
+        assert_eq!(sizes(200, 163), [163, 32, 4, 1]);
+        for rows in 0..2_000 {
+            assert_eq!(sizes(rows, 163).iter().sum::<usize>(), rows);
+        }
+    }
+
+    #[test]
+    fn lookups_are_padded_to_powers_of_two_with_their_first_id() {
+        let ids: Vec<u32> = (0..5).collect();
+        let chunks: Vec<Vec<&u32>> = lookup_chunks(&ids).collect();
+        assert_eq!(chunks, [vec![&0, &1, &2, &3, &4, &0, &0, &0]]);
+        let many: Vec<u32> = (0..600).collect();
+        let sizes: Vec<usize> = lookup_chunks(&many).map(|c| c.len()).collect();
+        assert_eq!(sizes, [512, 128]);
+        assert_eq!(lookup_chunks::<u32>(&[]).count(), 0);
     }
 
     #[test]

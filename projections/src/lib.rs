@@ -10,8 +10,10 @@
 //! - `stats`: the statistics' counters per unit and day, which the stats reader adds up.
 //! - [`lag`]: the projection-lag histogram each projector keeps of the events it applies live.
 //! - [`read`]: the typed readers of the views, the only queries the read API makes of them.
+//! - [`bulk`]: the multi-row writes and `IN (…)` look-ups of the views (and of the process
+//!   managers' tables), in a few statement shapes.
 
-mod bulk;
+pub mod bulk;
 pub mod feed;
 pub mod lag;
 pub mod personal;

@@ -232,8 +232,6 @@ struct Placement {
     new: bool,
 }
 
-/// How many ids one `IN (…)` look-up names.
-const IDS_PER_LOOKUP: usize = 500;
 
 /// A document as the counters know it: only the fields of [`DOCUMENTS`] are kept.
 struct Counted {
@@ -315,7 +313,7 @@ impl Counters {
             return Ok(());
         }
         let placeholders = Placeholders::of(tx);
-        for chunk in unplaced.chunks(IDS_PER_LOOKUP) {
+        for chunk in bulk::lookup_chunks(&unplaced) {
             let sql = format!(
                 "SELECT unit, placed, ancestors FROM {} WHERE generation = {} AND unit IN ({})",
                 UNITS.name,
@@ -413,7 +411,7 @@ impl Counters {
             ""
         };
         let placeholders = Placeholders::of(tx);
-        for chunk in values.chunks(IDS_PER_LOOKUP) {
+        for chunk in bulk::lookup_chunks(&values) {
             let sql = format!(
                 "SELECT zjbs, state, unit, holder_rybs, planned_return FROM {} \
                  WHERE generation = {} AND {key} IN ({}){unitless}",
@@ -463,7 +461,7 @@ impl Counters {
             .filter(|id| !self.holders.get(*id).is_some_and(|h| h.loaded))
             .collect();
         let placeholders = Placeholders::of(tx);
-        for chunk in ids.chunks(IDS_PER_LOOKUP) {
+        for chunk in bulk::lookup_chunks(&ids) {
             let sql = format!(
                 "SELECT rybs, unit FROM {} WHERE generation = {} AND rybs IN ({})",
                 HOLDERS.name,
@@ -471,8 +469,8 @@ impl Counters {
                 placeholders.list(2, chunk.len())
             );
             let mut query = sqlx::query(&sql).bind(generation);
-            for id in chunk {
-                query = query.bind(*id);
+            for id in &chunk {
+                query = query.bind(**id);
             }
             for row in query.fetch_all(&mut **tx).await? {
                 let rybs: String = row.try_get("rybs")?;
@@ -483,7 +481,7 @@ impl Counters {
                 self.holders.entry(rybs).or_default().stored = Some(unit);
             }
             for id in chunk {
-                self.holders.entry((*id).to_string()).or_default().loaded = true;
+                self.holders.entry((**id).to_string()).or_default().loaded = true;
             }
         }
         Ok(())

@@ -222,8 +222,6 @@ const POSITIONS: Table = Table {
     on_conflict: OnConflict::Update,
 };
 
-/// How many ids one `IN (…)` look-up names.
-const IDS_PER_LOOKUP: usize = 500;
 
 /// An event as the views read it: borrowed from a feed's [`StoredEvent`], or from an event a
 /// rebuild scanned as text ([`crate::scan::ScannedEvent`]), whose payload is decoded straight
@@ -655,7 +653,7 @@ impl<A: ViewAggregate> Aggregates<A> {
     ) -> Result<(), ProjectionError> {
         let key = A::TABLE.key[1];
         let placeholders = Placeholders::of(tx);
-        for chunk in ids.chunks(IDS_PER_LOOKUP) {
+        for chunk in bulk::lookup_chunks(&ids) {
             let sql = format!(
                 "SELECT {key} AS id, aggregate FROM {} WHERE generation = {} AND {key} IN ({})",
                 A::TABLE.name,
@@ -866,7 +864,7 @@ impl Fold {
         // projection's positions, a cost that grows with the log (issue 11's profile).
         for (kind, chunk) in keys
             .chunk_by(|a, b| a.0 == b.0)
-            .flat_map(|same| same.chunks(IDS_PER_LOOKUP))
+            .flat_map(bulk::lookup_chunks)
             .map(|chunk| (chunk[0].0, chunk))
         {
             let sql = format!(
