@@ -27,6 +27,7 @@ mod rejections;
 mod repository;
 mod reseal;
 mod store;
+mod tail;
 
 pub use batcher::{BatchHold, BatchStats};
 pub use chain::{canonical_json, chain_hash, event_hash, GENESIS_HASH, PREVIOUS_HASH};
@@ -44,3 +45,4 @@ pub use platform::{
 pub use rejections::{NotKept, Rejection, RejectionSummary, UNAUTHENTICATED_PREFIX_BYTES};
 pub use reseal::ResealBatch;
 pub use store::{ChainContext, ChainedEventStore};
+pub use tail::TAIL_EVENTS;

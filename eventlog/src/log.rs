@@ -21,6 +21,7 @@ use crate::personal::{self, PersonalData, Sealed};
 use crate::platform::PlatformStore;
 use crate::repository::Repository;
 use crate::store::ChainedEventStore;
+use crate::tail::CommittedTail;
 use crate::EventLogError;
 
 /// The database behind the event store.
@@ -39,6 +40,8 @@ pub struct EventLog {
     personal: Option<Arc<PersonalData>>,
     /// Where one-event commits queue to be appended together.
     appends: GroupCommit,
+    /// The latest committed events the feed readers share (`crate::tail`).
+    tail: Arc<CommittedTail>,
 }
 
 /// Where an event is: enough to find it again.
@@ -88,6 +91,7 @@ impl EventLog {
             backend,
             platform: PlatformStore::connect(url, max_connections).await?,
             personal: None,
+            tail: Arc::default(),
         })
     }
 
@@ -122,6 +126,7 @@ impl EventLog {
             backend,
             platform: PlatformStore::connect(&url, 8).await?,
             personal: None,
+            tail: Arc::default(),
         })
     }
 
@@ -163,6 +168,10 @@ impl EventLog {
 
     pub fn backend(&self) -> &Backend {
         &self.backend
+    }
+
+    pub(crate) fn tail(&self) -> &CommittedTail {
+        &self.tail
     }
 
     /// The platform's own tables beside the event log.

@@ -188,6 +188,8 @@ impl EventLog {
             batch.resealed += 1;
         }
         tx.commit().await?;
+        // The feed readers' shared tail may hold these events as they were.
+        self.tail().clear().await;
         Ok(batch)
     }
 

@@ -21,8 +21,8 @@ use cqrs_es::Aggregate;
 use custody_commands::{CommandError, Commands, Outcome};
 use custody_domain::{DomainError, EventMetadata};
 use custody_eventlog::{Backend, EventLog, EventLogError, Lease, StoredEvent};
-use custody_projections::feed::{Cursor, EventFeed, StoreFeed};
 use custody_projections::bulk::{self, Cell, OnConflict, Placeholders, Table};
+use custody_projections::feed::{Cursor, EventFeed, StoreFeed};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 use tokio::sync::{watch, Mutex};
@@ -235,7 +235,7 @@ impl<H: Handler> Consumer<H> {
             }
             let mut page = self
                 .log
-                .read_committed(cursor.into(), self.batch_size)
+                .tail_committed(cursor.into(), self.batch_size)
                 .await?;
             self.log
                 .open_personal_data(page.iter_mut().map(|c| &mut c.event))

@@ -1,4 +1,5 @@
-//! The feed straight from the event store: the commit-ordered read, polled.
+//! The feed straight from the event store: the commit-ordered read, polled (through the tail
+//! the process's readers share, `EventLog::tail_committed`).
 
 use std::time::Duration;
 
@@ -45,7 +46,7 @@ impl EventFeed for StoreFeed {
         }
         let deadline = Instant::now() + wait;
         loop {
-            let events = self.log.read_committed(self.cursor.into(), max).await?;
+            let events = self.log.tail_committed(self.cursor.into(), max).await?;
             if let Some(last) = events.last() {
                 self.cursor = last.commit.into();
                 return Ok(events
