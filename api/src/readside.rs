@@ -1,16 +1,23 @@
 //! The projectors the service runs, one per view, and their rebuilds.
 //!
-//! On the embedded default (and on PostgreSQL without `--nats-url`) each projector follows the
-//! store itself, in commit order. With `--nats-url` a relay publishes committed events to
-//! JetStream and each projector reads its own durable consumer.
+//! The projectors run as one group (`custody_projections::ProjectorGroup`): one feed, each batch
+//! read and opened once and applied to every view in one transaction (issue 11). On the embedded
+//! default (and on PostgreSQL without `--nats-url`) the feed follows the store itself, in commit
+//! order. With `--nats-url` a relay publishes committed events to JetStream and the group reads
+//! its durable consumer (`custody-projectors`). A projector whose batch fails on its own leaves
+//! the group and runs alone from its own cursor (and consumer, `custody-<view>`), as every
+//! projector did before the group.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use custody_eventlog::{EventLog, Lease};
+use custody_projections::feed::EventFeed;
 use custody_projections::feed::{JetStreamFeed, StoreFeed, StreamSettings};
 use custody_projections::relay::{Relay, RelayHealth};
-use custody_projections::{Projection, ProjectionError, Projector, RebuildProgress};
+use custody_projections::{
+    GroupStop, Projection, ProjectionError, Projector, ProjectorGroup, RebuildProgress,
+};
 use tokio::sync::watch;
 
 /// Where events reach the projectors from.
@@ -69,17 +76,19 @@ impl ReadSide {
             }));
             tasks.push(("relay".to_string(), task));
         }
+        let mut group = Vec::new();
         for projection in Projection::ALL {
             let projector = Projector::new(log.clone(), projection).await?;
-            let task = tokio::spawn(run_leased(
-                projector.clone(),
-                transport.clone(),
-                leases.projectors.clone(),
-                stop.clone(),
-            ));
-            tasks.push((format!("projector {}", projection.name()), task));
+            group.push(projector.clone());
             projectors.insert(projection, projector);
         }
+        let task = tokio::spawn(run_group(
+            ProjectorGroup::new(group),
+            transport.clone(),
+            leases.projectors.clone(),
+            stop.clone(),
+        ));
+        tasks.push(("projectors".to_string(), task));
         Ok(Arc::new(ReadSide {
             projectors,
             rebuilds: Mutex::new(HashMap::new()),
@@ -161,6 +170,89 @@ impl ReadSide {
 
     pub fn stop(&self) {
         let _ = self.shutdown.send(true);
+    }
+}
+
+/// The projectors' group, in this instance only while it holds the projectors' lease: each
+/// term of the lease starts from the lowest stored cursor of the group (another instance may
+/// have moved them), and every batch is fenced by the term's token. A projector that leaves the
+/// group runs alone ([`run_leased`]).
+async fn run_group(
+    mut group: ProjectorGroup,
+    transport: Transport,
+    mut lease: Lease,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut alone = Vec::new();
+    while !group.is_empty() {
+        let token = tokio::select! {
+            token = lease.acquired() => token,
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
+        let ran = match &transport {
+            Transport::Store => match group.start().await {
+                Ok(start) => {
+                    let log = group.projectors()[0].log().clone();
+                    let mut feed = StoreFeed::new(log, start);
+                    Ok(run_group_term(
+                        &mut group, &mut feed, &transport, &mut lease, token, &stop, &mut alone,
+                    )
+                    .await)
+                }
+                Err(error) => Err(error),
+            },
+            Transport::JetStream { url, settings } => {
+                // A durable consumer is shared by name: only the holder pulls from it.
+                match JetStreamFeed::connect(url, settings.clone(), "custody-projectors").await {
+                    Ok(mut feed) => Ok(run_group_term(
+                        &mut group, &mut feed, &transport, &mut lease, token, &stop, &mut alone,
+                    )
+                    .await),
+                    Err(error) => Err(error.into()),
+                }
+            }
+        };
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(error) = ran {
+            tracing::warn!(%error, "cannot start the projectors; retrying");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+    // Every projector left the group: they run alone until shutdown.
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// One term of the lease: runs the group on `feed` until the lease is lost or shutdown, sending
+/// the projectors that leave it to run alone.
+async fn run_group_term<F: EventFeed>(
+    group: &mut ProjectorGroup,
+    feed: &mut F,
+    transport: &Transport,
+    lease: &mut Lease,
+    token: i64,
+    stop: &watch::Receiver<bool>,
+    alone: &mut Vec<tokio::task::JoinHandle<()>>,
+) {
+    while !group.is_empty() {
+        match group.run_leased(feed, stop.clone(), lease, token).await {
+            GroupStop::Stopped => return,
+            GroupStop::Detached(projectors) => {
+                for projector in projectors {
+                    tracing::error!(
+                        projection = projector.projection().name(),
+                        "the projector failed on its own; it leaves the group and runs alone"
+                    );
+                    alone.push(tokio::spawn(run_leased(
+                        projector,
+                        transport.clone(),
+                        lease.clone(),
+                        stop.clone(),
+                    )));
+                }
+            }
+        }
     }
 }
 

@@ -27,10 +27,10 @@ use custody_domain::reminder::{
 use custody_domain::transitions::Named;
 use custody_domain::values::Timestamp;
 use custody_eventlog::StoredEvent;
+use custody_projections::bulk::{Cell, OnConflict, Table};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
-use custody_projections::bulk::{Cell, OnConflict, Table};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 

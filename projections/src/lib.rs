@@ -5,7 +5,8 @@
 //!   JetStream.
 //! - [`views`]: the views of SPEC §7 and how each event changes them.
 //! - [`projector`]: applies a feed to a view, exactly once per aggregate sequence, and rebuilds
-//!   a view into a fresh generation while the old one serves.
+//!   a view into a fresh generation while the old one serves; [`ProjectorGroup`] applies every
+//!   view from one feed, in one transaction a batch.
 //! - [`reconciliations`]: the nightly reconciliation's results as a view, and their readers.
 //! - `stats`: the statistics' counters per unit and day, which the stats reader adds up.
 //! - [`lag`]: the projection-lag histogram each projector keeps of the events it applies live.
@@ -15,6 +16,7 @@
 
 pub mod bulk;
 pub mod feed;
+mod group;
 pub mod lag;
 pub mod personal;
 pub mod projector;
@@ -25,6 +27,7 @@ mod scan;
 mod stats;
 pub mod views;
 
+pub use group::{GroupStop, ProjectorGroup};
 pub use lag::LagSummary;
 pub use projector::{status, ProjectionStatus, Projector, RebuildProgress};
 pub use views::Projection;

@@ -142,12 +142,48 @@ impl Projector {
         let (applied, recorded) = self
             .apply_in_transaction(None, &events, Some(fence))
             .await?;
+        self.record_lag(recorded);
+        Ok(applied)
+    }
+
+    /// The gate a batch holds while it is applied (a group holds every projector's).
+    pub(crate) fn gate(&self) -> &Mutex<()> {
+        &self.gate
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Applies opened events live, in a transaction of its own fenced by `fence`; the caller
+    /// holds the gate. The `recorded_at` of the events applied.
+    pub(crate) async fn apply_live(
+        &self,
+        events: &[(Cursor, EventRef<'_>)],
+        fence: Option<(&str, i64)>,
+    ) -> Result<Vec<i64>, ProjectionError> {
+        Ok(self
+            .apply_in_transaction(None, events, Some(fence))
+            .await?
+            .1)
+    }
+
+    /// As [`Projector::apply_live`], in the caller's transaction, which the caller fences.
+    pub(crate) async fn apply_live_on(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        events: &[(Cursor, EventRef<'_>)],
+    ) -> Result<(usize, Vec<i64>), ProjectionError> {
+        self.apply_on(tx, None, events, Some(None)).await
+    }
+
+    /// Records the lag of events applied live and committed now (their `recorded_at`, epoch ms).
+    pub(crate) fn record_lag(&self, recorded: Vec<i64>) {
         let now = chrono::Utc::now().timestamp_millis();
         let mut lag = self.lag.lock().unwrap_or_else(|p| p.into_inner());
         for recorded in recorded {
             lag.record(now - recorded);
         }
-        Ok(applied)
     }
 
     /// Consumes `feed` until `shutdown` says stop. A batch that fails is retried as it is, never
@@ -247,6 +283,20 @@ impl Projector {
         live: Option<Option<(&str, i64)>>,
     ) -> Result<(usize, Vec<i64>), ProjectionError> {
         let mut tx: Transaction<'static, Any> = self.pool.begin().await?;
+        let outcome = self.apply_on(&mut tx, generation, events, live).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The work of [`Projector::apply_in_transaction`], in the caller's transaction: the live
+    /// path of a [`ProjectorGroup`] runs every projection's in one.
+    async fn apply_on(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        generation: Option<i64>,
+        events: &[(Cursor, EventRef<'_>)],
+        live: Option<Option<(&str, i64)>>,
+    ) -> Result<(usize, Vec<i64>), ProjectionError> {
         // Write first, so the transaction holds the write lock before it reads: on SQLite a
         // reading transaction that later writes fails at once if another writer went between.
         // The row lock also orders this batch with a rebuild's swap (in this instance or
@@ -258,7 +308,7 @@ impl Projector {
         )
         .bind(chrono::Utc::now().timestamp_millis())
         .bind(self.projection.name())
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         let active: i64 = row.try_get("active_generation")?;
         let stored_cursor = Cursor {
@@ -266,17 +316,17 @@ impl Projector {
             position: row.try_get("cursor_position")?,
         };
         if let Some(Some((lease, token))) = live {
-            custody_eventlog::fence(&mut tx, lease, token).await?;
+            custody_eventlog::fence(tx, lease, token).await?;
         }
         let generation = generation.unwrap_or(active);
         let mut fold = Fold::new(self.projection, generation).measuring();
-        fold.load(&mut tx, &self.log, events.iter().map(|(_, event)| event))
+        fold.load(tx, &self.log, events.iter().map(|(_, event)| event))
             .await?;
         let mut applied = 0;
         for (_, event) in events {
             applied += fold.apply(event, &self.log).await?;
         }
-        fold.write(&mut tx, &self.log).await?;
+        fold.write(tx, &self.log).await?;
         if live.is_some() {
             let last = events
                 .iter()
@@ -293,10 +343,9 @@ impl Projector {
             .bind(next.position)
             .bind(applied as i64)
             .bind(self.projection.name())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        tx.commit().await?;
         Ok((applied, fold.take_recorded()))
     }
 

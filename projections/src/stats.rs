@@ -232,7 +232,6 @@ struct Placement {
     new: bool,
 }
 
-
 /// A document as the counters know it: only the fields of [`DOCUMENTS`] are kept.
 struct Counted {
     /// As the generation counted it before this fold (None: never counted).

@@ -222,7 +222,6 @@ const POSITIONS: Table = Table {
     on_conflict: OnConflict::Update,
 };
 
-
 /// An event as the views read it: borrowed from a feed's [`StoredEvent`], or from an event a
 /// rebuild scanned as text ([`crate::scan::ScannedEvent`]), whose payload is decoded straight
 /// into the domain event rather than through a `serde_json::Value`.

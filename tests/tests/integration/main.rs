@@ -24,6 +24,7 @@ mod lifecycle;
 mod operations;
 mod personal_data;
 mod process_recovery;
+mod projector_group;
 mod read_side;
 mod reconciliation;
 mod rejection_log;
