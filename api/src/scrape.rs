@@ -277,7 +277,7 @@ async fn snapshot(state: &AppState) -> Result<Registry, WireError> {
     let batch_counters: [BatchCounter; 4] = [
         (
             "custody_write_batches",
-            "Batch statements of each kind of batched write (events, replay_window, person_keys) that succeeded",
+            "Batch statements of each kind of batched statement of the command path (events, replay_window, person_keys, history_reads) that succeeded",
             |s| s.batches,
         ),
         (

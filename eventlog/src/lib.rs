@@ -16,6 +16,7 @@ mod error;
 pub mod files;
 mod group_commit;
 mod history;
+mod history_reads;
 pub mod leases;
 mod log;
 mod lookups;

@@ -17,6 +17,7 @@ use custody_vault::KeyWrap;
 
 use crate::batcher::BatchStats;
 use crate::group_commit::{AppendHold, AppendStats, GroupCommit};
+use crate::history_reads::HistoryReads;
 use crate::personal::{self, PersonalData, Sealed};
 use crate::platform::PlatformStore;
 use crate::repository::Repository;
@@ -40,6 +41,8 @@ pub struct EventLog {
     personal: Option<Arc<PersonalData>>,
     /// Where one-event commits queue to be appended together.
     appends: GroupCommit,
+    /// Where aggregate loads queue to be read together.
+    reads: HistoryReads,
     /// The latest committed events the feed readers share (`crate::tail`).
     tail: Arc<CommittedTail>,
 }
@@ -88,6 +91,7 @@ impl EventLog {
         let backend = Backend::Postgres(pool);
         Ok(EventLog {
             appends: GroupCommit::start(backend.clone()),
+            reads: HistoryReads::start(backend.clone()),
             backend,
             platform: PlatformStore::connect(url, max_connections).await?,
             personal: None,
@@ -123,6 +127,7 @@ impl EventLog {
         let backend = Backend::Sqlite(pool);
         Ok(EventLog {
             appends: GroupCommit::start(backend.clone()),
+            reads: HistoryReads::start(backend.clone()),
             backend,
             platform: PlatformStore::connect(&url, 8).await?,
             personal: None,
@@ -189,7 +194,7 @@ impl EventLog {
 
     /// The cqrs-es event store of one aggregate type over this log.
     pub fn store<A: Aggregate>(&self) -> ChainedEventStore<A> {
-        let repository = Repository::new(&self.backend, self.appends.clone());
+        let repository = Repository::new(&self.backend, self.appends.clone(), self.reads.clone());
         ChainedEventStore::new(repository, self.personal.clone())
     }
 
@@ -198,17 +203,30 @@ impl EventLog {
         self.appends.stats()
     }
 
+    /// What the batched history reads have done so far (`crate::history_reads`).
+    pub fn history_read_stats(&self) -> BatchStats {
+        self.reads.stats()
+    }
+
+    /// Holds every history read back until the hold is dropped, so that the loads made
+    /// meanwhile are read as one batch (tests of the batched reads use it).
+    pub async fn hold_history_reads(&self) -> crate::BatchHold {
+        self.reads.hold().await
+    }
+
     /// Holds every one-event commit back until the hold is dropped, so that the commits
     /// made meanwhile are appended as one batch (tests of the group commit use it).
     pub async fn hold_appends(&self) -> AppendHold {
         self.appends.hold().await
     }
 
-    /// What each batched write of the command path has done: the events' group commit, the
-    /// replay window and the new persons' keys (`crate::batcher`).
-    pub fn write_batches(&self) -> [(&'static str, BatchStats); 3] {
+    /// What each batched statement of the command path has done: the events' group commit,
+    /// the replay window, the new persons' keys (`crate::batcher`) and the aggregates' history
+    /// reads (`crate::history_reads`, whose "written" are the reads answered).
+    pub fn write_batches(&self) -> [(&'static str, BatchStats); 4] {
         [
             ("events", self.appends.batch_stats()),
+            ("history_reads", self.reads.stats()),
             ("replay_window", self.platform.replay_window_stats()),
             (
                 "person_keys",

@@ -3,7 +3,8 @@
 //! A commit of one event (nearly every command) goes to the group commit
 //! (`group_commit.rs`): appended in one statement with the other commits queued at that
 //! moment, each still decided by the primary key and the idempotency index on its own
-//! (issue 11). Commits of several events keep the backends' own transaction.
+//! (issue 11). Commits of several events keep the backends' own transaction. An aggregate's
+//! history is read with the other loads of that moment (`history_reads.rs`).
 
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -14,11 +15,13 @@ use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
 
 use crate::group_commit::GroupCommit;
+use crate::history_reads::HistoryReads;
 use crate::log::Backend;
 
 pub struct Repository {
     events: Events,
     appends: GroupCommit,
+    reads: HistoryReads,
 }
 
 enum Events {
@@ -27,12 +30,16 @@ enum Events {
 }
 
 impl Repository {
-    pub(crate) fn new(backend: &Backend, appends: GroupCommit) -> Self {
+    pub(crate) fn new(backend: &Backend, appends: GroupCommit, reads: HistoryReads) -> Self {
         let events = match backend {
             Backend::Postgres(pool) => Events::Postgres(PostgresEventRepository::new(pool.clone())),
             Backend::Sqlite(pool) => Events::Sqlite(SqliteEventRepository::new(pool.clone())),
         };
-        Repository { events, appends }
+        Repository {
+            events,
+            appends,
+            reads,
+        }
     }
 }
 
@@ -41,10 +48,8 @@ impl PersistedEventRepository for Repository {
         &self,
         aggregate_id: &str,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        match &self.events {
-            Events::Postgres(r) => r.get_events::<A>(aggregate_id).await,
-            Events::Sqlite(r) => r.get_events::<A>(aggregate_id).await,
-        }
+        // Read with the other loads queued at this moment (`crate::history_reads`).
+        self.reads.read(A::TYPE, aggregate_id).await
     }
 
     async fn get_last_events<A: Aggregate>(

@@ -1,13 +1,14 @@
 //! The command path's other batched statements (issue 11, `eventlog/src/batcher.rs`): the
 //! replay window and the new persons' data keys of concurrent requests, each written in one
-//! statement per batch, each request answered on its own.
+//! statement per batch, and the aggregates' history reads, each request answered on its own.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use custody_commands::{CommandError, Commands, ManualClock, Outcome};
-use custody_domain::document::DocumentCommand;
+use custody_domain::document::{ApprovalCheck, Document, DocumentCommand, DocumentState};
 use custody_domain::identifiers::{CitizenId, DocumentNumber, PersonId};
+use custody_domain::person::Person;
 use custody_eventlog::{BatchStats, EventLog};
 use custody_tests::samples::*;
 use custody_tests::{StoreKind, TestStore};
@@ -200,4 +201,101 @@ async fn new_persons_keys_are_stored_once_in_one_batch_on_postgres() {
 #[tokio::test]
 async fn new_persons_keys_are_stored_once_in_one_batch_on_the_embedded_store() {
     new_person_keys(StoreKind::Embedded).await;
+}
+
+/// One batch of history reads (`eventlog/src/history_reads.rs`) holds loads of three
+/// documents with histories of one, two and three events, a document with none, a person,
+/// and one document asked for twice: every load gets exactly its own aggregate, as a load
+/// alone would.
+async fn history_reads(kind: StoreKind) {
+    let store = TestStore::new(kind).await;
+    let log = &store.log;
+    let commands = commands_on(log);
+    let numbers: Vec<DocumentNumber> = (0..4).map(|_| fresh_document_number()).collect();
+    let ids: Vec<String> = numbers.iter().map(|n| document_id(n).to_string()).collect();
+    let histories: [Vec<DocumentCommand>; 3] = [
+        vec![deposit(&numbers[0])],
+        vec![
+            deposit(&numbers[1]),
+            lend(planned_return(), ApprovalCheck::Valid),
+        ],
+        vec![
+            deposit(&numbers[2]),
+            lend(planned_return(), ApprovalCheck::Valid),
+            return_date_reached(),
+        ],
+    ];
+    for (id, history) in ids.iter().zip(histories) {
+        for command in history {
+            commands
+                .document(id, command, unkeyed())
+                .await
+                .expect("command");
+        }
+    }
+    // What each aggregate is, read alone.
+    let mut alone = Vec::new();
+    for id in &ids {
+        alone.push(commands.load::<Document>(id).await.expect("load"));
+    }
+    let person = holder().to_string();
+    let person_alone = commands.load::<Person>(&person).await.expect("load");
+
+    let before = log.history_read_stats();
+    let hold = log.hold_history_reads().await;
+    let mut asked = Vec::new();
+    for id in ids.iter().chain([&ids[1]]) {
+        let (commands, id) = (commands.clone(), id.clone());
+        asked.push(tokio::spawn(
+            async move { commands.load::<Document>(&id).await },
+        ));
+    }
+    let person_load = {
+        let (commands, person) = (commands.clone(), person.clone());
+        tokio::spawn(async move { commands.load::<Person>(&person).await })
+    };
+    until_queued("history reads", asked.len(), || log.history_read_stats()).await;
+    drop(hold);
+    let mut loaded = Vec::new();
+    for task in asked {
+        loaded.push(task.await.expect("task").expect("load"));
+    }
+    for (index, expected) in alone.iter().enumerate() {
+        assert_eq!(&loaded[index], expected, "document {index}");
+    }
+    assert_eq!(loaded[4], alone[1], "the document asked for twice");
+    assert_eq!(
+        loaded[3],
+        Document::default(),
+        "no events: the empty aggregate"
+    );
+    assert_eq!(
+        [loaded[0].state, loaded[1].state, loaded[2].state],
+        [
+            DocumentState::InCabinet,
+            DocumentState::Withdrawn,
+            DocumentState::AwaitingReturn
+        ]
+    );
+    assert_eq!(
+        person_load.await.expect("task").expect("load"),
+        person_alone
+    );
+    let after = log.history_read_stats();
+    assert!(
+        after.largest >= 5,
+        "one batch held the held loads: {after:?}"
+    );
+    assert_eq!(after.items - before.items, 6, "{after:?}");
+}
+
+#[tokio::test]
+async fn one_batch_of_history_reads_answers_each_load_with_its_own_aggregate_on_postgres() {
+    history_reads(StoreKind::Postgres).await;
+}
+
+#[tokio::test]
+async fn one_batch_of_history_reads_answers_each_load_with_its_own_aggregate_on_the_embedded_store()
+{
+    history_reads(StoreKind::Embedded).await;
 }
