@@ -261,6 +261,7 @@ impl App {
             .with_state(state.clone());
         state.registry.spawn_follower(state.commands.clone());
         spawn_request_id_sweeper(&state, leases.maintenance.clone());
+        spawn_statistics_keeper(&state, leases.maintenance.clone());
         wire::rejection_log::spawn_retention(&state, leases.maintenance.clone());
         // Each instance's own spool file: drained by the instance that wrote it, unleased.
         wire::rejection_log::spawn_spool_drain(&state);
@@ -388,6 +389,29 @@ async fn bootstrap_operator(
 }
 
 /// Forgets request ids long past the freshness window, every minute.
+/// Keeps the planner's statistics of fast-growing tables current (issue 11;
+/// `custody_eventlog::EventLog::refresh_statistics`).
+fn spawn_statistics_keeper(state: &AppState, lease: Lease) {
+    let log = state.commands.log().clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            // Analysing twice does no harm: the lease only saves the work.
+            if lease.token().is_none() {
+                continue;
+            }
+            match log.refresh_statistics().await {
+                Ok(tables) if !tables.is_empty() => {
+                    tracing::debug!(?tables, "refreshed the planner's statistics")
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "could not refresh the planner's statistics"),
+            }
+        }
+    });
+}
+
 fn spawn_request_id_sweeper(state: &AppState, lease: Lease) {
     let commands = state.commands.clone();
     let keep = (state.protocol.freshness * 2).max(Duration::from_secs(3600));

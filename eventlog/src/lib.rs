@@ -27,6 +27,7 @@ pub mod rejection_spool;
 mod rejections;
 mod repository;
 mod reseal;
+mod statistics;
 mod store;
 mod tail;
 

@@ -737,3 +737,49 @@ async fn read_answers_have_their_documented_schema() {
     );
     app.stop().await;
 }
+
+/// The statistics keeper (issue 11, `eventlog/src/statistics.rs`): a table that grew from
+/// nothing by more than it held when last analysed is analysed, once; one that did not is left
+/// to autovacuum. On the embedded store the call asks SQLite to optimise and analyses nothing
+/// by name.
+#[tokio::test]
+async fn a_table_grown_from_nothing_is_analysed_once() {
+    let store = TestStore::new(StoreKind::Postgres).await;
+    let pool = store.log.platform().pool();
+    sqlx::query("CREATE TABLE grown (id bigint PRIMARY KEY)")
+        .execute(pool)
+        .await
+        .expect("create");
+    sqlx::query("ANALYZE grown")
+        .execute(pool)
+        .await
+        .expect("analyse");
+    sqlx::query("INSERT INTO grown SELECT generate_series(1, 5000)")
+        .execute(pool)
+        .await
+        .expect("insert");
+    // The counters reach pg_stat_user_tables within a second of the commit.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let analysed = loop {
+        let analysed = store.log.refresh_statistics().await.expect("refresh");
+        if analysed.iter().any(|t| t == "grown") || std::time::Instant::now() > deadline {
+            break analysed;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(analysed.iter().any(|t| t == "grown"), "{analysed:?}");
+    let estimate: f32 =
+        sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE relname = 'grown'")
+            .fetch_one(pool)
+            .await
+            .expect("reltuples");
+    assert_eq!(estimate, 5000.0, "the planner knows the table's size");
+    let again = store.log.refresh_statistics().await.expect("refresh");
+    assert!(!again.iter().any(|t| t == "grown"), "{again:?}");
+
+    let embedded = TestStore::new(StoreKind::Embedded).await;
+    assert_eq!(
+        embedded.log.refresh_statistics().await.expect("refresh"),
+        Vec::<String>::new()
+    );
+}
