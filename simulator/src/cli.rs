@@ -35,6 +35,7 @@ pub(super) async fn run(args: SimulateArgs) -> Result<(), SimulateError> {
             duration: Duration::from_secs(args.duration),
             concurrency: args.concurrency,
             max_requests: args.requests,
+            rate: args.rate,
         };
         config.validate()?;
         eprintln!(

@@ -99,6 +99,11 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 20_000)]
     pub requests: usize,
 
+    /// Load: an open loop at this many reports a second (at most --concurrency in flight),
+    /// each timed from when it was due; without it the senders go as fast as they can.
+    #[arg(long)]
+    pub rate: Option<u32>,
+
     /// Seconds to wait for any one response.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
@@ -118,6 +123,7 @@ impl std::fmt::Debug for SimulateArgs {
             .field("duration", &self.duration)
             .field("concurrency", &self.concurrency)
             .field("requests", &self.requests)
+            .field("rate", &self.rate)
             .field("timeout", &self.timeout)
             .finish()
     }

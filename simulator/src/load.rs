@@ -38,6 +38,10 @@ pub struct LoadConfig {
     pub concurrency: usize,
     /// Reports prepared before the timed phase; the run stops early when they run out.
     pub max_requests: usize,
+    /// Open loop: start this many reports a second, each on its schedule whatever the answers
+    /// before it (at most `concurrency` in flight), and time each from when it was due, so a
+    /// service that falls behind shows it in the latency. None: as fast as the senders go.
+    pub rate: Option<u32>,
 }
 
 impl LoadConfig {
@@ -52,6 +56,9 @@ impl LoadConfig {
         }
         if self.max_requests == 0 {
             return refuse("--requests must be at least 1");
+        }
+        if self.rate == Some(0) {
+            return refuse("--rate must be at least 1 report a second");
         }
         if self.duration.is_zero() || self.duration > MAX_DURATION {
             return refuse(
@@ -267,15 +274,24 @@ impl SendSummary {
 /// Sends `reports` from `concurrency` workers until they run out or `deadline` passes (no new
 /// request starts after it; those in flight finish). `freshness_limited` says the deadline is
 /// the freshness window's rather than the duration's, for the stop reason.
+///
+/// With a `rate`, report *i* is due at `i / rate` seconds after the start: a sender takes the
+/// next report and its due time together, waits until then, and the latency counts from the due
+/// time (an open loop: a late answer does not delay the next send, and a sender that could only
+/// start late shows it).
 pub async fn send_prepared(
     client: &reqwest::Client,
     reports: Vec<PreparedReport>,
     concurrency: usize,
+    rate: Option<u32>,
     deadline: Instant,
     freshness_limited: bool,
 ) -> SendSummary {
-    let queue = Arc::new(Mutex::new(reports.into_iter()));
+    let queue = Arc::new(Mutex::new(reports.into_iter().enumerate()));
     let started = Instant::now();
+    let due = move |index: usize| {
+        rate.map(|rate| started + Duration::from_secs_f64(index as f64 / f64::from(rate.max(1))))
+    };
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
             let queue = Arc::clone(&queue);
@@ -292,11 +308,18 @@ pub async fn send_prepared(
                         Ok(mut guard) => guard.next(),
                         Err(poisoned) => poisoned.into_inner().next(),
                     };
-                    let Some(report) = next else {
+                    let Some((index, report)) = next else {
                         exhausted = true;
                         break;
                     };
-                    let request_started = Instant::now();
+                    let request_started = match due(index) {
+                        Some(at) if at >= deadline => break,
+                        Some(at) => {
+                            tokio::time::sleep_until(at.into()).await;
+                            at
+                        }
+                        None => Instant::now(),
+                    };
                     let outcome = send_one(&client, report).await;
                     samples.push((request_started.elapsed(), outcome));
                 }
@@ -435,6 +458,7 @@ pub async fn run_load(ops: &OpsClient, config: &LoadConfig) -> Result<LoadReport
         ops.client(),
         reports,
         config.concurrency,
+        config.rate,
         deadline,
         fresh_until < wanted,
     )
@@ -456,9 +480,15 @@ fn millis(duration: Duration) -> f64 {
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let summary = &self.summary;
+        let pace = match self.config.rate {
+            Some(rate) => {
+                format!(", open loop at {rate} reports/s (latency from each one's due time)")
+            }
+            None => String::new(),
+        };
         writeln!(
             f,
-            "target {}: {} cabinets of unit {} (enrolled and activated in {:.1} s), {} concurrent senders",
+            "target {}: {} cabinets of unit {} (enrolled and activated in {:.1} s), {} concurrent senders{pace}",
             self.base_url,
             self.config.cabinets,
             self.unit_credit_code,

@@ -807,6 +807,7 @@ fn load_config_is_validated() {
         duration: Duration::from_secs(10),
         concurrency: 1,
         max_requests: 1,
+        rate: None,
     };
     assert!(good.validate().is_ok());
     for bad in [
@@ -824,6 +825,10 @@ fn load_config_is_validated() {
         },
         LoadConfig {
             duration: Duration::from_secs(241),
+            ..good.clone()
+        },
+        LoadConfig {
+            rate: Some(0),
             ..good.clone()
         },
     ] {
@@ -1106,6 +1111,7 @@ async fn load_run_sends_every_prepared_deposit_once() {
         duration: Duration::from_secs(60),
         concurrency: 4,
         max_requests: 40,
+        rate: None,
     };
     let report = run_load(&ops, &config).await.expect("load run");
     let summary = &report.summary;
@@ -1132,6 +1138,32 @@ async fn load_run_sends_every_prepared_deposit_once() {
     }
 }
 
+/// The open loop keeps its schedule: 30 reports at 20 a second cannot all have been sent before
+/// the last one's due time (1.45 s), however fast the service answers, and all are sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loop_sends_each_report_when_it_is_due() {
+    let (base_url, service) = spawn_fake_service("operator-secret").await;
+    let client = http_client(Duration::from_secs(10), 8).expect("client");
+    let ops = OpsClient::new(client, &base_url, "operator-secret").expect("ops");
+    let config = LoadConfig {
+        cabinets: 2,
+        duration: Duration::from_secs(60),
+        concurrency: 8,
+        max_requests: 30,
+        rate: Some(20),
+    };
+    let report = run_load(&ops, &config).await.expect("load run");
+    let summary = &report.summary;
+    assert_eq!(summary.accepted(), 30, "{report}");
+    assert!(
+        summary.elapsed >= Duration::from_millis(1_450),
+        "{:?}",
+        summary.elapsed
+    );
+    assert_eq!(service.documents.lock().expect("lock").len(), 30);
+    assert!(report.to_string().contains("open loop at 20 reports/s"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_run_stops_at_the_deadline() {
     let (base_url, _service) = spawn_fake_service("operator-secret").await;
@@ -1143,9 +1175,15 @@ async fn load_run_stops_at_the_deadline() {
     let (reports, _) =
         super::load::prepare_deposits(&fleet.cabinets, &base_url, 30).expect("prepared");
     // A deadline already passed: nothing is sent.
-    let summary =
-        super::load::send_prepared(ops.client(), reports, 2, std::time::Instant::now(), false)
-            .await;
+    let summary = super::load::send_prepared(
+        ops.client(),
+        reports,
+        2,
+        None,
+        std::time::Instant::now(),
+        false,
+    )
+    .await;
     assert_eq!(summary.sent, 0);
     assert_eq!(summary.stopped_by, StopReason::DurationReached);
     assert!(summary.latency.is_none());

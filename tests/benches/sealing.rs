@@ -41,6 +41,7 @@ fn options() -> Options {
             duration: Duration::from_secs(number("--seconds", 2, 15).max(1) as u64),
             concurrency: number("--concurrency", 4, 32).max(1),
             max_requests: number("--requests", 40, 40_000).max(1),
+            rate: None,
         },
         rounds: number("--rounds", 1, 2).max(1),
         stores,
