@@ -189,25 +189,29 @@ async fn run_group(
             token = lease.acquired() => token,
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
-        let ran = match &transport {
+        let ran: Result<(), ProjectionError> = match &transport {
             Transport::Store => match group.start().await {
                 Ok(start) => {
                     let log = group.projectors()[0].log().clone();
                     let mut feed = StoreFeed::new(log, start);
-                    Ok(run_group_term(
+                    run_group_term(
                         &mut group, &mut feed, &transport, &mut lease, token, &stop, &mut alone,
                     )
-                    .await)
+                    .await;
+                    Ok(())
                 }
                 Err(error) => Err(error),
             },
             Transport::JetStream { url, settings } => {
                 // A durable consumer is shared by name: only the holder pulls from it.
                 match JetStreamFeed::connect(url, settings.clone(), "custody-projectors").await {
-                    Ok(mut feed) => Ok(run_group_term(
-                        &mut group, &mut feed, &transport, &mut lease, token, &stop, &mut alone,
-                    )
-                    .await),
+                    Ok(mut feed) => {
+                        run_group_term(
+                            &mut group, &mut feed, &transport, &mut lease, token, &stop, &mut alone,
+                        )
+                        .await;
+                        Ok(())
+                    }
                     Err(error) => Err(error.into()),
                 }
             }

@@ -608,7 +608,7 @@ pub(crate) async fn write_rows(
     mut rows: Vec<bulk::Row>,
 ) -> Result<(), ProcessError> {
     bulk::sort_by_key(table, &mut rows);
-    bulk::insert(&mut **tx, table, &rows).await?;
+    bulk::insert(tx, table, &rows).await?;
     Ok(())
 }
 

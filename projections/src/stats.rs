@@ -410,7 +410,7 @@ impl Counters {
             ""
         };
         let placeholders = Placeholders::of(tx);
-        for chunk in bulk::lookup_chunks(&values) {
+        for chunk in bulk::lookup_chunks(values) {
             let sql = format!(
                 "SELECT zjbs, state, unit, holder_rybs, planned_return FROM {} \
                  WHERE generation = {} AND {key} IN ({}){unitless}",

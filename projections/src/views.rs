@@ -652,7 +652,7 @@ impl<A: ViewAggregate> Aggregates<A> {
     ) -> Result<(), ProjectionError> {
         let key = A::TABLE.key[1];
         let placeholders = Placeholders::of(tx);
-        for chunk in bulk::lookup_chunks(&ids) {
+        for chunk in bulk::lookup_chunks(ids) {
             let sql = format!(
                 "SELECT {key} AS id, aggregate FROM {} WHERE generation = {} AND {key} IN ({})",
                 A::TABLE.name,

@@ -81,7 +81,7 @@ async fn one_batch_reaches_every_view_and_a_failing_view_leaves_alone(kind: Stor
         .expect("free");
     let fence = ("projectors", token);
     deposit_documents(&store, 5).await;
-    let mut group = group_of_all(&store).await;
+    let group = group_of_all(&store).await;
     assert_eq!(group.start().await.expect("start"), Cursor::START);
 
     // Under a token that is not the lease's, nothing is written to any view.
